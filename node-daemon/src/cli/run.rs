@@ -1,0 +1,27 @@
+use anyhow::Context;
+use node_daemon::config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        node_daemon::daemon::run(config, stop).await?;
+        anyhow::Ok(())
+    });
+    // A collection cycle still reading /proc must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(300));
+    result
+}

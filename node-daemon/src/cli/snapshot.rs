@@ -1,0 +1,80 @@
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use node_daemon::config::Config;
+use node_daemon::cycle::Collectors;
+use node_daemon::model::Snapshot;
+use node_daemon::status::Registry;
+
+/// One cycle without a daemon: two samples `interval` apart so that rates and CPU %
+/// are filled, then the second is printed.
+pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Result<()> {
+    let mut collectors = Collectors::new(&config, Registry::default())?;
+    collectors.collect()?;
+    std::thread::sleep(interval);
+    let snapshot = collectors.collect()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    } else {
+        print!("{}", table(&snapshot));
+    }
+    Ok(())
+}
+
+fn table(s: &Snapshot) -> String {
+    let h = &s.host;
+    let t = &h.telemetry;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "host {} ({}, kernel {}, {} CPUs, {} MiB): cpu user {:.1}% system {:.1}% iowait {:.1}% idle {:.1}%, load {:.2} {:.2} {:.2}, memory used {} MiB available {} MiB",
+        h.hostname, h.os, h.kernel, h.cpu_count, h.memory_total_bytes >> 20,
+        t.cpu.user_pct, t.cpu.system_pct, t.cpu.iowait_pct, t.cpu.idle_pct,
+        t.load.load1, t.load.load5, t.load.load15,
+        t.memory.used_bytes >> 20, t.memory.available_bytes >> 20,
+    );
+    let _ = writeln!(
+        out,
+        "\n{:>7} {:>7} {:<10} {:>6} {:>9} {:>4} {:>5} {:<12} COMMAND",
+        "PID", "PPID", "USER", "CPU%", "RSS(KiB)", "THR", "FDS", "CONTAINER"
+    );
+    for p in &s.processes {
+        let container = p
+            .container_id
+            .as_deref()
+            .map_or("-", |id| &id[..id.len().min(12)]);
+        let command = if p.cmdline.is_empty() {
+            p.name.clone()
+        } else {
+            p.cmdline.join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "{:>7} {:>7} {:<10} {:>6.1} {:>9} {:>4} {:>5} {:<12} {}",
+            p.pid,
+            p.ppid,
+            truncate(&p.user, 10),
+            p.cpu_pct.unwrap_or(0.0),
+            p.rss_bytes >> 10,
+            p.threads,
+            p.open_fds.map_or("-".into(), |n| n.to_string()),
+            container,
+            truncate(&command, 100),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} processes, {} containers, {} connections",
+        s.processes.len(),
+        s.containers.len(),
+        s.connections.len()
+    );
+    out
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

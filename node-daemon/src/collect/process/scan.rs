@@ -1,0 +1,385 @@
+//! One pass over /proc, with the per-process cache that makes later passes cheap.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::time::Instant;
+
+use super::blacklist::{Blacklist, Usage};
+use super::scrub::Scrubber;
+use super::stat::{parse_io, parse_stat, Stat};
+use super::users::Users;
+use super::{cgroup, ProcessError};
+use crate::collect::kernel::Kernel;
+use crate::collect::proc_files::{keyed_u64, FileReader};
+use crate::config::ProcessConfig;
+use crate::model::{process_urn, Process};
+
+/// What a cycle found besides the processes: for status and for the tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanCounts {
+    /// Numeric entries of /proc that were looked at.
+    pub seen: u64,
+    pub kernel_threads: u64,
+    /// Gone between the directory listing and the read.
+    pub vanished: u64,
+    /// Present but not readable or not parsable.
+    pub unreadable: u64,
+    pub blacklisted: u64,
+    /// Blacklisted but reported through an inclusion rule.
+    pub readmitted: u64,
+    pub reported: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessScan {
+    pub processes: Vec<Process>,
+    pub counts: ScanCounts,
+}
+
+/// What is read once per (pid, start time, command name).
+#[derive(Debug)]
+struct Identity {
+    name: String,
+    exe: Option<String>,
+    cmdline: Vec<String>,
+    user: String,
+    container_id: Option<String>,
+    blacklisted: bool,
+}
+
+#[derive(Debug)]
+struct Known {
+    starttime: u64,
+    comm: String,
+    identity: Identity,
+    cpu_ticks: u64,
+    io: Option<(u64, u64)>,
+    generation: u64,
+}
+
+enum SampleError {
+    Vanished,
+    Unreadable,
+}
+
+impl From<io::Error> for SampleError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) {
+            Self::Vanished
+        } else {
+            Self::Unreadable
+        }
+    }
+}
+
+struct Candidate {
+    process: Process,
+    blacklisted: bool,
+    usage: Usage,
+}
+
+pub struct ProcessCollector {
+    hostname: String,
+    kernel: Kernel,
+    blacklist: Blacklist,
+    scrubber: Scrubber,
+    reader: FileReader,
+    path: String,
+    users: Users,
+    known: HashMap<u32, Known>,
+    generation: u64,
+    last_scan: Option<Instant>,
+}
+
+impl ProcessCollector {
+    pub fn new(config: &ProcessConfig, hostname: &str) -> Result<Self, ProcessError> {
+        Ok(Self {
+            hostname: hostname.to_string(),
+            kernel: Kernel::read().map_err(ProcessError::Kernel)?,
+            blacklist: Blacklist::new(&config.blacklist),
+            scrubber: Scrubber::new(&config.extra_sensitive_words),
+            reader: FileReader::default(),
+            path: String::with_capacity(64),
+            users: Users::default(),
+            known: HashMap::new(),
+            generation: 0,
+            last_scan: None,
+        })
+    }
+
+    /// One scan. `mem_total_bytes` is the host memory the memory threshold is relative to.
+    pub fn collect(&mut self, mem_total_bytes: u64) -> Result<ProcessScan, ProcessError> {
+        let now = Instant::now();
+        let elapsed_s = self.last_scan.map(|t| now.duration_since(t).as_secs_f64());
+        self.last_scan = Some(now);
+        self.generation += 1;
+        self.users.start_cycle();
+
+        let mut counts = ScanCounts::default();
+        let mut candidates = Vec::with_capacity(self.known.len() + 16);
+        for entry in std::fs::read_dir("/proc").map_err(ProcessError::ListProc)? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            counts.seen += 1;
+            match self.sample(pid, elapsed_s) {
+                Ok(Some(candidate)) => candidates.push(candidate),
+                Ok(None) => counts.kernel_threads += 1,
+                Err(SampleError::Vanished) => counts.vanished += 1,
+                Err(SampleError::Unreadable) => counts.unreadable += 1,
+            }
+        }
+        let generation = self.generation;
+        self.known.retain(|_, k| k.generation == generation);
+
+        let blacklisted: Vec<bool> = candidates.iter().map(|c| c.blacklisted).collect();
+        let usage: Vec<Usage> = candidates.iter().map(|c| c.usage).collect();
+        let keep = self.blacklist.select(&blacklisted, &usage, mem_total_bytes);
+        let mut processes = Vec::with_capacity(candidates.len());
+        for (candidate, kept) in candidates.into_iter().zip(keep) {
+            counts.blacklisted += u64::from(candidate.blacklisted);
+            if kept {
+                let mut process = candidate.process;
+                process.readmitted = candidate.blacklisted;
+                counts.readmitted += u64::from(candidate.blacklisted);
+                processes.push(process);
+            }
+        }
+        counts.reported = processes.len() as u64;
+        Ok(ProcessScan { processes, counts })
+    }
+
+    fn set_path(&mut self, pid: u32, file: &str) -> &str {
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/{file}");
+        &self.path
+    }
+
+    fn read(&mut self, pid: u32, file: &str) -> io::Result<&[u8]> {
+        self.set_path(pid, file);
+        self.reader.read(&self.path)
+    }
+
+    fn sample(
+        &mut self,
+        pid: u32,
+        elapsed_s: Option<f64>,
+    ) -> Result<Option<Candidate>, SampleError> {
+        let stat = parse_stat(self.read(pid, "stat")?).ok_or(SampleError::Unreadable)?;
+        if stat.is_kernel_thread() {
+            return Ok(None);
+        }
+        let io = self
+            .read(pid, "io")
+            .ok()
+            .and_then(|b| std::str::from_utf8(b).ok().and_then(parse_io));
+        let open_fds = self.open_fds(pid);
+        let cpu_ticks = stat.utime + stat.stime;
+
+        let previous = self
+            .known
+            .remove(&pid)
+            .filter(|k| k.starttime == stat.starttime && k.comm == stat.comm);
+        let (identity, prev_ticks, prev_io) = match previous {
+            Some(k) => (k.identity, Some(k.cpu_ticks), k.io),
+            None => (self.identity(pid, &stat)?, None, None),
+        };
+
+        let rate = |now: u64, before: u64| elapsed_s.map(|s| now.saturating_sub(before) as f64 / s);
+        let cpu_pct = prev_ticks.and_then(|before| {
+            rate(cpu_ticks, before)
+                .map(|ticks_per_s| ticks_per_s * 100.0 / self.kernel.clk_tck as f64)
+        });
+        let (read_rate, write_rate) = match (io, prev_io) {
+            (Some((r, w)), Some((pr, pw))) => (rate(r, pr), rate(w, pw)),
+            _ => (None, None),
+        };
+        let create_time_ms = self.kernel.create_time_ms(stat.starttime);
+        let rss_bytes = stat.rss_pages * self.kernel.page_size;
+        let process = Process {
+            pid,
+            ppid: stat.ppid,
+            create_time_ms,
+            urn: process_urn(&self.hostname, pid, create_time_ms),
+            name: identity.name.clone(),
+            exe: identity.exe.clone(),
+            cmdline: identity.cmdline.clone(),
+            user: identity.user.clone(),
+            cpu_pct,
+            cpu_user_seconds: self.kernel.ticks_to_seconds(stat.utime),
+            cpu_system_seconds: self.kernel.ticks_to_seconds(stat.stime),
+            rss_bytes,
+            vms_bytes: stat.vsize,
+            read_bytes: io.map(|(r, _)| r),
+            write_bytes: io.map(|(_, w)| w),
+            threads: stat.num_threads,
+            open_fds,
+            container_id: identity.container_id.clone(),
+            readmitted: false,
+        };
+        let candidate = Candidate {
+            blacklisted: identity.blacklisted,
+            usage: Usage {
+                cpu_pct: cpu_pct.unwrap_or(0.0),
+                rss_bytes,
+                read_bytes_per_sec: read_rate.unwrap_or(0.0),
+                write_bytes_per_sec: write_rate.unwrap_or(0.0),
+            },
+            process,
+        };
+        self.known.insert(
+            pid,
+            Known {
+                starttime: stat.starttime,
+                comm: stat.comm,
+                identity,
+                cpu_ticks,
+                io,
+                generation: self.generation,
+            },
+        );
+        Ok(Some(candidate))
+    }
+
+    /// Open descriptors: the size that stat() reports for /proc/<pid>/fd (Linux 6.2+),
+    /// else the number of its entries.
+    fn open_fds(&mut self, pid: u32) -> Option<u64> {
+        let path = self.set_path(pid, "fd");
+        let size = std::fs::metadata(path).ok()?.len();
+        if size > 0 {
+            return Some(size);
+        }
+        Some(std::fs::read_dir(path).ok()?.count() as u64)
+    }
+
+    fn identity(&mut self, pid: u32, stat: &Stat) -> Result<Identity, SampleError> {
+        let mut cmdline: Vec<String> = self
+            .read(pid, "cmdline")?
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        let command_line = if cmdline.is_empty() {
+            stat.comm.clone()
+        } else {
+            cmdline.join(" ")
+        };
+        let blacklisted = self.blacklist.is_blacklisted(&command_line);
+        let name = process_name(&stat.comm, &cmdline);
+        self.scrubber.scrub(&mut cmdline);
+
+        let exe = std::fs::read_link(self.set_path(pid, "exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        let uid = self
+            .read(pid, "status")
+            .ok()
+            .and_then(|b| keyed_u64(std::str::from_utf8(b).ok()?, "Uid"))
+            .and_then(|uid| u32::try_from(uid).ok());
+        let user = uid.map_or_else(String::new, |uid| self.users.name(uid));
+        let container_id = self
+            .read(pid, "cgroup")
+            .ok()
+            .and_then(|b| std::str::from_utf8(b).ok().and_then(cgroup::container_id))
+            .map(String::from);
+        Ok(Identity {
+            name,
+            exe,
+            cmdline,
+            user,
+            container_id,
+            blacklisted,
+        })
+    }
+}
+
+/// The kernel truncates `comm` to 15 bytes; like psutil, prefer the program name from
+/// the command line when it extends the truncated name.
+fn process_name(comm: &str, cmdline: &[String]) -> String {
+    if comm.len() >= 15 {
+        if let Some(program) = cmdline.first().map(|a| a.rsplit('/').next().unwrap_or(a)) {
+            if program.starts_with(comm) {
+                return program.to_string();
+            }
+        }
+    }
+    comm.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BlacklistConfig, ProcessConfig};
+
+    fn collector(patterns: &[&str]) -> ProcessCollector {
+        let config = ProcessConfig {
+            blacklist: BlacklistConfig {
+                patterns: patterns
+                    .iter()
+                    .map(|p| regex::Regex::new(p).unwrap())
+                    .collect(),
+                ..BlacklistConfig::default()
+            },
+            extra_sensitive_words: vec![],
+        };
+        ProcessCollector::new(&config, "test-host").unwrap()
+    }
+
+    #[test]
+    fn finds_itself_with_identity_and_counters() {
+        let mut c = collector(&[]);
+        let scan = c.collect(1 << 30).unwrap();
+        let me = scan
+            .processes
+            .iter()
+            .find(|p| p.pid == std::process::id())
+            .expect("own process listed");
+        assert!(me.rss_bytes > 0 && me.vms_bytes >= me.rss_bytes);
+        assert!(me.threads >= 1);
+        assert!(me.open_fds.unwrap() >= 3);
+        assert_eq!(me.cpu_pct, None, "no CPU % from one sample");
+        assert!(me.exe.as_deref().unwrap().contains("node_daemon"));
+        assert!(me
+            .urn
+            .starts_with(&format!("urn:process:/test-host:{}:", me.pid)));
+        assert!(
+            scan.counts.kernel_threads > 0,
+            "kernel threads are skipped and counted"
+        );
+        assert_eq!(scan.counts.reported, scan.processes.len() as u64);
+
+        let second = c.collect(1 << 30).unwrap();
+        let me2 = second.processes.iter().find(|p| p.pid == me.pid).unwrap();
+        assert!(me2.cpu_pct.is_some());
+        assert_eq!(me2.create_time_ms, me.create_time_ms);
+    }
+
+    #[test]
+    fn blacklist_hides_and_counts() {
+        let mut c = collector(&[".*"]);
+        let scan = c.collect(1 << 30).unwrap();
+        assert!(scan.processes.is_empty());
+        assert!(scan.counts.blacklisted > 0);
+        assert_eq!(scan.counts.readmitted, 0);
+    }
+
+    #[test]
+    fn long_names_come_from_the_command_line() {
+        let args = vec![
+            "/opt/app/my-very-long-program-name".to_string(),
+            "-x".into(),
+        ];
+        assert_eq!(
+            process_name("my-very-long-pr", &args),
+            "my-very-long-program-name"
+        );
+        assert_eq!(process_name("short", &args), "short");
+        assert_eq!(process_name("my-very-long-pr", &[]), "my-very-long-pr");
+    }
+}

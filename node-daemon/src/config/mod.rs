@@ -1,0 +1,313 @@
+//! Daemon configuration: the StackState agent's `STS_*` environment variables, optionally
+//! over a YAML file with the same keys. Every value is validated at start; an error names
+//! the variable and says why.
+
+mod parse;
+mod secret;
+mod source;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use url::Url;
+
+pub use secret::ApiKey;
+pub use source::RawValues;
+
+/// Every key the daemon reads, in the order the status summary lists them.
+pub const KNOWN_KEYS: &[&str] = &[
+    "STS_API_KEY",
+    "STS_STS_URL",
+    "STS_PROCESS_AGENT_URL",
+    "STS_APM_URL",
+    "STS_SKIP_SSL_VALIDATION",
+    "STS_PROCESS_AGENT_ENABLED",
+    "STS_APM_ENABLED",
+    "STS_NETWORK_TRACING_ENABLED",
+    "STS_PROCESS_BLACKLIST_PATTERNS",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
+    "STS_PROCESS_BLACKLIST_INCLUSIONS_MEM_THRESHOLD",
+    "STS_CUSTOM_SENSITIVE_WORDS",
+    "STS_HOSTNAME",
+    "STS_LOG_LEVEL",
+    "STS_GRPC_ADDR",
+    "STS_COLLECTION_INTERVAL",
+];
+
+/// The blacklist of the original process agent, one regex a line.
+const DEFAULT_BLACKLIST: &str = include_str!("default-process-blacklist.txt");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {reason} (got `{value}`)")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_key: Option<ApiKey>,
+    pub sts_url: Option<Url>,
+    /// Defaults to `sts_url`, as in the StackState agent.
+    pub process_agent_url: Option<Url>,
+    /// Defaults to `sts_url`, as in the StackState agent.
+    pub apm_url: Option<Url>,
+    pub skip_ssl_validation: bool,
+    pub process_agent_enabled: bool,
+    pub apm_enabled: bool,
+    pub network_tracing_enabled: bool,
+    pub process: ProcessConfig,
+    pub hostname: Option<String>,
+    pub log_level: String,
+    pub grpc_addr: SocketAddr,
+    pub collection_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    pub blacklist: BlacklistConfig,
+    /// Words on top of the built-in list whose values are masked in command lines.
+    pub extra_sensitive_words: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BlacklistConfig {
+    /// A process whose command line matches any of these is not reported...
+    pub patterns: Vec<Regex>,
+    /// ...unless it is among the N heaviest processes by one of these measures...
+    pub top_cpu: usize,
+    pub top_io_read: usize,
+    pub top_io_write: usize,
+    pub top_mem: usize,
+    /// ...or above one of these thresholds (percent of one CPU / of host memory).
+    pub cpu_threshold: Option<f64>,
+    pub mem_threshold: Option<f64>,
+}
+
+impl Default for BlacklistConfig {
+    fn default() -> Self {
+        Self {
+            patterns: default_blacklist(),
+            top_cpu: 0,
+            top_io_read: 0,
+            top_io_write: 0,
+            top_mem: 0,
+            cpu_threshold: None,
+            mem_threshold: None,
+        }
+    }
+}
+
+pub fn default_blacklist() -> Vec<Regex> {
+    DEFAULT_BLACKLIST
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| Regex::new(line).expect("the default blacklist is valid"))
+        .collect()
+}
+
+impl Config {
+    /// Loads from the process environment over the optional YAML file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_raw(&RawValues::load(file, |key| std::env::var(key).ok())?)
+    }
+
+    pub fn from_raw(raw: &RawValues) -> Result<Self, ConfigError> {
+        let get = Getter { raw };
+        let sts_url = get.opt("STS_STS_URL", parse::http_url)?;
+        let api_key = raw
+            .get("STS_API_KEY")
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(ApiKey::new);
+        Ok(Self {
+            api_key,
+            process_agent_url: get
+                .opt("STS_PROCESS_AGENT_URL", parse::http_url)?
+                .or_else(|| sts_url.clone()),
+            apm_url: get
+                .opt("STS_APM_URL", parse::http_url)?
+                .or_else(|| sts_url.clone()),
+            sts_url,
+            skip_ssl_validation: get.or("STS_SKIP_SSL_VALIDATION", false, parse::boolean)?,
+            process_agent_enabled: get.or("STS_PROCESS_AGENT_ENABLED", true, parse::boolean)?,
+            apm_enabled: get.or("STS_APM_ENABLED", true, parse::boolean)?,
+            network_tracing_enabled: get.or("STS_NETWORK_TRACING_ENABLED", true, parse::boolean)?,
+            process: ProcessConfig {
+                blacklist: BlacklistConfig {
+                    patterns: get
+                        .opt("STS_PROCESS_BLACKLIST_PATTERNS", parse::regexes)?
+                        .unwrap_or_else(default_blacklist),
+                    top_cpu: get.or("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU", 0, parse::count)?,
+                    top_io_read: get.or(
+                        "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
+                        0,
+                        parse::count,
+                    )?,
+                    top_io_write: get.or(
+                        "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
+                        0,
+                        parse::count,
+                    )?,
+                    top_mem: get.or("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM", 0, parse::count)?,
+                    cpu_threshold: get.opt(
+                        "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
+                        parse::percent,
+                    )?,
+                    mem_threshold: get.opt(
+                        "STS_PROCESS_BLACKLIST_INCLUSIONS_MEM_THRESHOLD",
+                        parse::percent,
+                    )?,
+                },
+                extra_sensitive_words: get
+                    .opt("STS_CUSTOM_SENSITIVE_WORDS", parse::list)?
+                    .unwrap_or_default(),
+            },
+            hostname: raw
+                .get("STS_HOSTNAME")
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(String::from),
+            log_level: get.or("STS_LOG_LEVEL", "info".to_string(), parse::log_level)?,
+            grpc_addr: get.or(
+                "STS_GRPC_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 7182)),
+                parse::socket_addr,
+            )?,
+            collection_interval: get.or(
+                "STS_COLLECTION_INTERVAL",
+                Duration::from_secs(10),
+                parse::seconds,
+            )?,
+        })
+    }
+
+    /// The effective configuration for the status output: every key, secrets redacted.
+    pub fn summary(&self) -> BTreeMap<String, String> {
+        let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
+        let b = &self.process.blacklist;
+        let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
+        let entries: [(&str, String); 20] = [
+            (
+                "STS_API_KEY",
+                self.api_key
+                    .as_ref()
+                    .map_or("<unset>".into(), ApiKey::redacted),
+            ),
+            ("STS_STS_URL", url(&self.sts_url)),
+            ("STS_PROCESS_AGENT_URL", url(&self.process_agent_url)),
+            ("STS_APM_URL", url(&self.apm_url)),
+            (
+                "STS_SKIP_SSL_VALIDATION",
+                self.skip_ssl_validation.to_string(),
+            ),
+            (
+                "STS_PROCESS_AGENT_ENABLED",
+                self.process_agent_enabled.to_string(),
+            ),
+            ("STS_APM_ENABLED", self.apm_enabled.to_string()),
+            (
+                "STS_NETWORK_TRACING_ENABLED",
+                self.network_tracing_enabled.to_string(),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_PATTERNS",
+                format!("{} patterns", b.patterns.len()),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU",
+                b.top_cpu.to_string(),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
+                b.top_io_read.to_string(),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
+                b.top_io_write.to_string(),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM",
+                b.top_mem.to_string(),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
+                opt(b.cpu_threshold),
+            ),
+            (
+                "STS_PROCESS_BLACKLIST_INCLUSIONS_MEM_THRESHOLD",
+                opt(b.mem_threshold),
+            ),
+            (
+                "STS_CUSTOM_SENSITIVE_WORDS",
+                format!("{} extra words", self.process.extra_sensitive_words.len()),
+            ),
+            (
+                "STS_HOSTNAME",
+                self.hostname
+                    .clone()
+                    .unwrap_or_else(|| "<from host>".into()),
+            ),
+            ("STS_LOG_LEVEL", self.log_level.clone()),
+            ("STS_GRPC_ADDR", self.grpc_addr.to_string()),
+            (
+                "STS_COLLECTION_INTERVAL",
+                format!("{}s", self.collection_interval.as_secs_f64()),
+            ),
+        ];
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+}
+
+/// Looks up and parses one variable, turning a parse failure into an error that names it.
+struct Getter<'a> {
+    raw: &'a RawValues,
+}
+
+impl Getter<'_> {
+    fn opt<T>(
+        &self,
+        var: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.raw.get(var) {
+            None => Ok(None),
+            Some(value) if value.trim().is_empty() => Ok(None),
+            Some(value) => parse(value)
+                .map(Some)
+                .map_err(|reason| ConfigError::Invalid {
+                    var,
+                    value: value.to_string(),
+                    reason,
+                }),
+        }
+    }
+
+    fn or<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        Ok(self.opt(var, parse)?.unwrap_or(default))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! Where raw configuration values come from: the environment, over an optional YAML file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{ConfigError, KNOWN_KEYS};
+
+/// Raw string values by canonical `STS_*` key; environment entries win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct RawValues {
+    values: BTreeMap<String, String>,
+}
+
+impl RawValues {
+    /// Reads the YAML file (if any), then lays every known `STS_*` variable that `env`
+    /// returns over it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = match file {
+            Some(path) => Self::from_yaml_file(path)?,
+            None => Self::default(),
+        };
+        for key in KNOWN_KEYS {
+            if let Some(value) = env(key) {
+                raw.values.insert(key.to_string(), value);
+            }
+        }
+        Ok(raw)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
+        let file_error = |reason: String| ConfigError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        Self::from_yaml(&text).map_err(file_error)
+    }
+
+    /// Keys are the variable names, case-insensitive, with or without the `STS_`
+    /// prefix (`api_key` and `STS_API_KEY` are the same key). Lists may be YAML
+    /// sequences. Unknown keys are refused so that a typo is not silently ignored.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mapping = match doc {
+            serde_yaml::Value::Null => return Ok(Self::default()),
+            serde_yaml::Value::Mapping(m) => m,
+            _ => return Err("the top level must be a mapping of STS_* keys to values".into()),
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in mapping {
+            let key = key
+                .as_str()
+                .ok_or_else(|| format!("key {key:?} is not a string"))?;
+            let canonical = canonical_key(key)
+                .ok_or_else(|| format!("unknown key `{key}` (known: {})", KNOWN_KEYS.join(", ")))?;
+            values.insert(canonical.to_string(), yaml_scalar_text(key, value)?);
+        }
+        Ok(Self { values })
+    }
+}
+
+fn canonical_key(key: &str) -> Option<&'static str> {
+    let upper = key.trim().to_ascii_uppercase();
+    let prefixed = format!("STS_{upper}");
+    KNOWN_KEYS
+        .iter()
+        .copied()
+        .find(|known| *known == upper)
+        .or_else(|| KNOWN_KEYS.iter().copied().find(|known| *known == prefixed))
+}
+
+/// Turns a YAML value into the same text an environment variable would hold; a
+/// sequence becomes a JSON array, which the list parser accepts.
+fn yaml_scalar_text(key: &str, value: serde_yaml::Value) -> Result<String, String> {
+    use serde_yaml::Value;
+    match value {
+        Value::String(s) => Ok(s),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Null => Ok(String::new()),
+        Value::Sequence(items) => {
+            let items = items
+                .into_iter()
+                .map(|item| yaml_scalar_text(key, item))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(serde_json::to_string(&items).expect("strings always serialize"))
+        }
+        _ => Err(format!("`{key}` must be a scalar or a list")),
+    }
+}

@@ -1,0 +1,123 @@
+use super::*;
+
+fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let owned: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let raw = RawValues::load(None, |key| {
+        owned.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    })?;
+    Config::from_raw(&raw)
+}
+
+fn error_of(pairs: &[(&str, &str)]) -> String {
+    from_pairs(pairs).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_without_any_variable() {
+    let config = from_pairs(&[]).unwrap();
+    assert!(config.sts_url.is_none());
+    assert!(config.api_key.is_none());
+    assert!(config.process_agent_enabled && config.apm_enabled && config.network_tracing_enabled);
+    assert!(!config.skip_ssl_validation);
+    assert_eq!(config.grpc_addr.to_string(), "0.0.0.0:7182");
+    assert_eq!(config.collection_interval, Duration::from_secs(10));
+    assert_eq!(
+        config.process.blacklist.patterns.len(),
+        default_blacklist().len()
+    );
+    assert!(config.process.blacklist.patterns.len() > 100);
+    assert_eq!(config.process.blacklist.cpu_threshold, None);
+}
+
+#[test]
+fn agent_urls_default_to_the_sts_url() {
+    let config = from_pairs(&[("STS_STS_URL", "https://sts.example/stsAgent")]).unwrap();
+    assert_eq!(config.process_agent_url, config.sts_url);
+    assert_eq!(config.apm_url, config.sts_url);
+    let config = from_pairs(&[
+        ("STS_STS_URL", "https://sts.example/stsAgent"),
+        ("STS_APM_URL", "https://apm.example/stsAgent"),
+    ])
+    .unwrap();
+    assert_eq!(config.apm_url.unwrap().host_str(), Some("apm.example"));
+}
+
+#[test]
+fn errors_name_the_variable_and_the_reason() {
+    let err = error_of(&[("STS_STS_URL", "sts.example/stsAgent")]);
+    assert!(
+        err.starts_with("STS_STS_URL:") && err.contains("no scheme"),
+        "{err}"
+    );
+    let err = error_of(&[("STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD", "-5")]);
+    assert!(
+        err.starts_with("STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD:")
+            && err.contains("negative"),
+        "{err}"
+    );
+    let err = error_of(&[("STS_PROCESS_BLACKLIST_PATTERNS", "^java,(unclosed")]);
+    assert!(
+        err.starts_with("STS_PROCESS_BLACKLIST_PATTERNS:") && err.contains("(unclosed"),
+        "{err}"
+    );
+    let err = error_of(&[("STS_APM_ENABLED", "maybe")]);
+    assert!(err.starts_with("STS_APM_ENABLED:"), "{err}");
+    let err = error_of(&[("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM", "-2")]);
+    assert!(
+        err.starts_with("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn api_key_is_not_in_errors_or_summary() {
+    let config = from_pairs(&[("STS_API_KEY", "s3cr3t-key")]).unwrap();
+    let summary = format!("{:?} {:?}", config.summary(), config);
+    assert!(!summary.contains("s3cr3t"), "{summary}");
+    assert_eq!(config.summary()["STS_API_KEY"], "<set, redacted>");
+}
+
+#[test]
+fn summary_lists_every_known_key() {
+    let summary = from_pairs(&[]).unwrap().summary();
+    for key in KNOWN_KEYS {
+        assert!(summary.contains_key(*key), "{key} missing");
+    }
+}
+
+#[test]
+fn yaml_file_with_env_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(
+        &path,
+        "sts_url: https://file.example/stsAgent\nSTS_APM_ENABLED: no\nprocess_blacklist_patterns:\n  - ^java\n  - ^node\nprocess_blacklist_inclusions_top_cpu: 3\n",
+    )
+    .unwrap();
+    let raw = RawValues::load(Some(&path), |key| {
+        (key == "STS_STS_URL").then(|| "https://env.example/stsAgent".to_string())
+    })
+    .unwrap();
+    let config = Config::from_raw(&raw).unwrap();
+    assert_eq!(config.sts_url.unwrap().host_str(), Some("env.example"));
+    assert!(!config.apm_enabled);
+    assert_eq!(config.process.blacklist.patterns.len(), 2);
+    assert_eq!(config.process.blacklist.top_cpu, 3);
+}
+
+#[test]
+fn yaml_refuses_unknown_keys_and_bad_shapes() {
+    let err = RawValues::from_yaml("sts_urll: x").unwrap_err();
+    assert!(err.contains("unknown key `sts_urll`"), "{err}");
+    assert!(RawValues::from_yaml("- a\n- b").is_err());
+    assert!(RawValues::from_yaml("api_key: {a: 1}").is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.yaml");
+    let err = RawValues::load(Some(&missing), |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none.yaml"), "{err}");
+}

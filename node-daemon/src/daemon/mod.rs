@@ -1,0 +1,151 @@
+//! `node-daemon run`: collect on an interval and serve status until told to stop.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::cycle::{Collectors, CycleError};
+use crate::model::Snapshot;
+use crate::status::{Registry, StatusService, STATUS_SERVICE_NAME};
+
+/// How long the gRPC server may take to finish in-flight calls at shutdown.
+const SERVER_DRAIN: Duration = Duration::from_millis(1200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr} (STS_GRPC_ADDR): {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Collectors(#[from] CycleError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let registry = Registry::default();
+    let collectors = Collectors::new(&config, registry.clone())?;
+    let listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+    info!(
+        addr = %config.grpc_addr,
+        hostname = collectors.hostname(),
+        interval_s = config.collection_interval.as_secs_f64(),
+        "node-daemon {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+    if config.sts_url.is_none() {
+        info!("STS_STS_URL is not set: collecting without sending (embedded default)");
+    }
+
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(STATUS_SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sts_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let status = StatusService {
+        registry: registry.clone(),
+        hostname: collectors.hostname().to_string(),
+        config: config.summary(),
+        started: Instant::now(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(status.into_server())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            }),
+    );
+    let collecting = tokio::spawn(collect_loop(
+        collectors,
+        config.collection_interval,
+        registry,
+        health,
+        stop_rx,
+    ));
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(SERVER_DRAIN, server).await;
+    collecting.abort();
+    Ok(())
+}
+
+async fn collect_loop(
+    collectors: Collectors,
+    interval: Duration,
+    registry: Registry,
+    mut health: tonic_health::server::HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut collectors = Some(collectors);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let Some(mut owned) = collectors.take() else {
+            return;
+        };
+        // /proc reads block; keep them off the runtime thread.
+        let Ok((owned, result)) = tokio::task::spawn_blocking(move || {
+            let result = owned.collect();
+            (owned, result)
+        })
+        .await
+        else {
+            warn!("collection cycle panicked; stopping collection");
+            return;
+        };
+        collectors = Some(owned);
+        log_cycle(&result);
+        let serving = if registry.healthy() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", serving).await;
+        health
+            .set_service_status(STATUS_SERVICE_NAME, serving)
+            .await;
+    }
+}
+
+fn log_cycle(result: &Result<Snapshot, CycleError>) {
+    match result {
+        Ok(s) => info!(
+            processes = s.processes.len(),
+            containers = s.containers.len(),
+            connections = s.connections.len(),
+            cpu_user_pct = format_args!("{:.1}", s.host.telemetry.cpu.user_pct),
+            mem_used_mb = s.host.telemetry.memory.used_bytes >> 20,
+            "cycle"
+        ),
+        Err(e) => warn!("cycle failed: {e}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! node-daemon: the per-host collector of the StackState ECS agent.
+//!
+//! `config` reads the `STS_*` settings, `collect/*` read the host, `cycle` runs the
+//! collectors once, `daemon` repeats that on an interval and serves `status` over gRPC.
+
+pub mod collect;
+pub mod config;
+pub mod cycle;
+pub mod daemon;
+pub mod model;
+pub mod status;

@@ -1,0 +1,107 @@
+//! `node-daemon`: run | status | snapshot.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use node_daemon::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "node-daemon",
+    version,
+    about = "StackState node agent for AWS ECS"
+)]
+struct Args {
+    /// YAML file with STS_* keys; environment variables win over it.
+    #[arg(long, global = true, env = "STS_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: collect on an interval and serve status over gRPC.
+    Run {
+        /// Seconds between collection cycles (overrides STS_COLLECTION_INTERVAL).
+        #[arg(long)]
+        interval: Option<f64>,
+    },
+    /// Query a running daemon; exit 0 healthy, 1 unhealthy, 2 unreachable.
+    Status {
+        /// host:port of the daemon's gRPC endpoint [default: STS_GRPC_ADDR, or 127.0.0.1:7182]
+        #[arg(long)]
+        addr: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the daemon.
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
+    },
+    /// Collect once, without a daemon, and print the result.
+    Snapshot {
+        #[arg(long)]
+        json: bool,
+        /// Seconds between the two samples that CPU % and rates need.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Command::Status {
+        addr,
+        json,
+        timeout,
+    } = &args.command
+    {
+        let addr = addr.clone().unwrap_or_else(cli::status::default_addr);
+        return cli::status::status(&addr, *json, seconds(*timeout));
+    }
+    let mut config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("node-daemon: configuration error: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    let quiet = matches!(args.command, Command::Snapshot { .. });
+    init_logging(if quiet { "warn" } else { &config.log_level });
+    let result = match args.command {
+        Command::Run { interval } => {
+            if let Some(s) = interval {
+                config.collection_interval = seconds(s);
+            }
+            cli::run::run(config)
+        }
+        Command::Snapshot { json, interval } => {
+            cli::snapshot::snapshot(config, seconds(interval), json)
+        }
+        Command::Status { .. } => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("node-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,126 @@
+//! What one collection cycle produces: the JSON shape of `snapshot --json`.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub host: Host,
+    pub processes: Vec<Process>,
+    /// Filled by the container collector (not built yet).
+    pub containers: Vec<serde_json::Value>,
+    /// Filled by the network tracer (not built yet).
+    pub connections: Vec<serde_json::Value>,
+    pub relations: Vec<Relation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub hostname: String,
+    pub urn: String,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_count: u32,
+    pub memory_total_bytes: u64,
+    pub boot_time_ms: u64,
+    pub uptime_seconds: f64,
+    pub telemetry: HostTelemetry,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostTelemetry {
+    /// Percent of all CPUs over the last interval (since boot on the first sample).
+    pub cpu: CpuPercent,
+    pub load: LoadAverage,
+    pub memory: Memory,
+    pub network: Vec<InterfaceCounters>,
+    pub disks: Vec<DiskCounters>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuPercent {
+    pub user_pct: f64,
+    pub system_pct: f64,
+    pub iowait_pct: f64,
+    pub idle_pct: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadAverage {
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Memory {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_used_bytes: u64,
+}
+
+/// Cumulative counters, and rates over the last interval (null on the first sample).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InterfaceCounters {
+    pub interface: String,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes_per_sec: Option<f64>,
+    pub tx_bytes_per_sec: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiskCounters {
+    pub device: String,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub read_bytes_per_sec: Option<f64>,
+    pub write_bytes_per_sec: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub create_time_ms: u64,
+    pub urn: String,
+    pub name: String,
+    /// Null when the link cannot be read (zombies, permissions).
+    pub exe: Option<String>,
+    /// Arguments with secrets masked.
+    pub cmdline: Vec<String>,
+    pub user: String,
+    /// Percent of one CPU over the last interval (null on the first sample).
+    pub cpu_pct: Option<f64>,
+    pub cpu_user_seconds: f64,
+    pub cpu_system_seconds: f64,
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    /// Null when /proc/<pid>/io cannot be read.
+    pub read_bytes: Option<u64>,
+    pub write_bytes: Option<u64>,
+    pub threads: u64,
+    pub open_fds: Option<u64>,
+    pub container_id: Option<String>,
+    /// True when blacklisted but reported through an inclusion rule.
+    pub readmitted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Relation {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub source: String,
+    pub target: String,
+}
+
+pub fn host_urn(hostname: &str) -> String {
+    format!("urn:host:/{hostname}")
+}
+
+pub fn process_urn(hostname: &str, pid: u32, create_time_ms: u64) -> String {
+    format!("urn:process:/{hostname}:{pid}:{create_time_ms}")
+}

@@ -1,0 +1,12 @@
+//! gRPC contracts shared by node-daemon and trace-sidecar.
+
+/// `sts.daemon.v1`: the daemon's Status service and the sidecar relay.
+pub mod daemon {
+    pub mod v1 {
+        tonic::include_proto!("sts.daemon.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));
