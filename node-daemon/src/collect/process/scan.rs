@@ -58,6 +58,7 @@ struct Known {
     generation: u64,
 }
 
+#[derive(Debug)]
 enum SampleError {
     Vanished,
     Unreadable,
@@ -367,6 +368,20 @@ mod tests {
         assert!(scan.processes.is_empty());
         assert!(scan.counts.blacklisted > 0);
         assert_eq!(scan.counts.readmitted, 0);
+    }
+
+    #[test]
+    fn a_vanished_process_is_an_error_of_its_own() {
+        let mut c = collector(&[]);
+        // Beyond pid_max: as if the process exited between listing and reading.
+        assert!(matches!(
+            c.sample(4_194_305, None),
+            Err(SampleError::Vanished)
+        ));
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(matches!(SampleError::from(denied), SampleError::Unreadable));
+        let esrch = io::Error::from_raw_os_error(libc::ESRCH);
+        assert!(matches!(SampleError::from(esrch), SampleError::Vanished));
     }
 
     #[test]

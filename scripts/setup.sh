@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian machine of this kind:
+# Debian packages (only those missing) and the Python tools in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing; this machine kind ships a Rust toolchain (rustup)" >&2
+  exit 1
+fi
+
+scripts/python-env.sh
