@@ -8,6 +8,8 @@ need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
+# A static busybox makes the container tests' image (the engine has no images).
+[[ -x /bin/busybox ]] || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

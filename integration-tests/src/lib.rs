@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: locating the built binaries and the project's
 //! Python environment, starting processes that are cleaned up, free ports.
 
+pub mod docker;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -2,14 +2,17 @@
 
 use std::time::Instant;
 
+use crate::collect::container::{ContainerCollector, ContainerStore, Source};
 use crate::collect::host::{HostCollector, HostError};
 use crate::collect::process::{ProcessCollector, ProcessError};
 use crate::config::Config;
+use crate::join::join;
 use crate::model::Snapshot;
 use crate::status::Registry;
 
 pub const HOST: &str = "host";
 pub const PROCESSES: &str = "processes";
+pub const CONTAINERS: &str = "containers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
@@ -21,29 +24,44 @@ pub enum CycleError {
 
 pub struct Collectors {
     host: HostCollector,
-    /// None when `STS_PROCESS_AGENT_ENABLED=false`.
+    /// None when `STS_PROCESS_AGENT_ENABLED=false` (processes and containers both).
     processes: Option<ProcessCollector>,
+    containers: Option<ContainerCollector>,
     registry: Registry,
 }
 
 impl Collectors {
     pub fn new(config: &Config, registry: Registry) -> Result<Self, CycleError> {
         let host = HostCollector::new(config.hostname.as_deref())?;
-        let processes = config
-            .process_agent_enabled
+        let enabled = config.process_agent_enabled;
+        let processes = enabled
             .then(|| ProcessCollector::new(&config.process, host.hostname()))
             .transpose()?;
+        let containers = enabled.then(|| {
+            ContainerCollector::new(
+                host.hostname(),
+                ContainerStore::default(),
+                &config.cgroup_root,
+            )
+        });
         registry.register(HOST, true);
-        registry.register(PROCESSES, processes.is_some());
+        registry.register(PROCESSES, enabled);
+        registry.register(CONTAINERS, enabled);
         Ok(Self {
             host,
             processes,
+            containers,
             registry,
         })
     }
 
     pub fn hostname(&self) -> &str {
         self.host.hostname()
+    }
+
+    /// The store the Docker watcher fills; None when container collection is off.
+    pub fn container_store(&self) -> Option<ContainerStore> {
+        self.containers.as_ref().map(|c| c.store().clone())
     }
 
     /// Runs every collector once. A failing collector is recorded and its part of the
@@ -68,8 +86,7 @@ impl Collectors {
         let mut processes = Vec::new();
         if let Some(collector) = &mut self.processes {
             let started = Instant::now();
-            let scan = collector.collect(host.memory_total_bytes);
-            let outcome = match scan {
+            let outcome = match collector.collect(host.memory_total_bytes) {
                 Ok(scan) => {
                     let c = scan.counts;
                     self.registry.add_drops("process.vanished", c.vanished);
@@ -90,12 +107,43 @@ impl Collectors {
             self.registry.record(PROCESSES, started.elapsed(), outcome);
         }
 
+        let mut containers = Vec::new();
+        if let Some(collector) = &mut self.containers {
+            let started = Instant::now();
+            containers = collector.collect();
+            let store = collector.store();
+            self.registry
+                .set_drops("container.store_full", store.dropped());
+            match store.source() {
+                Source::Unavailable(reason) => self.registry.record_unavailable(CONTAINERS, reason),
+                Source::Connecting => {}
+                Source::Connected => {
+                    let calls = store.calls();
+                    let running = containers.iter().filter(|c| c.state == "running").count();
+                    let ecs = containers.iter().filter(|c| c.ecs.is_some()).count();
+                    self.registry.record(
+                        CONTAINERS,
+                        started.elapsed(),
+                        Ok(vec![
+                            ("containers", containers.len() as u64),
+                            ("running", running as u64),
+                            ("ecs", ecs as u64),
+                            ("docker_events", calls.events),
+                            ("docker_lists", calls.lists),
+                            ("docker_inspects", calls.inspects),
+                        ]),
+                    );
+                }
+            }
+        }
+
+        let relations = join(&host.urn, &mut processes, &containers);
         Ok(Snapshot {
             host,
             processes,
-            containers: Vec::new(),
+            containers,
             connections: Vec::new(),
-            relations: Vec::new(),
+            relations,
         })
     }
 }

@@ -7,5 +7,6 @@ pub mod collect;
 pub mod config;
 pub mod cycle;
 pub mod daemon;
+pub mod join;
 pub mod model;
 pub mod status;

@@ -46,6 +46,12 @@ enum Command {
     Snapshot {
         #[arg(long)]
         json: bool,
+        /// Print the running daemon's latest snapshot (always JSON) instead of collecting.
+        #[arg(long)]
+        from_daemon: bool,
+        /// host:port of the daemon for --from-daemon [default: as for `status`]
+        #[arg(long)]
+        addr: Option<String>,
         /// Seconds between the two samples that CPU % and rates need.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
@@ -54,14 +60,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Command::Status {
-        addr,
-        json,
-        timeout,
-    } = &args.command
-    {
-        let addr = addr.clone().unwrap_or_else(cli::status::default_addr);
-        return cli::status::status(&addr, *json, seconds(*timeout));
+    match &args.command {
+        Command::Status {
+            addr,
+            json,
+            timeout,
+        } => {
+            let addr = addr
+                .clone()
+                .unwrap_or_else(cli::daemon_client::default_addr);
+            return cli::status::status(&addr, *json, seconds(*timeout));
+        }
+        Command::Snapshot {
+            from_daemon: true,
+            addr,
+            ..
+        } => {
+            let addr = addr
+                .clone()
+                .unwrap_or_else(cli::daemon_client::default_addr);
+            return cli::snapshot::from_daemon(&addr);
+        }
+        _ => {}
     }
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(config) => config,
@@ -79,7 +99,7 @@ fn main() -> ExitCode {
             }
             cli::run::run(config)
         }
-        Command::Snapshot { json, interval } => {
+        Command::Snapshot { json, interval, .. } => {
             cli::snapshot::snapshot(config, seconds(interval), json)
         }
         Command::Status { .. } => unreachable!("handled above"),

@@ -1,13 +1,14 @@
 //! What one collection cycle produces: the JSON shape of `snapshot --json`.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub host: Host,
     pub processes: Vec<Process>,
-    /// Filled by the container collector (not built yet).
-    pub containers: Vec<serde_json::Value>,
+    pub containers: Vec<Container>,
     /// Filled by the network tracer (not built yet).
     pub connections: Vec<serde_json::Value>,
     pub relations: Vec<Relation>,
@@ -105,6 +106,8 @@ pub struct Process {
     pub threads: u64,
     pub open_fds: Option<u64>,
     pub container_id: Option<String>,
+    /// The ECS task of the process's container, when ECS started it.
+    pub ecs_task_arn: Option<String>,
     /// True when blacklisted but reported through an inclusion rule.
     pub readmitted: bool,
 }
@@ -115,6 +118,69 @@ pub struct Relation {
     pub kind: &'static str,
     pub source: String,
     pub target: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Container {
+    /// The full 64-hex Docker id.
+    pub id: String,
+    pub urn: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    /// Docker's state: created, running, paused, restarting, exited, dead.
+    pub state: String,
+    pub created: String,
+    pub started_at: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Host pid of the main process; null when not running.
+    pub pid: Option<u32>,
+    pub network_mode: String,
+    pub ip_addresses: Vec<String>,
+    pub ports: Vec<PublishedPort>,
+    pub restart_count: u64,
+    /// From the labels the ECS agent sets; null for containers ECS did not start.
+    pub ecs: Option<EcsContainer>,
+    /// `ecs-pause` for the ECS pause containers, `ecs-agent` for the agent itself.
+    pub role: Option<&'static str>,
+    /// Null when not running or when the cgroup cannot be read.
+    pub telemetry: Option<ContainerTelemetry>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EcsContainer {
+    pub task_arn: String,
+    pub family: Option<String>,
+    pub revision: Option<String>,
+    pub container_name: Option<String>,
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// e.g. `8080/tcp`.
+    pub container_port: String,
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ContainerTelemetry {
+    /// Percent of one CPU over the last interval; null on the first sample.
+    pub cpu_pct: Option<f64>,
+    pub cpu_usage_seconds: Option<f64>,
+    pub memory_usage_bytes: Option<u64>,
+    /// Null when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// Null for containers on the host network (their counters are the host's).
+    pub network_rx_bytes: Option<u64>,
+    pub network_tx_bytes: Option<u64>,
+    pub block_read_bytes: Option<u64>,
+    pub block_write_bytes: Option<u64>,
+}
+
+pub fn container_urn(hostname: &str, id: &str) -> String {
+    format!("urn:container:/{hostname}:{id}")
 }
 
 pub fn host_urn(hostname: &str) -> String {

@@ -1,15 +1,31 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use node_daemon::collect::container::load_once;
 use node_daemon::config::Config;
 use node_daemon::cycle::Collectors;
 use node_daemon::model::Snapshot;
 use node_daemon::status::Registry;
+use sts_proto::daemon::v1::GetSnapshotRequest;
+
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One cycle without a daemon: two samples `interval` apart so that rates and CPU %
 /// are filled, then the second is printed.
 pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Result<()> {
     let mut collectors = Collectors::new(&config, Registry::default())?;
+    if let Some(store) = collectors.container_store() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let loaded = runtime
+            .block_on(async { tokio::time::timeout(DOCKER_TIMEOUT, load_once(&store)).await });
+        match loaded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("node-daemon: no containers: {e}"),
+            Err(_) => eprintln!("node-daemon: no containers: the Docker engine did not answer within {DOCKER_TIMEOUT:?}"),
+        }
+    }
     collectors.collect()?;
     std::thread::sleep(interval);
     let snapshot = collectors.collect()?;
@@ -19,6 +35,30 @@ pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Resul
         print!("{}", table(&snapshot));
     }
     Ok(())
+}
+
+/// Prints the daemon's latest snapshot. Exit 2 when unreachable, 1 before its first cycle.
+pub fn from_daemon(addr: &str) -> std::process::ExitCode {
+    let reply = super::daemon_client::call(addr, Duration::from_secs(5), |mut client| async move {
+        client
+            .get_snapshot(GetSnapshotRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+    });
+    match reply {
+        Ok(reply) if reply.json.is_empty() => {
+            eprintln!("node-daemon at {addr} has not finished a cycle yet");
+            std::process::ExitCode::from(1)
+        }
+        Ok(reply) => {
+            println!("{}", reply.json);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 fn table(s: &Snapshot) -> String {

@@ -8,7 +8,7 @@ mod source;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
@@ -39,6 +39,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_LOG_LEVEL",
     "STS_GRPC_ADDR",
     "STS_COLLECTION_INTERVAL",
+    "STS_CGROUP_ROOT",
+    "STS_ECS_AGENT_URL",
+    "STS_EC2_METADATA_URL",
 ];
 
 /// The blacklist of the original process agent, one regex a line.
@@ -73,6 +76,12 @@ pub struct Config {
     pub log_level: String,
     pub grpc_addr: SocketAddr,
     pub collection_interval: Duration,
+    /// Where the host's cgroup hierarchy is mounted (`/cgroup` on Amazon Linux 1).
+    pub cgroup_root: PathBuf,
+    /// ECS agent introspection API, tried before the discovered addresses.
+    pub ecs_agent_url: Option<Url>,
+    /// EC2 instance metadata service (IMDSv2).
+    pub ec2_metadata_url: Url,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +201,17 @@ impl Config {
                 Duration::from_secs(10),
                 parse::seconds,
             )?,
+            cgroup_root: get.or(
+                "STS_CGROUP_ROOT",
+                PathBuf::from("/sys/fs/cgroup"),
+                parse::absolute_path,
+            )?,
+            ecs_agent_url: get.opt("STS_ECS_AGENT_URL", parse::http_url)?,
+            ec2_metadata_url: get.or(
+                "STS_EC2_METADATA_URL",
+                Url::parse("http://169.254.169.254").expect("valid default"),
+                parse::http_url,
+            )?,
         })
     }
 
@@ -200,7 +220,7 @@ impl Config {
         let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let entries: [(&str, String); 20] = [
+        let entries: [(&str, String); 23] = [
             (
                 "STS_API_KEY",
                 self.api_key
@@ -266,6 +286,12 @@ impl Config {
             (
                 "STS_COLLECTION_INTERVAL",
                 format!("{}s", self.collection_interval.as_secs_f64()),
+            ),
+            ("STS_CGROUP_ROOT", self.cgroup_root.display().to_string()),
+            ("STS_ECS_AGENT_URL", url(&self.ecs_agent_url)),
+            (
+                "STS_EC2_METADATA_URL",
+                secret::redact_url(&self.ec2_metadata_url),
             ),
         ];
         entries

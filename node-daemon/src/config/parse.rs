@@ -100,6 +100,15 @@ pub fn socket_addr(raw: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| "expected <ip>:<port>, e.g. 0.0.0.0:7182".into())
 }
 
+pub fn absolute_path(raw: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(raw.trim());
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err("must be an absolute path".into())
+    }
+}
+
 pub fn log_level(raw: &str) -> Result<String, String> {
     let level = raw.trim().to_ascii_lowercase();
     let level = match level.as_str() {

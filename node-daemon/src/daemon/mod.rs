@@ -9,10 +9,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+use crate::collect::container::ContainerStore;
+use crate::collect::container::Watcher;
 use crate::config::Config;
 use crate::cycle::{Collectors, CycleError};
 use crate::model::Snapshot;
-use crate::status::{Registry, StatusService, STATUS_SERVICE_NAME};
+use crate::status::{LatestSnapshot, Registry, StatusService, STATUS_SERVICE_NAME};
+
+/// How often the container store is checked against a full Docker listing.
+const CONTAINER_RESYNC: Duration = Duration::from_secs(60);
 
 /// How long the gRPC server may take to finish in-flight calls at shutdown.
 const SERVER_DRAIN: Duration = Duration::from_millis(1200);
@@ -60,14 +65,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .register_encoded_file_descriptor_set(sts_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let latest = LatestSnapshot::default();
+    let store = collectors.container_store();
     let status = StatusService {
         registry: registry.clone(),
+        latest: latest.clone(),
         hostname: collectors.hostname().to_string(),
         config: config.summary(),
         started: Instant::now(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = store.clone().map(|store| {
+        tokio::spawn(
+            Watcher {
+                store,
+                resync_every: CONTAINER_RESYNC,
+            }
+            .run(stop_rx.clone()),
+        )
+    });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -79,10 +96,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }),
     );
     let collecting = tokio::spawn(collect_loop(
-        collectors,
-        config.collection_interval,
-        registry,
-        health,
+        CollectLoop {
+            collectors,
+            interval: config.collection_interval,
+            registry,
+            health,
+            latest,
+            store,
+        },
         stop_rx,
     ));
 
@@ -91,23 +112,49 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SERVER_DRAIN, server).await;
     collecting.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     Ok(())
 }
 
-async fn collect_loop(
+struct CollectLoop {
     collectors: Collectors,
     interval: Duration,
     registry: Registry,
-    mut health: tonic_health::server::HealthReporter,
-    mut stop: watch::Receiver<bool>,
-) {
+    health: tonic_health::server::HealthReporter,
+    latest: LatestSnapshot,
+    /// Its changes trigger an early cycle, so a new container shows within a second.
+    store: Option<ContainerStore>,
+}
+
+/// Cycles are at least this far apart, however often containers change.
+const MIN_CYCLE_GAP: Duration = Duration::from_millis(100);
+
+async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
+    let CollectLoop {
+        collectors,
+        interval,
+        registry,
+        mut health,
+        latest,
+        store,
+    } = state;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut collectors = Some(collectors);
+    let container_change = async |store: &Option<ContainerStore>| match store {
+        Some(store) => store.changed().await,
+        None => std::future::pending().await,
+    };
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let early = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = container_change(&store) => true,
             _ = stop.wait_for(|stop| *stop) => return,
+        };
+        if early {
+            tokio::time::sleep(MIN_CYCLE_GAP).await;
         }
         let Some(mut owned) = collectors.take() else {
             return;
@@ -124,6 +171,9 @@ async fn collect_loop(
         };
         collectors = Some(owned);
         log_cycle(&result);
+        if let Ok(snapshot) = &result {
+            latest.publish(snapshot);
+        }
         let serving = if registry.healthy() {
             ServingStatus::Serving
         } else {

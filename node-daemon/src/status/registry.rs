@@ -12,6 +12,8 @@ pub enum State {
     Starting,
     Ok,
     Failed,
+    /// The source is absent (e.g. no Docker engine); does not make the daemon unhealthy.
+    Unavailable,
 }
 
 impl State {
@@ -21,6 +23,7 @@ impl State {
             State::Starting => "starting",
             State::Ok => "ok",
             State::Failed => "failed",
+            State::Unavailable => "unavailable",
         }
     }
 }
@@ -94,6 +97,22 @@ impl Registry {
                 c.state = State::Failed;
                 c.last_error = error;
             }
+        }
+    }
+
+    /// Records that a collector's source cannot be reached, with the reason.
+    pub fn record_unavailable(&self, name: &'static str, reason: String) {
+        if let Some(c) = self.lock().collectors.get_mut(name) {
+            c.state = State::Unavailable;
+            c.last_run_unix_ms = unix_ms_now();
+            c.last_error = reason;
+        }
+    }
+
+    /// Sets a cumulative drop counter to a total kept elsewhere.
+    pub fn set_drops(&self, key: &str, total: u64) {
+        if total > 0 {
+            self.lock().drops.insert(key.to_string(), total);
         }
     }
 

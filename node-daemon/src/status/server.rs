@@ -4,13 +4,17 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sts_proto::daemon::v1::status_server::{Status, StatusServer};
-use sts_proto::daemon::v1::{GetStatusRequest, GetStatusResponse};
+use sts_proto::daemon::v1::{
+    GetSnapshotRequest, GetSnapshotResponse, GetStatusRequest, GetStatusResponse,
+};
 use tonic::{Request, Response};
 
 use super::registry::Registry;
+use super::LatestSnapshot;
 
 pub struct StatusService {
     pub registry: Registry,
+    pub latest: LatestSnapshot,
     pub hostname: String,
     pub config: BTreeMap<String, String>,
     pub started: Instant,
@@ -41,6 +45,17 @@ impl Status for StatusService {
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, tonic::Status> {
         Ok(Response::new(self.response()))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<GetSnapshotResponse>, tonic::Status> {
+        let (json, collected_unix_ms) = self.latest.get();
+        Ok(Response::new(GetSnapshotResponse {
+            json: json.map(|j| j.to_string()).unwrap_or_default(),
+            collected_unix_ms,
+        }))
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
+pub use counters::parse_net_dev;
 use counters::CpuTicks;
 pub use info::HostInfo;
 

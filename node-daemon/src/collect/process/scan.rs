@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::time::Instant;
 
 use super::blacklist::{Blacklist, Usage};
@@ -11,7 +12,7 @@ use super::stat::{parse_io, parse_stat, Stat};
 use super::users::Users;
 use super::{cgroup, ProcessError};
 use crate::collect::kernel::Kernel;
-use crate::collect::proc_files::{keyed_u64, FileReader};
+use crate::collect::proc_files::keyed_u64;
 use crate::config::ProcessConfig;
 use crate::model::{process_urn, Process};
 
@@ -85,7 +86,7 @@ pub struct ProcessCollector {
     kernel: Kernel,
     blacklist: Blacklist,
     scrubber: Scrubber,
-    reader: FileReader,
+    reader: ProcReader,
     path: String,
     users: Users,
     known: HashMap<u32, Known>,
@@ -100,7 +101,7 @@ impl ProcessCollector {
             kernel: Kernel::read().map_err(ProcessError::Kernel)?,
             blacklist: Blacklist::new(&config.blacklist),
             scrubber: Scrubber::new(&config.extra_sensitive_words),
-            reader: FileReader::default(),
+            reader: ProcReader::default(),
             path: String::with_capacity(64),
             users: Users::default(),
             known: HashMap::new(),
@@ -183,14 +184,36 @@ impl ProcessCollector {
         let open_fds = self.open_fds(pid);
         let cpu_ticks = stat.utime + stat.stime;
 
-        let previous = self
-            .known
-            .remove(&pid)
-            .filter(|k| k.starttime == stat.starttime && k.comm == stat.comm);
-        let (identity, prev_ticks, prev_io) = match previous {
-            Some(k) => (k.identity, Some(k.cpu_ticks), k.io),
-            None => (self.identity(pid, &stat)?, None, None),
+        // Updated in place when the cached identity still holds, replaced otherwise; an
+        // entry not visited in this cycle is dropped at its end.
+        let cached = match self.known.get_mut(&pid) {
+            Some(k) if k.starttime == stat.starttime && k.comm == stat.comm => {
+                let previous = (Some(k.cpu_ticks), k.io);
+                k.cpu_ticks = cpu_ticks;
+                k.io = io;
+                k.generation = self.generation;
+                Some(previous)
+            }
+            _ => None,
         };
+        let (prev_ticks, prev_io) = if let Some(previous) = cached {
+            previous
+        } else {
+            let identity = self.identity(pid, &stat)?;
+            self.known.insert(
+                pid,
+                Known {
+                    starttime: stat.starttime,
+                    comm: stat.comm,
+                    identity,
+                    cpu_ticks,
+                    io,
+                    generation: self.generation,
+                },
+            );
+            (None, None)
+        };
+        let identity = &self.known[&pid].identity;
 
         let rate = |now: u64, before: u64| elapsed_s.map(|s| now.saturating_sub(before) as f64 / s);
         let cpu_pct = prev_ticks.and_then(|before| {
@@ -222,9 +245,10 @@ impl ProcessCollector {
             threads: stat.num_threads,
             open_fds,
             container_id: identity.container_id.clone(),
+            ecs_task_arn: None,
             readmitted: false,
         };
-        let candidate = Candidate {
+        Ok(Some(Candidate {
             blacklisted: identity.blacklisted,
             usage: Usage {
                 cpu_pct: cpu_pct.unwrap_or(0.0),
@@ -233,19 +257,7 @@ impl ProcessCollector {
                 write_bytes_per_sec: write_rate.unwrap_or(0.0),
             },
             process,
-        };
-        self.known.insert(
-            pid,
-            Known {
-                starttime: stat.starttime,
-                comm: stat.comm,
-                identity,
-                cpu_ticks,
-                io,
-                generation: self.generation,
-            },
-        );
-        Ok(Some(candidate))
+        }))
     }
 
     /// Open descriptors: the size that stat() reports for /proc/<pid>/fd (Linux 6.2+),
@@ -297,6 +309,46 @@ impl ProcessCollector {
             container_id,
             blacklisted,
         })
+    }
+}
+
+/// Reads /proc/<pid> files into a buffer kept between reads, with one open, one read and
+/// one close per file where `read_to_end` would add a statx, an lseek and a final empty
+/// read: these files (single-record seq files, and `cmdline`) hand out their whole text in
+/// one read when the buffer is large enough, so a read that leaves the buffer partly
+/// unfilled is the end of the file, as procps also assumes. A read that fills the buffer
+/// grows it and reads on.
+#[derive(Debug)]
+struct ProcReader {
+    buf: Vec<u8>,
+}
+
+impl Default for ProcReader {
+    fn default() -> Self {
+        Self { buf: vec![0; 4096] }
+    }
+}
+
+impl ProcReader {
+    fn read(&mut self, path: &str) -> io::Result<&[u8]> {
+        let mut file = File::open(path)?;
+        let mut len = 0;
+        loop {
+            if len == self.buf.len() {
+                self.buf.resize(2 * self.buf.len(), 0);
+            }
+            let want = self.buf.len() - len;
+            match file.read(&mut self.buf[len..]) {
+                Ok(n) => {
+                    len += n;
+                    if n < want {
+                        return Ok(&self.buf[..len]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

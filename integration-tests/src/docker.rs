@@ -1,0 +1,96 @@
+//! The real Docker engine for the container tests: availability, a tiny local image
+//! (the engine here has no images and no registry), and containers removed on drop.
+
+use std::process::{Command, Output};
+
+/// The image the container tests run: a static busybox imported into the engine.
+pub const TEST_IMAGE: &str = "sts-test-busybox:1";
+const BUSYBOX: &str = "/bin/busybox";
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs")
+}
+
+/// True when an engine answers. Otherwise prints the one line saying what is skipped.
+pub fn available(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("SKIPPED {test}: no Docker engine answers `docker info` on this machine");
+    }
+    ok
+}
+
+/// Imports the busybox image unless the engine already has it (cached by tag).
+pub fn ensure_test_image() {
+    if docker(&["image", "inspect", TEST_IMAGE]).status.success() {
+        return;
+    }
+    assert!(
+        std::path::Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: install busybox-static (scripts/setup.sh does)"
+    );
+    let root = std::env::temp_dir().join(format!("sts-busybox-{}", std::process::id()));
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep", "cat", "nc", "echo", "ls"] {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+    }
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C '{}' -c . | docker import -c 'ENV PATH=/bin' - {TEST_IMAGE} >/dev/null",
+            root.display()
+        ))
+        .status()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(status.success(), "docker import of {TEST_IMAGE} failed");
+}
+
+/// A container removed (with `docker rm -f`) when dropped.
+pub struct Container {
+    pub id: String,
+}
+
+impl Container {
+    /// `docker run -d <args> IMAGE <command>`.
+    pub fn run(args: &[&str], command: &[&str]) -> Self {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        all.push(TEST_IMAGE);
+        all.extend_from_slice(command);
+        let out = docker(&all);
+        assert!(
+            out.status.success(),
+            "docker {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            id: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        }
+    }
+
+    /// Host pid of the container's main process.
+    pub fn pid(&self) -> u32 {
+        let out = docker(&["inspect", "--format", "{{.State.Pid}}", &self.id]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    pub fn remove(self) {}
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.id]);
+    }
+}
