@@ -1,6 +1,7 @@
 //! Collectors: each reads one part of the host and returns plain data for the snapshot.
 
 pub mod container;
+pub mod ecs;
 pub mod host;
 pub mod kernel;
 pub mod proc_files;
