@@ -6,7 +6,7 @@ use crate::collect::container::{ContainerCollector, ContainerStore, Source};
 use crate::collect::host::{HostCollector, HostError};
 use crate::collect::process::{ProcessCollector, ProcessError};
 use crate::config::Config;
-use crate::join::join;
+use crate::join::{enrich_ecs, join};
 use crate::model::Snapshot;
 use crate::status::Registry;
 
@@ -137,6 +137,12 @@ impl Collectors {
             }
         }
 
+        let mut host = host;
+        if let Some(collector) = &self.containers {
+            let ecs = collector.store().ecs();
+            enrich_ecs(&mut containers, &ecs);
+            host.ecs = Some(ecs);
+        }
         let relations = join(&host.urn, &mut processes, &containers);
         Ok(Snapshot {
             host,

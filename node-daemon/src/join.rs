@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::collect::ecs::EcsInfo;
 use crate::model::{Container, Process, Relation};
 
 pub const RUNS_ON: &str = "runs-on";
@@ -37,5 +38,18 @@ fn relation(kind: &'static str, source: &str, target: &str) -> Relation {
         kind,
         source: source.to_string(),
         target: target.to_string(),
+    }
+}
+
+/// Adds the task's desired and known status from the ECS agent to each ECS container.
+pub fn enrich_ecs(containers: &mut [Container], ecs: &EcsInfo) {
+    for container in containers {
+        let Some(labels) = container.ecs.as_mut() else {
+            continue;
+        };
+        if let Some(task) = ecs.tasks.iter().find(|t| t.arn == labels.task_arn) {
+            labels.task_desired_status = Some(task.desired_status.clone());
+            labels.task_known_status = Some(task.known_status.clone());
+        }
     }
 }

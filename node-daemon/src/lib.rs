@@ -10,3 +10,4 @@ pub mod daemon;
 pub mod join;
 pub mod model;
 pub mod status;
+pub mod traces;

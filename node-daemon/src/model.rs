@@ -25,6 +25,9 @@ pub struct Host {
     pub boot_time_ms: u64,
     pub uptime_seconds: f64,
     pub telemetry: HostTelemetry,
+    /// What ECS discovery found (agent introspection, task metadata, EC2 identity);
+    /// null when container collection is off.
+    pub ecs: Option<crate::collect::ecs::EcsInfo>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -154,6 +157,9 @@ pub struct EcsContainer {
     pub revision: Option<String>,
     pub container_name: Option<String>,
     pub cluster: Option<String>,
+    /// From the ECS agent's /v1/tasks, when it answers.
+    pub task_desired_status: Option<String>,
+    pub task_known_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -2,6 +2,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use node_daemon::collect::container::load_once;
+use node_daemon::collect::ecs::{EcsDiscovery, EcsOptions};
 use node_daemon::config::Config;
 use node_daemon::cycle::Collectors;
 use node_daemon::model::Snapshot;
@@ -18,8 +19,19 @@ pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Resul
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let loaded = runtime
-            .block_on(async { tokio::time::timeout(DOCKER_TIMEOUT, load_once(&store)).await });
+        let loaded = runtime.block_on(async {
+            let options = EcsOptions {
+                agent_url: config.ecs_agent_url.clone(),
+                imds_url: config.ec2_metadata_url.clone(),
+                ..EcsOptions::from_env()
+            };
+            let docker = tokio::time::timeout(DOCKER_TIMEOUT, load_once(&store)).await;
+            let ecs = EcsDiscovery::new(options)
+                .refresh(store.ecs_agent_ip())
+                .await;
+            store.set_ecs(ecs);
+            docker
+        });
         match loaded {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("node-daemon: no containers: {e}"),

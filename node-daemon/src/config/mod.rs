@@ -42,6 +42,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_CGROUP_ROOT",
     "STS_ECS_AGENT_URL",
     "STS_EC2_METADATA_URL",
+    "STS_RELAY_TOKEN",
+    "STS_TRACE_RECENT_SPANS",
 ];
 
 /// The blacklist of the original process agent, one regex a line.
@@ -82,6 +84,10 @@ pub struct Config {
     pub ecs_agent_url: Option<Url>,
     /// EC2 instance metadata service (IMDSv2).
     pub ec2_metadata_url: Url,
+    /// Shared secret sidecars must present; None accepts any sidecar.
+    pub relay_token: Option<ApiKey>,
+    /// Correlated spans kept in memory for `GetRecentSpans`.
+    pub trace_recent_spans: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +218,12 @@ impl Config {
                 Url::parse("http://169.254.169.254").expect("valid default"),
                 parse::http_url,
             )?,
+            relay_token: raw
+                .get("STS_RELAY_TOKEN")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(ApiKey::new),
+            trace_recent_spans: get.or("STS_TRACE_RECENT_SPANS", 10_000, parse::count)?,
         })
     }
 
@@ -220,7 +232,7 @@ impl Config {
         let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let entries: [(&str, String); 23] = [
+        let entries: [(&str, String); 25] = [
             (
                 "STS_API_KEY",
                 self.api_key
@@ -292,6 +304,16 @@ impl Config {
             (
                 "STS_EC2_METADATA_URL",
                 secret::redact_url(&self.ec2_metadata_url),
+            ),
+            (
+                "STS_RELAY_TOKEN",
+                self.relay_token
+                    .as_ref()
+                    .map_or("<unset>".into(), ApiKey::redacted),
+            ),
+            (
+                "STS_TRACE_RECENT_SPANS",
+                self.trace_recent_spans.to_string(),
             ),
         ];
         entries

@@ -11,13 +11,18 @@ use tracing::{info, warn};
 
 use crate::collect::container::ContainerStore;
 use crate::collect::container::Watcher;
+use crate::collect::ecs::{EcsDiscovery, EcsOptions};
 use crate::config::Config;
 use crate::cycle::{Collectors, CycleError};
 use crate::model::Snapshot;
 use crate::status::{LatestSnapshot, Registry, StatusService, STATUS_SERVICE_NAME};
+use crate::traces::{Correlator, RelayService, TraceState};
 
 /// How often the container store is checked against a full Docker listing.
 const CONTAINER_RESYNC: Duration = Duration::from_secs(60);
+
+/// At most this long between ECS discovery refreshes (answers are cached inside).
+const ECS_REFRESH: Duration = Duration::from_secs(30);
 
 /// How long the gRPC server may take to finish in-flight calls at shutdown.
 const SERVER_DRAIN: Duration = Duration::from_millis(1200);
@@ -67,9 +72,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .build_v1()?;
     let latest = LatestSnapshot::default();
     let store = collectors.container_store();
+    let traces = config
+        .apm_enabled
+        .then(|| TraceState::new(config.trace_recent_spans));
+    let relay = traces.clone().map(|state| {
+        let correlator = Correlator::new(collectors.hostname(), store.clone());
+        let token = config.relay_token.as_ref().map(|t| t.expose().to_string());
+        RelayService::new(state, correlator, token).into_server()
+    });
+    let trace_relay = if relay.is_some() {
+        format!("listening on {}", config.grpc_addr)
+    } else {
+        "disabled (STS_APM_ENABLED=false)".to_string()
+    };
     let status = StatusService {
         registry: registry.clone(),
         latest: latest.clone(),
+        traces,
+        trace_relay,
+        containers: store.clone(),
         hostname: collectors.hostname().to_string(),
         config: config.summary(),
         started: Instant::now(),
@@ -85,12 +106,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .run(stop_rx.clone()),
         )
     });
+    let ecs = store.clone().map(|store| {
+        let options = EcsOptions {
+            agent_url: config.ecs_agent_url.clone(),
+            imds_url: config.ec2_metadata_url.clone(),
+            ..EcsOptions::from_env()
+        };
+        let every = config.collection_interval.min(ECS_REFRESH);
+        tokio::spawn(ecs_loop(
+            EcsDiscovery::new(options),
+            store,
+            every,
+            stop_rx.clone(),
+        ))
+    });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(status.into_server())
+            .add_optional_service(relay)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = server_stop.wait_for(|stop| *stop).await;
             }),
@@ -112,8 +148,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SERVER_DRAIN, server).await;
     collecting.abort();
-    if let Some(watcher) = watcher {
-        watcher.abort();
+    for task in [watcher, ecs].into_iter().flatten() {
+        task.abort();
     }
     Ok(())
 }
@@ -197,5 +233,22 @@ fn log_cycle(result: &Result<Snapshot, CycleError>) {
             "cycle"
         ),
         Err(e) => warn!("cycle failed: {e}"),
+    }
+}
+
+/// Refreshes ECS discovery into the container store until stopped.
+async fn ecs_loop(
+    mut discovery: EcsDiscovery,
+    store: ContainerStore,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let info = discovery.refresh(store.ecs_agent_ip()).await;
+        store.set_ecs(info);
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

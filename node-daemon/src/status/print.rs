@@ -21,6 +21,22 @@ pub fn to_json(status: &GetStatusResponse) -> Value {
             })
         })
         .collect();
+    let sidecars: Vec<Value> = status
+        .sidecars
+        .iter()
+        .map(|s| {
+            json!({
+                "sidecar_id": s.sidecar_id,
+                "addr": s.addr,
+                "task_arn": s.task_arn,
+                "connected": s.connected,
+                "spans_received": s.spans_received,
+                "spans_per_second": s.spans_per_second,
+                "dropped_spans": s.dropped_spans,
+                "last_seen_unix_ms": s.last_seen_unix_ms,
+            })
+        })
+        .collect();
     json!({
         "version": status.version,
         "hostname": status.hostname,
@@ -29,6 +45,11 @@ pub fn to_json(status: &GetStatusResponse) -> Value {
         "collectors": collectors,
         "drops": sorted(&status.drops),
         "config": sorted(&status.config),
+        "ecs": status.ecs,
+        "trace_relay": status.trace_relay,
+        "spans_received_total": status.spans_received_total,
+        "spans_duplicate_total": status.spans_duplicate_total,
+        "sidecars": sidecars,
     })
 }
 
@@ -80,6 +101,33 @@ pub fn to_text(status: &GetStatusResponse) -> String {
             let _ = writeln!(out, "             error: {}", c.last_error);
         }
     }
+    let _ = writeln!(out, "\n{}", status.ecs);
+    let _ = writeln!(
+        out,
+        "traces: relay {}, {} spans received, {} duplicate spans dropped",
+        status.trace_relay, status.spans_received_total, status.spans_duplicate_total
+    );
+    for s in &status.sidecars {
+        let _ = writeln!(
+            out,
+            "  sidecar {} at {} ({}): {}, {} spans, {:.0} spans/s, {} dropped",
+            s.sidecar_id,
+            s.addr,
+            if s.task_arn.is_empty() {
+                "no task"
+            } else {
+                &s.task_arn
+            },
+            if s.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            s.spans_received,
+            s.spans_per_second,
+            s.dropped_spans
+        );
+    }
     let _ = writeln!(out, "\nDrops:");
     if status.drops.is_empty() {
         let _ = writeln!(out, "  none");
@@ -110,7 +158,7 @@ fn human_duration(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sts_proto::daemon::v1::CollectorStatus;
+    use sts_proto::daemon::v1::{CollectorStatus, SidecarStatus};
 
     fn sample() -> GetStatusResponse {
         GetStatusResponse {
@@ -128,6 +176,17 @@ mod tests {
             }],
             drops: [("process.vanished".to_string(), 2)].into(),
             healthy: false,
+            ecs: "ecs: not detected".into(),
+            trace_relay: "listening on 0.0.0.0:7182".into(),
+            spans_received_total: 12,
+            spans_duplicate_total: 0,
+            sidecars: vec![SidecarStatus {
+                sidecar_id: "sc-1".into(),
+                addr: "172.17.0.3:40000".into(),
+                connected: true,
+                spans_received: 12,
+                ..SidecarStatus::default()
+            }],
         }
     }
 
@@ -142,6 +201,8 @@ mod tests {
         assert!(text.contains("error: cannot list /proc"));
         assert!(text.contains("reported=7"));
         assert!(text.contains("process.vanished"));
+        assert!(text.contains("ecs: not detected"));
+        assert!(text.contains("sidecar sc-1 at 172.17.0.3:40000 (no task): connected, 12 spans"), "{text}");
     }
 
     #[test]

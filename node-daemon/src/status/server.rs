@@ -5,16 +5,23 @@ use std::time::Instant;
 
 use sts_proto::daemon::v1::status_server::{Status, StatusServer};
 use sts_proto::daemon::v1::{
-    GetSnapshotRequest, GetSnapshotResponse, GetStatusRequest, GetStatusResponse,
+    GetRecentSpansRequest, GetRecentSpansResponse, GetSnapshotRequest, GetSnapshotResponse,
+    GetStatusRequest, GetStatusResponse,
 };
 use tonic::{Request, Response};
 
 use super::registry::Registry;
 use super::LatestSnapshot;
+use crate::collect::container::ContainerStore;
+use crate::traces::TraceState;
 
 pub struct StatusService {
     pub registry: Registry,
     pub latest: LatestSnapshot,
+    /// None when the trace relay is off.
+    pub traces: Option<TraceState>,
+    pub trace_relay: String,
+    pub containers: Option<ContainerStore>,
     pub hostname: String,
     pub config: BTreeMap<String, String>,
     pub started: Instant,
@@ -34,6 +41,18 @@ impl StatusService {
             collectors: self.registry.collectors(),
             drops: self.registry.drops().into_iter().collect(),
             healthy: self.registry.healthy(),
+            sidecars: self
+                .traces
+                .as_ref()
+                .map(TraceState::sidecars)
+                .unwrap_or_default(),
+            spans_received_total: self.traces.as_ref().map_or(0, TraceState::spans_received),
+            spans_duplicate_total: self.traces.as_ref().map_or(0, TraceState::spans_duplicate),
+            trace_relay: self.trace_relay.clone(),
+            ecs: self.containers.as_ref().map_or_else(
+                || "ecs: not collected (STS_PROCESS_AGENT_ENABLED=false)".into(),
+                |s| s.ecs().status_line(),
+            ),
         }
     }
 }
@@ -45,6 +64,19 @@ impl Status for StatusService {
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, tonic::Status> {
         Ok(Response::new(self.response()))
+    }
+
+    async fn get_recent_spans(
+        &self,
+        request: Request<GetRecentSpansRequest>,
+    ) -> Result<Response<GetRecentSpansResponse>, tonic::Status> {
+        let limit = request.into_inner().limit as usize;
+        let spans = self
+            .traces
+            .as_ref()
+            .map(|t| t.recent(limit))
+            .unwrap_or_default();
+        Ok(Response::new(GetRecentSpansResponse { spans }))
     }
 
     async fn get_snapshot(

@@ -115,6 +115,8 @@ pub fn ecs_from_labels(labels: &BTreeMap<String, String>) -> Option<EcsContainer
         revision: get(LABEL_REVISION),
         container_name: get(LABEL_CONTAINER_NAME),
         cluster: get(LABEL_CLUSTER),
+        task_desired_status: None,
+        task_known_status: None,
     })
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::inspect::ContainerInfo;
+use crate::collect::ecs::EcsInfo;
 
 /// More containers than any Docker host runs; beyond it new ones are dropped and counted.
 pub const MAX_CONTAINERS: usize = 10_000;
@@ -29,6 +30,7 @@ pub struct ApiCalls {
 #[derive(Debug, Default)]
 struct Inner {
     containers: BTreeMap<String, ContainerInfo>,
+    ecs: EcsInfo,
     source: Source,
     calls: ApiCalls,
     dropped: u64,
@@ -91,6 +93,10 @@ impl ContainerStore {
             .is_some_and(|c| c.state == state)
     }
 
+    pub fn get(&self, id: &str) -> Option<ContainerInfo> {
+        self.read().containers.get(id).cloned()
+    }
+
     pub fn containers(&self) -> Vec<ContainerInfo> {
         self.read().containers.values().cloned().collect()
     }
@@ -101,6 +107,25 @@ impl ContainerStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What ECS discovery found last.
+    pub fn ecs(&self) -> EcsInfo {
+        self.read().ecs.clone()
+    }
+
+    pub fn set_ecs(&self, ecs: EcsInfo) {
+        self.write().ecs = ecs;
+    }
+
+    /// The address of the `ecs-agent` container, a place to look for its API.
+    pub fn ecs_agent_ip(&self) -> Option<std::net::IpAddr> {
+        let inner = self.read();
+        let agent = inner
+            .containers
+            .values()
+            .find(|c| c.role == Some("ecs-agent"))?;
+        agent.ip_addresses.iter().find_map(|ip| ip.parse().ok())
     }
 
     pub fn set_source(&self, source: Source) {

@@ -136,6 +136,7 @@ impl HostCollector {
                 network,
                 disks: disk_counters,
             },
+            ecs: None,
         })
     }
 }

@@ -15,6 +15,7 @@ pub use blacklist::{Blacklist, Usage};
 pub use cgroup::container_id;
 pub use scan::{ProcessCollector, ProcessScan, ScanCounts};
 pub use scrub::Scrubber;
+pub use stat::{parse_stat, Stat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

@@ -1,0 +1,200 @@
+//! What the trace relay has received: totals, each sidecar, and a window of recent
+//! correlated spans for `GetRecentSpans`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sts_proto::daemon::v1::{SidecarStatus, Span};
+
+#[derive(Debug)]
+struct Sidecar {
+    addr: String,
+    task_arn: String,
+    connected: bool,
+    spans: u64,
+    dropped: u64,
+    last_seen_ms: i64,
+    /// Spans counted since `rate_since`, for spans/s.
+    rate_spans: u64,
+    rate_since: Instant,
+    rate: f64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    recent: VecDeque<Span>,
+    sidecars: BTreeMap<String, Sidecar>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceState {
+    inner: Arc<Mutex<Inner>>,
+    recent_capacity: usize,
+    received: Arc<AtomicU64>,
+    duplicates: Arc<AtomicU64>,
+}
+
+impl TraceState {
+    pub fn new(recent_capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                recent: VecDeque::with_capacity(recent_capacity.min(1024)),
+                sidecars: BTreeMap::new(),
+            })),
+            recent_capacity,
+            received: Arc::default(),
+            duplicates: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn spans_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn spans_duplicate(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    pub fn add_duplicates(&self, spans: u64) {
+        self.duplicates.fetch_add(spans, Ordering::Relaxed);
+    }
+
+    /// Records a taken batch of a sidecar and keeps its spans in the recent window.
+    pub fn taken(
+        &self,
+        sidecar_id: &str,
+        addr: &str,
+        task_arn: &str,
+        dropped: u64,
+        spans: Vec<Span>,
+    ) {
+        let count = spans.len() as u64;
+        self.received.fetch_add(count, Ordering::Relaxed);
+        let mut inner = self.lock();
+        let sidecar = sidecar_entry(&mut inner.sidecars, sidecar_id);
+        sidecar.addr = addr.to_string();
+        sidecar.task_arn = task_arn.to_string();
+        sidecar.connected = true;
+        sidecar.spans += count;
+        sidecar.dropped = dropped;
+        sidecar.last_seen_ms = unix_ms();
+        sidecar.rate_spans += count;
+        let elapsed = sidecar.rate_since.elapsed().as_secs_f64();
+        if elapsed >= 1.0 {
+            sidecar.rate = sidecar.rate_spans as f64 / elapsed;
+            sidecar.rate_spans = 0;
+            sidecar.rate_since = Instant::now();
+        }
+        if self.recent_capacity == 0 {
+            return;
+        }
+        for span in spans {
+            if inner.recent.len() == self.recent_capacity {
+                inner.recent.pop_front();
+            }
+            inner.recent.push_back(span);
+        }
+    }
+
+    pub fn disconnected(&self, sidecar_id: &str) {
+        if let Some(s) = self.lock().sidecars.get_mut(sidecar_id) {
+            s.connected = false;
+            s.rate = 0.0;
+        }
+    }
+
+    pub fn recent(&self, limit: usize) -> Vec<Span> {
+        let inner = self.lock();
+        let skip = if limit == 0 {
+            0
+        } else {
+            inner.recent.len().saturating_sub(limit)
+        };
+        inner.recent.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn sidecars(&self) -> Vec<SidecarStatus> {
+        self.lock()
+            .sidecars
+            .iter()
+            .map(|(id, s)| SidecarStatus {
+                sidecar_id: id.clone(),
+                addr: s.addr.clone(),
+                task_arn: s.task_arn.clone(),
+                connected: s.connected,
+                spans_received: s.spans,
+                spans_per_second: s.rate,
+                dropped_spans: s.dropped,
+                last_seen_unix_ms: s.last_seen_ms,
+            })
+            .collect()
+    }
+}
+
+/// At most this many sidecars are remembered; the longest unseen is forgotten first.
+const MAX_SIDECARS: usize = 4096;
+
+fn sidecar_entry<'a>(sidecars: &'a mut BTreeMap<String, Sidecar>, id: &str) -> &'a mut Sidecar {
+    if !sidecars.contains_key(id) && sidecars.len() >= MAX_SIDECARS {
+        if let Some(oldest) = sidecars
+            .iter()
+            .filter(|(_, s)| !s.connected)
+            .min_by_key(|(_, s)| s.last_seen_ms)
+            .map(|(k, _)| k.clone())
+        {
+            sidecars.remove(&oldest);
+        }
+    }
+    sidecars.entry(id.to_string()).or_insert_with(|| Sidecar {
+        addr: String::new(),
+        task_arn: String::new(),
+        connected: true,
+        spans: 0,
+        dropped: 0,
+        last_seen_ms: 0,
+        rate_spans: 0,
+        rate_since: Instant::now(),
+        rate: 0.0,
+    })
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: u64) -> Span {
+        Span {
+            span_id: id,
+            ..Span::default()
+        }
+    }
+
+    #[test]
+    fn recent_window_is_bounded_and_ordered() {
+        let state = TraceState::new(3);
+        state.taken("s1", "10.0.0.1:5", "arn:t", 0, (1..=5).map(span).collect());
+        let ids: Vec<u64> = state.recent(0).iter().map(|s| s.span_id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        assert_eq!(state.recent(2).len(), 2);
+        assert_eq!(state.spans_received(), 5);
+        let sidecars = state.sidecars();
+        assert_eq!(
+            (sidecars[0].spans_received, sidecars[0].connected),
+            (5, true)
+        );
+        state.disconnected("s1");
+        assert!(!state.sidecars()[0].connected);
+    }
+}
