@@ -7,6 +7,9 @@ pub mod daemon {
     }
 }
 
+/// The host's default gateway, where a sidecar finds the daemon and the daemon the ECS agent.
+pub mod route;
+
 /// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));

@@ -202,7 +202,10 @@ mod tests {
         assert!(text.contains("reported=7"));
         assert!(text.contains("process.vanished"));
         assert!(text.contains("ecs: not detected"));
-        assert!(text.contains("sidecar sc-1 at 172.17.0.3:40000 (no task): connected, 12 spans"), "{text}");
+        assert!(
+            text.contains("sidecar sc-1 at 172.17.0.3:40000 (no task): connected, 12 spans"),
+            "{text}"
+        );
     }
 
     #[test]

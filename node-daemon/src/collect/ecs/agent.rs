@@ -25,8 +25,8 @@ use super::cache::{fresh, Cached};
 use super::endpoint::{self, AGENT_METADATA, AGENT_TASKS};
 use super::http::HttpClient;
 use super::model::{AgentMetadata, AgentTasks, EcsTask};
-use super::route::default_gateway;
 use super::{EcsError, EcsOptions};
+use sts_proto::route::default_gateway;
 
 /// What the agent part of a refresh found.
 #[derive(Debug, Clone, Default)]

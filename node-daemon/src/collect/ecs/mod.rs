@@ -40,7 +40,6 @@ mod error;
 mod http;
 mod imds;
 mod model;
-mod route;
 mod task_metadata;
 
 use std::net::IpAddr;

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 const RTF_UP: u16 = 0x1;
 const RTF_GATEWAY: u16 = 0x2;
 
-pub(super) fn default_gateway(route_table: &str) -> Option<Ipv4Addr> {
+pub fn default_gateway(route_table: &str) -> Option<Ipv4Addr> {
     route_table
         .lines()
         .filter_map(default_route)
