@@ -1,0 +1,4 @@
+//! trace-sidecar: receives Datadog-protocol spans from an application's trace client and
+//! relays them to node-daemon. The library part holds what the server is made of.
+
+pub mod decode;

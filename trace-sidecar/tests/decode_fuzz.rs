@@ -1,0 +1,356 @@
+//! Property tests over random and mutated payloads of every format: decoding never
+//! panics, and its peak heap use stays within the budget (`Limits`) it is given, measured
+//! by a counting global allocator. Round trips: random spans, encoded by the test encoder
+//! in any accepted style, decode to themselves.
+
+mod decode_common;
+
+use std::collections::HashMap;
+use std::mem::size_of;
+
+use decode_common::alloc::{peak_during, Counting};
+use decode_common::encode::{self, Style};
+use proptest::prelude::*;
+use sts_proto::daemon::v1::{Span, Trace};
+use trace_sidecar::decode::{decode, decode_with, DecodeError, Format, Limits, Reason};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const FORMATS: [Format; 4] = [
+    Format::V03Json,
+    Format::V03Msgpack,
+    Format::V04,
+    Format::V05,
+];
+
+/// What a failed decode allocates besides the budget: the error value (a few hundred bytes
+/// at most, serde_json's included).
+const ERROR_BYTES: usize = 1024;
+
+/// Decodes under `limits`, asserting that the peak heap use stays within the budget.
+fn checked(format: Format, body: &[u8], limits: &Limits) -> Result<Vec<Trace>, DecodeError> {
+    let (result, peak) = peak_during(|| decode_with(format, body, limits));
+    let bound = limits.budget(body.len()) + ERROR_BYTES;
+    assert!(
+        peak <= bound,
+        "{format:?}: {peak} bytes at peak for a {}-byte body, over the bound of {bound} ({:?})",
+        body.len(),
+        result.as_ref().map(|t| t.len())
+    );
+    result
+}
+
+/// The tight limits of the fuzz tests: at most 2x the body + 3 KiB (+ the error, 1 KiB).
+fn tight() -> Limits {
+    Limits {
+        expansion: 2,
+        slack: 3 << 10,
+        max_bytes: usize::MAX,
+    }
+}
+
+fn any_limits() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        Just(tight()),
+        Just(Limits::DEFAULT),
+        (1usize..80, 0usize..8192).prop_map(|(expansion, slack)| Limits {
+            expansion,
+            slack,
+            max_bytes: usize::MAX
+        }),
+    ]
+}
+
+/// Bytes that are MessagePack markers more often than chance would make them.
+fn markerish() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        any::<u8>(),
+        0x80u8..=0x9f,
+        0xa0u8..=0xbf,
+        prop::sample::select(vec![
+            0xc0u8, 0xc4, 0xca, 0xcb, 0xcc, 0xcf, 0xd3, 0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xff
+        ]),
+        Just(0x00u8),
+    ];
+    prop::collection::vec(byte, 0..600)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z._]{0,12}",
+        "\\PC{0,24}",
+        Just(String::new()),
+        Just("_dd.p.tid".to_owned()),
+    ]
+}
+
+fn metric() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<i32>().prop_map(f64::from),
+        any::<f32>()
+            .prop_filter("finite", |v| v.is_finite())
+            .prop_map(f64::from),
+        any::<f64>().prop_filter("finite", |v| v.is_finite()),
+    ]
+}
+
+prop_compose! {
+    fn span()(
+        service in text(), name in text(), resource in text(), r#type in text(),
+        trace_id in any::<u64>(), span_id in any::<u64>(), parent_id in any::<u64>(),
+        start in any::<i64>(), duration in any::<i64>(), error in any::<i32>(),
+        meta in prop::collection::hash_map(text(), text(), 0..12),
+        metrics in prop::collection::hash_map(text(), metric(), 0..5),
+    ) -> Span {
+        Span { service, name, resource, trace_id, span_id, parent_id, start, duration, error,
+               meta, metrics, r#type }
+    }
+}
+
+fn traces() -> impl Strategy<Value = Vec<Trace>> {
+    prop::collection::vec(
+        prop::collection::vec(span(), 0..6).prop_map(|spans| Trace { spans }),
+        0..5,
+    )
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    (any::<[bool; 5]>()).prop_map(|b| Style {
+        signed_ids: b[0],
+        compact_metrics: b[1],
+        skip_defaults: b[2],
+        unknown_fields: b[3],
+        bin_strings: b[4],
+    })
+}
+
+fn encode_as(format: Format, traces: &[Trace], style: Style) -> Vec<u8> {
+    match format {
+        Format::V03Json => encode::v03_json(traces),
+        Format::V03Msgpack | Format::V04 => encode::v04(traces, style),
+        Format::V05 => encode::v05(traces, style),
+    }
+}
+
+/// A change to a valid payload.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Set(usize, u8),
+    FlipBit(usize, u8),
+    Insert(usize, Vec<u8>),
+    Remove(usize, usize),
+    Truncate(usize),
+    /// A header claiming a huge length, as a hostile client would write it.
+    HugeLength(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let at = any::<prop::sample::Index>().prop_map(|i| i.index(1 << 20));
+    prop_oneof![
+        (at.clone(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        (at.clone(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
+        (at.clone(), prop::collection::vec(any::<u8>(), 1..6))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (at.clone(), 1usize..16).prop_map(|(i, n)| Mutation::Remove(i, n)),
+        at.clone().prop_map(Mutation::Truncate),
+        (
+            at,
+            prop::sample::select(vec![0xdcu8, 0xdd, 0xde, 0xdf, 0xdb, 0xc6])
+        )
+            .prop_map(|(i, m)| Mutation::HugeLength(i, m)),
+    ]
+}
+
+fn apply(body: &mut Vec<u8>, mutation: &Mutation) {
+    if body.is_empty() {
+        return;
+    }
+    let n = body.len();
+    match mutation {
+        Mutation::Set(i, b) => body[i % n] = *b,
+        Mutation::FlipBit(i, bit) => body[i % n] ^= 1 << bit,
+        Mutation::Insert(i, bytes) => {
+            let at = i % (n + 1);
+            body.splice(at..at, bytes.iter().copied());
+        }
+        Mutation::Remove(i, len) => {
+            let at = i % n;
+            body.drain(at..(at + len).min(n));
+        }
+        Mutation::Truncate(i) => body.truncate(i % n),
+        Mutation::HugeLength(i, marker) => {
+            let at = i % n;
+            let header = [*marker, 0xff, 0xff, 0xff, 0xf0];
+            let end = (at + header.len()).min(n);
+            body.splice(at..end, header);
+        }
+    }
+}
+
+/// Compares decoded traces with the encoded ones. JSON floats are parsed by serde_json's
+/// fast path, which may differ from the written value in the last bit.
+fn assert_same(decoded: &[Trace], want: &[Trace], exact_floats: bool) {
+    assert_eq!(decoded.len(), want.len());
+    for (d, w) in decoded.iter().zip(want) {
+        assert_eq!(d.spans.len(), w.spans.len());
+        for (d, w) in d.spans.iter().zip(&w.spans) {
+            if exact_floats {
+                assert_eq!(d, w);
+                continue;
+            }
+            let strip = |s: &Span| Span {
+                metrics: HashMap::new(),
+                ..s.clone()
+            };
+            assert_eq!(strip(d), strip(w));
+            assert_eq!(d.metrics.len(), w.metrics.len());
+            for (k, v) in &w.metrics {
+                let got = d.metrics[k];
+                assert!((got - v).abs() <= v.abs() * 1e-15, "{k}: {got} vs {v}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic_nor_overallocate(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+        for format in FORMATS {
+            let _ = checked(format, &body, &tight());
+        }
+    }
+
+    #[test]
+    fn marker_heavy_bytes_never_panic_nor_overallocate(body in markerish(), limits in any_limits()) {
+        for format in FORMATS {
+            let _ = checked(format, &body, &limits);
+        }
+    }
+
+    #[test]
+    fn json_like_bytes_never_panic_nor_overallocate(body in "[\\[\\]{}\",:0-9a-z_. -]{0,400}") {
+        let _ = checked(Format::V03Json, body.as_bytes(), &tight());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_payloads_never_panic_nor_overallocate(
+        traces in traces(),
+        style in style(),
+        format in prop::sample::select(FORMATS.to_vec()),
+        mutations in prop::collection::vec(mutation(), 1..4),
+        limits in any_limits(),
+    ) {
+        let mut body = encode_as(format, &traces, style);
+        for m in &mutations {
+            apply(&mut body, m);
+        }
+        for other in FORMATS {
+            let _ = checked(other, &body, &limits);
+        }
+    }
+
+    #[test]
+    fn encoded_spans_decode_to_themselves(
+        traces in traces(),
+        style in style(),
+        format in prop::sample::select(FORMATS.to_vec()),
+    ) {
+        let body = encode_as(format, &traces, style);
+        let decoded = checked(format, &body, &Limits::DEFAULT).expect("valid payload");
+        assert_same(&decoded, &traces, format != Format::V03Json);
+    }
+
+    #[test]
+    fn valid_payloads_stay_within_tight_limits_or_say_so(
+        traces in traces(),
+        style in style(),
+        format in prop::sample::select(FORMATS.to_vec()),
+    ) {
+        let body = encode_as(format, &traces, style);
+        match checked(format, &body, &tight()) {
+            Ok(decoded) => assert_same(&decoded, &traces, format != Format::V03Json),
+            Err(e) => prop_assert!(matches!(e.reason, Reason::TooLarge { .. }), "{}", e),
+        }
+    }
+}
+
+#[test]
+fn claimed_lengths_allocate_nothing() {
+    let hostile: [(Format, &[u8]); 6] = [
+        (Format::V04, &[0xdd, 0xff, 0xff, 0xff, 0xff]),
+        (Format::V04, &[0x91, 0xdd, 0x00, 0x10, 0x00, 0x00]),
+        (Format::V04, &[0x91, 0x91, 0xdf, 0xff, 0xff, 0xff, 0xff]),
+        (
+            Format::V04,
+            &[
+                0x91, 0x91, 0x81, 0xa4, b'm', b'e', b't', b'a', 0xdf, 0, 1, 0, 0,
+            ],
+        ),
+        (Format::V05, &[0x92, 0xdd, 0x01, 0x00, 0x00, 0x00, 0x90]),
+        (Format::V05, &[0x92, 0x90, 0xdd, 0x00, 0x10, 0x00, 0x00]),
+    ];
+    for (format, body) in hostile {
+        let (result, peak) = peak_during(|| decode(format, body));
+        let e = result.expect_err("refused");
+        assert!(matches!(e.reason, Reason::Length { .. }), "{e}");
+        // At most the arrays whose lengths were honest: here one trace of one span.
+        let honest = size_of::<Trace>() + size_of::<Span>();
+        assert!(
+            peak <= honest,
+            "{format:?} {body:x?}: {peak} bytes allocated"
+        );
+    }
+}
+
+#[test]
+fn v05_string_bomb_is_bounded() {
+    // One 64 KiB string referenced by every meta key and value of 2000 spans: 260 KB of
+    // body that would decode to 2000 * 2 * 64 KiB = 262 MB without a budget.
+    let big = "x".repeat(64 << 10);
+    let mut body = vec![0x92, 0x92, 0xa0];
+    rmp::encode::write_str(&mut body, &big).unwrap();
+    body.extend_from_slice(&[0x91, 0xdc, 0x07, 0xd0]); // one trace of 2000 spans
+    for _ in 0..2000 {
+        body.extend_from_slice(&[0x9c, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0x81, 1, 1, 0x80, 0]);
+    }
+    let (result, peak) = peak_during(|| decode(Format::V05, &body));
+    let e = result.expect_err("refused");
+    assert!(matches!(e.reason, Reason::TooLarge { .. }), "{e}");
+    let budget = Limits::DEFAULT.budget(body.len());
+    assert!(peak <= budget, "{peak} > {budget}");
+}
+
+#[test]
+fn realistic_payloads_decode_within_the_default_budget() {
+    // The expansion of real-looking batches, which the default limits must leave room for.
+    let traces = encode::realistic_traces(1000);
+    let ddtrace = Style {
+        skip_defaults: true,
+        ..Style::default()
+    };
+    for (format, body) in [
+        (Format::V04, encode::v04(&traces, ddtrace)),
+        (Format::V05, encode::v05(&traces, ddtrace)),
+        (Format::V03Json, encode::v03_json(&traces)),
+    ] {
+        let decoded = checked(format, &body, &Limits::DEFAULT).expect("decodes");
+        assert_eq!(decoded, traces);
+        let (_, peak) = peak_during(|| decode(format, &body).map(drop));
+        let ratio = peak as f64 / body.len() as f64;
+        println!(
+            "{format:?}: {} bytes decode to {peak} at peak ({ratio:.1}x)",
+            body.len()
+        );
+        assert!(
+            ratio < Limits::DEFAULT.expansion as f64 / 2.0,
+            "{format:?}: {ratio:.1}x leaves less than 2x headroom under the default limits"
+        );
+    }
+}
