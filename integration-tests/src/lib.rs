@@ -2,6 +2,7 @@
 //! Python environment, starting processes that are cleaned up, free ports.
 
 pub mod docker;
+pub mod receiver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

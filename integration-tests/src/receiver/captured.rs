@@ -1,0 +1,235 @@
+//! What the receiver records about one request.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::envelope::Envelope;
+use super::failure::FailureMode;
+use super::proto::{Span, TracePayload};
+
+/// Which receiver endpoint a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST .../stsAgent/intake` or `.../intake/`
+    Intake,
+    /// `POST .../stsAgent/api/v1/collector`
+    Collector,
+    /// `POST .../stsAgent/api/v0.2/traces`
+    Traces,
+    /// Anything else (answered 404).
+    Unknown,
+}
+
+impl Endpoint {
+    pub const PREFIX: &'static str = "/stsAgent";
+
+    pub fn classify(method: &str, path: &str) -> Self {
+        let Some(rest) = path.strip_prefix(Self::PREFIX) else {
+            return Self::Unknown;
+        };
+        match (method, rest) {
+            ("POST", "/intake" | "/intake/") => Self::Intake,
+            ("POST", "/api/v1/collector") => Self::Collector,
+            ("POST", "/api/v0.2/traces") => Self::Traces,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(name.to_owned())).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Intake => "intake",
+            Self::Collector => "collector",
+            Self::Traces => "traces",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A process agent message: its envelope, the body as received (after any
+/// Content-Encoding), and the protobuf message bytes when the envelope's encoding could be
+/// undone (protobuf or zstd).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorMessage {
+    pub envelope: Envelope,
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+    #[serde(with = "hex_opt")]
+    pub message: Option<Vec<u8>>,
+    /// Why `message` is missing, if it is.
+    pub message_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Decoded {
+    IntakeJson(Value),
+    Traces(TracePayload),
+    Collector(CollectorMessage),
+    /// Not one of the endpoints (or not decoded because it was not a POST).
+    Unknown,
+    /// A known endpoint whose body could not be decoded (answered 400 unless a failure
+    /// was injected).
+    Invalid {
+        error: String,
+    },
+    /// The receiver closed the connection before the body was read in full.
+    Incomplete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Captured {
+    /// 1, 2, ... in arrival order over the receiver's life.
+    pub seq: u64,
+    pub endpoint: Endpoint,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// From the `api_key` query parameter, else the `sts-api-key`, `DD-API-KEY` or
+    /// `X-Dd-APIKey` header.
+    pub api_key: Option<String>,
+    /// Body bytes as they arrived (before Content-Encoding was undone).
+    pub body_raw_len: usize,
+    pub decoded: Decoded,
+    /// The failure the receiver injected for this request, if any.
+    pub injected: Option<FailureMode>,
+    /// The status answered; None when the receiver did not answer (hang, close, refuse).
+    pub status: Option<u16>,
+    pub tls: bool,
+    /// Epoch milliseconds when the request head arrived.
+    pub received_at_ms: u64,
+}
+
+impl Captured {
+    /// The first header value with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Answered 2xx with no injected failure (a delay aside): the payload counts as
+    /// delivered.
+    pub fn accepted(&self) -> bool {
+        matches!(self.injected, None | Some(FailureMode::SlowAccept { .. }))
+            && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    pub fn traces(&self) -> Option<&TracePayload> {
+        match &self.decoded {
+            Decoded::Traces(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn spans(&self) -> Vec<&Span> {
+        self.traces()
+            .map(|t| t.all_spans().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn intake_json(&self) -> Option<&Value> {
+        match &self.decoded {
+            Decoded::IntakeJson(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn collector(&self) -> Option<&CollectorMessage> {
+        match &self.decoded {
+            Decoded::Collector(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn from_hex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err("odd hex length".into());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::to_hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_some(&super::to_hex(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| super::from_hex(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_paths() {
+        assert_eq!(
+            Endpoint::classify("POST", "/stsAgent/intake/"),
+            Endpoint::Intake
+        );
+        assert_eq!(
+            Endpoint::classify("POST", "/stsAgent/intake"),
+            Endpoint::Intake
+        );
+        assert_eq!(
+            Endpoint::classify("POST", "/stsAgent/api/v1/collector"),
+            Endpoint::Collector
+        );
+        assert_eq!(
+            Endpoint::classify("POST", "/stsAgent/api/v0.2/traces"),
+            Endpoint::Traces
+        );
+        assert_eq!(
+            Endpoint::classify("GET", "/stsAgent/intake"),
+            Endpoint::Unknown
+        );
+        assert_eq!(Endpoint::classify("POST", "/intake"), Endpoint::Unknown);
+        assert_eq!(Endpoint::parse("traces"), Some(Endpoint::Traces));
+        assert_eq!(Endpoint::parse("nope"), None);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(to_hex(&bytes), "0001abff");
+        assert_eq!(from_hex("0001abff").unwrap(), bytes);
+        assert!(from_hex("abc").is_err());
+    }
+}
