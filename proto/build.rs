@@ -2,7 +2,11 @@
 //! encoded descriptor set for gRPC server reflection.
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["sts/daemon/v1/status.proto", "sts/daemon/v1/relay.proto"];
+const PROTOS: &[&str] = &[
+    "sts/daemon/v1/status.proto",
+    "sts/daemon/v1/relay.proto",
+    "sts/receiver/v1/trace.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

@@ -94,3 +94,30 @@ impl Drop for Container {
         let _ = docker(&["rm", "-f", &self.id]);
     }
 }
+
+/// The host's address on Docker's default bridge, where containers reach host services.
+pub fn bridge_gateway() -> String {
+    let out = docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+    ]);
+    let gateway = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !gateway.is_empty() {
+        return gateway;
+    }
+    // Older engines leave the gateway out of the IPAM config: read docker0's address.
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "docker0"])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no address on docker0: {text}"))
+        .to_string()
+}

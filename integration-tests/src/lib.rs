@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod receiver;
+pub mod traces;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

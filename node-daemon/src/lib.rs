@@ -7,6 +7,7 @@ pub mod collect;
 pub mod config;
 pub mod cycle;
 pub mod daemon;
+pub mod forward;
 pub mod join;
 pub mod model;
 pub mod status;

@@ -7,6 +7,13 @@ pub mod daemon {
     }
 }
 
+/// What the StackState receiver takes: the trace payload of `<STS_APM_URL>/api/v0.2/traces`.
+pub mod receiver {
+    pub mod v1 {
+        tonic::include_proto!("sts.receiver.v1");
+    }
+}
+
 /// The host's default gateway, where a sidecar finds the daemon and the daemon the ECS agent.
 pub mod route;
 

@@ -1,4 +1,8 @@
 //! trace-sidecar: receives Datadog-protocol spans from an application's trace client and
 //! relays them to node-daemon. The library part holds what the server is made of.
 
+pub mod config;
 pub mod decode;
+pub mod peer;
+pub mod relay;
+pub mod server;

@@ -1,11 +1,181 @@
-//! trace-sidecar: the span receiver that runs beside an application.
-//! The receiver and relay are built by the trace-pipeline issue; until then the binary
-//! only reports that it is not functional, so nobody deploys it by mistake.
+//! `trace-sidecar`: run | status.
 
-fn main() {
-    eprintln!(
-        "trace-sidecar {}: the span receiver is not built yet",
-        env!("CARGO_PKG_VERSION")
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use trace_sidecar::config::Config;
+use trace_sidecar::relay::{self, BatchLimits, Buffer, Relay, SenderConfig};
+use trace_sidecar::server::{self, Shared};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "trace-sidecar",
+    version,
+    about = "Receives Datadog-protocol spans and relays them to node-daemon"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve trace clients and relay to the daemon (the default).
+    Run,
+    /// Print the running sidecar's /health; exit 0 when it answers, 2 when not.
+    Status {
+        /// host:port of the sidecar [default: 127.0.0.1 and the port of STS_TRACE_LISTEN_ADDR]
+        #[arg(long)]
+        addr: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::from_env(|k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("trace-sidecar: configuration error: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    match args.command.unwrap_or(Command::Run) {
+        Command::Status { addr } => {
+            let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.listen_addr.port()));
+            match health(&addr) {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("trace-sidecar is not reachable at {addr}: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("trace-sidecar: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// GET /health over a plain HTTP/1.0 request.
+fn health(addr: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: sidecar\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP answer")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "answered: {}",
+        head.lines().next().unwrap_or("")
     );
-    std::process::exit(2);
+    Ok(body.to_string())
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (STS_TRACE_LISTEN_ADDR)",
+                config.listen_addr
+            )
+        })?;
+    let sidecar_id = format!("{}-{}", hostname(), std::process::id());
+    let relay = Relay::new(Buffer::new(
+        &sidecar_id,
+        config.buffer_bytes,
+        BatchLimits::default(),
+    ));
+    let shared = Shared {
+        relay: relay.clone(),
+        stats: Default::default(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut tasks = vec![tokio::spawn(server::serve_tcp(
+        listener,
+        shared.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some(path) = &config.listen_socket {
+        let _ = std::fs::remove_file(path);
+        let unix = tokio::net::UnixListener::bind(path).with_context(|| {
+            format!(
+                "cannot listen on {} (STS_TRACE_LISTEN_SOCKET)",
+                path.display()
+            )
+        })?;
+        tasks.push(tokio::spawn(server::serve_unix(
+            unix,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let sender = SenderConfig {
+        daemon_url: config.daemon_url.clone(),
+        token: config.relay_token.clone(),
+        sidecar_addr: config.listen_addr.to_string(),
+        task_arn: config.task_arn.clone(),
+        window: 8,
+    };
+    let sending = tokio::spawn(relay::run(
+        relay,
+        sender,
+        stop_rx,
+        Duration::from_millis(1500),
+    ));
+    info!(listen = %config.listen_addr, daemon = %config.daemon_url, "trace-sidecar {} started", env!("CARGO_PKG_VERSION"));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("shutting down; delivering what is buffered");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), sending).await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "sidecar".into())
 }

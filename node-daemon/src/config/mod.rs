@@ -3,7 +3,7 @@
 //! the variable and says why.
 
 mod parse;
-mod secret;
+pub mod secret;
 mod source;
 
 use std::collections::BTreeMap;
@@ -44,6 +44,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_EC2_METADATA_URL",
     "STS_RELAY_TOKEN",
     "STS_TRACE_RECENT_SPANS",
+    "STS_QUEUE_DIR",
+    "STS_QUEUE_MAX_BYTES",
 ];
 
 /// The blacklist of the original process agent, one regex a line.
@@ -86,8 +88,12 @@ pub struct Config {
     pub ec2_metadata_url: Url,
     /// Shared secret sidecars must present; None accepts any sidecar.
     pub relay_token: Option<ApiKey>,
-    /// Correlated spans kept in memory for `GetRecentSpans`.
+    /// Correlated spans kept in memory for `GetRecentSpans`: 10,000 by default without a
+    /// receiver, none with one.
     pub trace_recent_spans: usize,
+    /// Disk queue of the forwarder; None (an empty STS_QUEUE_DIR) keeps queues in memory.
+    pub queue_dir: Option<PathBuf>,
+    pub queue_max_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +229,22 @@ impl Config {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(ApiKey::new),
-            trace_recent_spans: get.or("STS_TRACE_RECENT_SPANS", 10_000, parse::count)?,
+            // With a receiver the spans go there; a window would copy every span.
+            trace_recent_spans: get.or(
+                "STS_TRACE_RECENT_SPANS",
+                if raw.get("STS_STS_URL").is_some_and(|u| !u.trim().is_empty()) {
+                    0
+                } else {
+                    10_000
+                },
+                parse::count,
+            )?,
+            queue_dir: match raw.get("STS_QUEUE_DIR").map(str::trim) {
+                Some("") => None,
+                Some(_) => Some(get.or("STS_QUEUE_DIR", PathBuf::new(), parse::absolute_path)?),
+                None => Some(crate::forward::default_queue_dir()),
+            },
+            queue_max_bytes: get.or("STS_QUEUE_MAX_BYTES", 512 << 20, parse::count)? as u64,
         })
     }
 
@@ -232,7 +253,7 @@ impl Config {
         let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let entries: [(&str, String); 25] = [
+        let entries: [(&str, String); 27] = [
             (
                 "STS_API_KEY",
                 self.api_key
@@ -315,6 +336,13 @@ impl Config {
                 "STS_TRACE_RECENT_SPANS",
                 self.trace_recent_spans.to_string(),
             ),
+            (
+                "STS_QUEUE_DIR",
+                self.queue_dir
+                    .as_ref()
+                    .map_or("<memory only>".into(), |d| d.display().to_string()),
+            ),
+            ("STS_QUEUE_MAX_BYTES", self.queue_max_bytes.to_string()),
         ];
         entries
             .into_iter()

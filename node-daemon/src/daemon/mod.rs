@@ -1,6 +1,7 @@
 //! `node-daemon run`: collect on an interval and serve status until told to stop.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use crate::collect::container::Watcher;
 use crate::collect::ecs::{EcsDiscovery, EcsOptions};
 use crate::config::Config;
 use crate::cycle::{Collectors, CycleError};
+use crate::forward::Forwarder;
 use crate::model::Snapshot;
 use crate::status::{LatestSnapshot, Registry, StatusService, STATUS_SERVICE_NAME};
 use crate::traces::{Correlator, RelayService, TraceState};
@@ -37,6 +39,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Collectors(#[from] CycleError),
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -75,10 +79,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let traces = config
         .apm_enabled
         .then(|| TraceState::new(config.trace_recent_spans));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let started = Forwarder::start(&config, collectors.hostname(), stop_rx.clone())?;
+    let (forwarder, forward_tasks) = match started {
+        Some((forwarder, tasks)) => {
+            for name in crate::forward::STATUS_NAMES {
+                registry.register(name, true);
+            }
+            (Some(forwarder), tasks)
+        }
+        None => (None, Vec::new()),
+    };
     let relay = traces.clone().map(|state| {
         let correlator = Correlator::new(collectors.hostname(), store.clone());
         let token = config.relay_token.as_ref().map(|t| t.expose().to_string());
-        RelayService::new(state, correlator, token).into_server()
+        RelayService::new(state, correlator, token, forwarder.clone()).into_server()
     });
     let trace_relay = if relay.is_some() {
         format!("listening on {}", config.grpc_addr)
@@ -96,7 +111,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         started: Instant::now(),
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = store.clone().map(|store| {
         tokio::spawn(
             Watcher {
@@ -139,6 +153,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             health,
             latest,
             store,
+            forwarder,
         },
         stop_rx,
     ));
@@ -151,6 +166,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for task in [watcher, ecs].into_iter().flatten() {
         task.abort();
     }
+    // Senders stop at the signal; whatever they had not sent stays in the disk queue.
+    for task in forward_tasks {
+        let _ = tokio::time::timeout(Duration::from_millis(300), task).await;
+    }
     Ok(())
 }
 
@@ -162,6 +181,8 @@ struct CollectLoop {
     latest: LatestSnapshot,
     /// Its changes trigger an early cycle, so a new container shows within a second.
     store: Option<ContainerStore>,
+    /// None in the embedded default (no STS_STS_URL): nothing is sent.
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 /// Cycles are at least this far apart, however often containers change.
@@ -175,6 +196,7 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         mut health,
         latest,
         store,
+        forwarder,
     } = state;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,8 +218,14 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
             return;
         };
         // /proc reads block; keep them off the runtime thread.
+        let sending = forwarder.clone();
+        let health_now = (registry.healthy(), registry.summary());
         let Ok((owned, result)) = tokio::task::spawn_blocking(move || {
             let result = owned.collect();
+            // Encoding and queueing (on disk) happen here, off the runtime thread.
+            if let (Ok(snapshot), Some(forwarder)) = (&result, &sending) {
+                forwarder.submit_snapshot(snapshot, health_now.0, &health_now.1);
+            }
             (owned, result)
         })
         .await
@@ -207,6 +235,9 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         };
         collectors = Some(owned);
         log_cycle(&result);
+        if let Some(forwarder) = &forwarder {
+            forwarder.report(&registry);
+        }
         if let Ok(snapshot) = &result {
             latest.publish(snapshot);
         }

@@ -131,6 +131,22 @@ impl Registry {
             .all(|c| c.state != State::Failed)
     }
 
+    /// One line for the health check message: "ok", or what failed.
+    pub fn summary(&self) -> String {
+        let inner = self.lock();
+        let failed: Vec<String> = inner
+            .collectors
+            .iter()
+            .filter(|(_, c)| c.state == State::Failed)
+            .map(|(name, c)| format!("{name}: {}", c.last_error))
+            .collect();
+        if failed.is_empty() {
+            "ok".into()
+        } else {
+            failed.join("; ")
+        }
+    }
+
     pub fn collectors(&self) -> Vec<CollectorStatus> {
         self.lock()
             .collectors

@@ -14,21 +14,30 @@ use tracing::{debug, warn};
 use super::correlate::Correlator;
 use super::dedup::SeenBatches;
 use super::state::TraceState;
+use crate::forward::Forwarder;
 
 /// Sidecars whose seen batch ids are remembered at most.
 const MAX_TRACKED_SIDECARS: usize = 4096;
 
 pub struct RelayService {
     state: TraceState,
+    /// Where correlated spans go; None in the embedded default.
+    forwarder: Option<Arc<Forwarder>>,
     token: Option<String>,
     correlator: Arc<Mutex<Correlator>>,
     seen: Arc<Mutex<HashMap<String, SeenBatches>>>,
 }
 
 impl RelayService {
-    pub fn new(state: TraceState, correlator: Correlator, token: Option<String>) -> Self {
+    pub fn new(
+        state: TraceState,
+        correlator: Correlator,
+        token: Option<String>,
+        forwarder: Option<Arc<Forwarder>>,
+    ) -> Self {
         Self {
             state,
+            forwarder,
             token,
             correlator: Arc::new(Mutex::new(correlator)),
             seen: Arc::default(),
@@ -87,12 +96,20 @@ impl RelayService {
         } else {
             &batch.sidecar_addr
         };
+        let count = correlated.len() as u64;
+        let kept = match &self.forwarder {
+            Some(forwarder) => {
+                forwarder.submit_spans_keeping(correlated, self.state.keeps_recent())
+            }
+            None => correlated,
+        };
         self.state.taken(
             &batch.sidecar_id,
             addr,
             &batch.task_arn,
             batch.dropped_spans,
-            correlated,
+            count,
+            kept,
         );
         ack(true, "")
     }
@@ -118,6 +135,7 @@ impl Relay for RelayService {
         let mut inbound = request.into_inner();
         let this = RelayService {
             state: self.state.clone(),
+            forwarder: self.forwarder.clone(),
             token: self.token.clone(),
             correlator: self.correlator.clone(),
             seen: self.seen.clone(),

@@ -53,6 +53,11 @@ impl TraceState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `taken` keeps spans for `recent` (else it only counts them).
+    pub fn keeps_recent(&self) -> bool {
+        self.recent_capacity > 0
+    }
+
     pub fn spans_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
@@ -66,15 +71,17 @@ impl TraceState {
     }
 
     /// Records a taken batch of a sidecar and keeps its spans in the recent window.
+    /// Records a taken batch of `count` spans; `spans` (for the recent window) may be
+    /// empty when they went to the forwarder and no window is kept.
     pub fn taken(
         &self,
         sidecar_id: &str,
         addr: &str,
         task_arn: &str,
         dropped: u64,
+        count: u64,
         spans: Vec<Span>,
     ) {
-        let count = spans.len() as u64;
         self.received.fetch_add(count, Ordering::Relaxed);
         let mut inner = self.lock();
         let sidecar = sidecar_entry(&mut inner.sidecars, sidecar_id);
@@ -184,7 +191,14 @@ mod tests {
     #[test]
     fn recent_window_is_bounded_and_ordered() {
         let state = TraceState::new(3);
-        state.taken("s1", "10.0.0.1:5", "arn:t", 0, (1..=5).map(span).collect());
+        state.taken(
+            "s1",
+            "10.0.0.1:5",
+            "arn:t",
+            0,
+            5,
+            (1..=5).map(span).collect(),
+        );
         let ids: Vec<u64> = state.recent(0).iter().map(|s| s.span_id).collect();
         assert_eq!(ids, [3, 4, 5]);
         assert_eq!(state.recent(2).len(), 2);

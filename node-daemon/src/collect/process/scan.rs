@@ -89,6 +89,8 @@ pub struct ProcessCollector {
     reader: ProcReader,
     path: String,
     users: Users,
+    /// Whether real uids may come from pidfds rather than from /proc/<pid>/status.
+    pidfd_uids: bool,
     known: HashMap<u32, Known>,
     generation: u64,
     last_scan: Option<Instant>,
@@ -104,6 +106,7 @@ impl ProcessCollector {
             reader: ProcReader::default(),
             path: String::with_capacity(64),
             users: Users::default(),
+            pidfd_uids: pidfd::usable(),
             known: HashMap::new(),
             generation: 0,
             last_scan: None,
@@ -290,11 +293,18 @@ impl ProcessCollector {
         let exe = std::fs::read_link(self.set_path(pid, "exe"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
-        let uid = self
-            .read(pid, "status")
-            .ok()
-            .and_then(|b| keyed_u64(std::str::from_utf8(b).ok()?, "Uid"))
-            .and_then(|uid| u32::try_from(uid).ok());
+        let uid = match self.pidfd_uids.then(|| pidfd::real_uid(pid)) {
+            Some(Ok(uid)) => Some(uid),
+            answer => {
+                if matches!(answer, Some(Err(pidfd::Unavailable::Always))) {
+                    self.pidfd_uids = false;
+                }
+                self.read(pid, "status")
+                    .ok()
+                    .and_then(|b| keyed_u64(std::str::from_utf8(b).ok()?, "Uid"))
+                    .and_then(|uid| u32::try_from(uid).ok())
+            }
+        };
         let user = uid.map_or_else(String::new, |uid| self.users.name(uid));
         let container_id = self
             .read(pid, "cgroup")
@@ -349,6 +359,96 @@ impl ProcReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Real uids through `PIDFD_GET_INFO` (Linux 6.13+): the same number as the first field
+/// of the `Uid:` line of /proc/<pid>/status (both map the credential into the reader's
+/// user namespace), for a pidfd_open, an ioctl and a close, where reading status has the
+/// kernel format some forty lines. Only used when /proc shows this process's own pid
+/// namespace, so that a /proc pid and a pidfd_open pid name the same process.
+mod pidfd {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// `struct pidfd_info` of <linux/pidfd.h>, in its first (64-byte) version.
+    #[repr(C)]
+    #[derive(Default)]
+    struct PidfdInfo {
+        mask: u64,
+        cgroupid: u64,
+        pid: u32,
+        tgid: u32,
+        ppid: u32,
+        ruid: u32,
+        rgid: u32,
+        euid: u32,
+        egid: u32,
+        suid: u32,
+        sgid: u32,
+        fsuid: u32,
+        fsgid: u32,
+        exit_code: i32,
+    }
+
+    const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+    const PIDFD_INFO_CREDS: u64 = 1 << 1;
+    /// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
+    const PIDFD_GET_INFO: u32 = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+    pub enum Unavailable {
+        /// Not for this process (gone); status may still answer.
+        Now,
+        /// Not on this kernel or under this seccomp profile: stop asking.
+        Always,
+    }
+
+    /// Whether /proc is the procfs of this process's pid namespace.
+    pub fn usable() -> bool {
+        std::fs::read_link("/proc/self")
+            .is_ok_and(|p| p.as_os_str().to_str() == Some(&std::process::id().to_string()))
+    }
+
+    pub fn real_uid(pid: u32) -> Result<u32, Unavailable> {
+        let always = |e: io::Error| match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::ENOTTY | libc::EOPNOTSUPP) => {
+                Unavailable::Always
+            }
+            _ => Unavailable::Now,
+        };
+        let pid = libc::pid_t::try_from(pid).map_err(|_| Unavailable::Now)?;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(always(io::Error::last_os_error()));
+        }
+        let fd = libc::c_int::try_from(fd).map_err(|_| Unavailable::Always)?;
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut info = PidfdInfo {
+            mask: PIDFD_INFO_CREDS,
+            ..PidfdInfo::default()
+        };
+        // SAFETY: PIDFD_GET_INFO writes at most the 64 bytes its number encodes into `info`.
+        let ret = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                PIDFD_GET_INFO as _,
+                std::ptr::addr_of_mut!(info),
+            )
+        };
+        if ret != 0 {
+            let e = io::Error::last_os_error();
+            // Older kernels answer an unknown pidfd ioctl with EINVAL or ENOTTY.
+            return Err(match e.raw_os_error() {
+                Some(libc::EINVAL) => Unavailable::Always,
+                _ => always(e),
+            });
+        }
+        if info.mask & PIDFD_INFO_CREDS == 0 {
+            return Err(Unavailable::Always);
+        }
+        Ok(info.ruid)
     }
 }
 

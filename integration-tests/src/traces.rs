@@ -1,0 +1,181 @@
+//! A daemon and a sidecar wired together for the trace tests, and a real ddtrace client.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sts_proto::daemon::v1::status_client::StatusClient;
+use sts_proto::daemon::v1::{GetRecentSpansRequest, Span};
+
+use crate::{binary, free_port, python, wait_for, workspace_root, Guard};
+
+pub struct Daemon {
+    pub guard: Guard,
+    pub port: u16,
+}
+
+impl Daemon {
+    pub fn start(port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_with_interval(port, "60", env)
+    }
+
+    pub fn start_with_interval(port: u16, interval: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary("node-daemon"));
+        command
+            .args(["run", "--interval", interval])
+            .env("STS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("STS_TRACE_RECENT_SPANS", "100000")
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let daemon = Self {
+            guard: Guard::spawn(&mut command),
+            port,
+        };
+        wait_for(Duration::from_secs(20), || daemon.status().map(|_| ())).expect("daemon answers");
+        daemon
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let out = crate::node_daemon(&[], &["status", "--json", "--addr", &addr]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Every span the daemon keeps in its recent window.
+    pub fn spans(&self) -> Vec<Span> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let Ok(mut client) =
+                StatusClient::connect(format!("http://127.0.0.1:{}", self.port)).await
+            else {
+                return Vec::new();
+            };
+            let client = client.get_recent_spans(GetRecentSpansRequest { limit: 0 });
+            client
+                .await
+                .map(|r| r.into_inner().spans)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Waits until the daemon holds at least `n` spans of `service`; returns them.
+    pub fn wait_spans(&self, service: &str, n: usize, within: Duration) -> Vec<Span> {
+        let mut last = Vec::new();
+        wait_for(within, || {
+            last = self
+                .spans()
+                .into_iter()
+                .filter(|s| s.service == service)
+                .collect();
+            (last.len() >= n).then_some(())
+        });
+        last
+    }
+}
+
+pub struct Sidecar {
+    pub guard: Guard,
+    pub port: u16,
+}
+
+impl Sidecar {
+    pub fn start(listen: &str, daemon_port: u16, env: &[(&str, &str)]) -> Self {
+        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+        let mut command = Command::new(binary("trace-sidecar"));
+        command
+            .env("STS_TRACE_LISTEN_ADDR", listen)
+            .env("STS_DAEMON_ADDR", format!("127.0.0.1:{daemon_port}"))
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let sidecar = Self {
+            guard: Guard::spawn(&mut command),
+            port,
+        };
+        wait_for(Duration::from_secs(10), || sidecar.health()).expect("sidecar answers");
+        sidecar
+    }
+
+    pub fn health(&self) -> Option<Value> {
+        let out = Command::new(binary("trace-sidecar"))
+            .args(["status", "--addr", &format!("127.0.0.1:{}", self.port)])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+/// The outcome line of integration-tests/python/trace_client.py.
+#[derive(Debug)]
+pub struct ClientRun {
+    pub pid: u32,
+    pub create_time_ms: u64,
+    pub spans: usize,
+}
+
+/// Environment for ddtrace pointed at `agent_url` with the given API version.
+pub fn ddtrace_env(
+    agent_url: &str,
+    version: &str,
+    service: &str,
+    traces: usize,
+    spans: usize,
+) -> BTreeMap<String, String> {
+    [
+        ("DD_TRACE_AGENT_URL", agent_url.to_string()),
+        ("DD_TRACE_API_VERSION", version.to_string()),
+        ("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "false".into()),
+        ("DD_REMOTE_CONFIGURATION_ENABLED", "false".into()),
+        ("DD_TRACE_STARTUP_LOGS", "false".into()),
+        ("SERVICE", service.to_string()),
+        ("TRACES", traces.to_string()),
+        ("SPANS", spans.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Runs the ddtrace client on the host and parses its outcome line.
+pub fn run_client(env: &BTreeMap<String, String>) -> ClientRun {
+    let script = workspace_root().join("integration-tests/python/trace_client.py");
+    let out = Command::new(python())
+        .arg(script)
+        .envs(env)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_client(&out.stdout)
+}
+
+pub fn parse_client(stdout: &[u8]) -> ClientRun {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("client printed nothing"));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"));
+    ClientRun {
+        pid: v["pid"].as_u64().unwrap() as u32,
+        create_time_ms: v["create_time_ms"].as_u64().unwrap(),
+        spans: v["spans"].as_u64().unwrap() as usize,
+    }
+}
+
+/// A daemon and a sidecar on free loopback ports.
+pub fn stack() -> (Daemon, Sidecar) {
+    let daemon = Daemon::start(free_port(), &[]);
+    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+    (daemon, sidecar)
+}

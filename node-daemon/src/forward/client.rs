@@ -1,0 +1,191 @@
+//! HTTP(S) to the receiver: TLS verified by default, every failure sorted into "retry"
+//! (network errors, timeouts, 408, 429, 5xx) or "give up" (other 4xx), and no API key in
+//! any message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::secret::redact_url;
+
+/// How long one request may take, connect to last byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an error answer is kept for the log.
+const MAX_ERROR_BODY: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try later.
+    #[error("{0}")]
+    Retry(String),
+    /// The receiver refused the batch for good; retrying would not help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot load the system's CA certificates: {0}")]
+    Roots(std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct ReceiverClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl ReceiverClient {
+    /// `skip_verification` (STS_SKIP_SSL_VALIDATION) accepts any certificate.
+    pub fn new(skip_verification: bool) -> Result<Self, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let tls = if skip_verification {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+                .with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                let reason = native
+                    .errors
+                    .first()
+                    .map_or("none found".to_string(), |e| e.to_string());
+                return Err(ClientError::Roots(std::io::Error::other(reason)));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// POSTs `body` to `url` with `headers`; Ok when the receiver answered 2xx.
+    pub async fn post(
+        &self,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<(), SendError> {
+        let shown = redact_url(url);
+        let mut request = Request::post(url.as_str());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| SendError::Rejected(format!("{shown}: cannot build the request: {e}")))?;
+        let response = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+        {
+            Err(_) => {
+                return Err(SendError::Retry(format!(
+                    "{shown}: no answer within {REQUEST_TIMEOUT:?}"
+                )))
+            }
+            Ok(Err(e)) => return Err(SendError::Retry(format!("{shown}: {}", error_chain(&e)))),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status.is_success() {
+            // Drain the answer so the connection can be reused.
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect()).await;
+            return Ok(());
+        }
+        let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)])
+            .trim()
+            .to_string();
+        let message = format!("{shown}: HTTP {status}: {text}");
+        let code = status.as_u16();
+        if code == 408 || code == 429 || status.is_server_error() {
+            Err(SendError::Retry(message))
+        } else {
+            Err(SendError::Rejected(message))
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// STS_SKIP_SSL_VALIDATION=true: accept any certificate, still checking signatures of the
+/// handshake itself.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,332 @@
+//! Messages of the receiver's intake (`<STS_STS_URL>/intake`): topology components and
+//! relations with the identities of ARCHITECTURE.md, metrics, and the agent's health.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::model::{Container, Host, Process, Snapshot};
+
+/// The integration instance that owns what the daemon reports, per topology pipeline.
+pub const TOPOLOGY_INSTANCE: &str = "ecs-node";
+pub const PROCESS_INSTANCE: &str = "ecs-processes";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub external_id: String,
+    pub type_name: &'static str,
+    pub data: Value,
+}
+
+impl Component {
+    fn to_json(&self) -> Value {
+        json!({"externalId": self.external_id, "type": {"name": self.type_name}, "data": self.data})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub source: String,
+    pub target: String,
+    pub type_name: String,
+}
+
+impl Link {
+    pub fn external_id(&self) -> String {
+        format!("{}->{}", self.source, self.target)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "externalId": self.external_id(),
+            "type": {"name": self.type_name},
+            "sourceId": self.source,
+            "targetId": self.target,
+            "data": {},
+        })
+    }
+}
+
+/// The elements of one topology instance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Elements {
+    pub components: Vec<Component>,
+    pub relations: Vec<Link>,
+}
+
+/// One intake message around a topology update. `full` marks a complete snapshot (the
+/// receiver deletes whatever the instance sent before and is missing from it).
+pub fn topology_message(
+    hostname: &str,
+    instance: &str,
+    update: &Elements,
+    delete_ids: &[String],
+    full: bool,
+    now_s: u64,
+) -> Value {
+    json!({
+        "collection_timestamp": now_s,
+        "internalHostname": hostname,
+        "events": {},
+        "metrics": [],
+        "service_checks": [],
+        "health": [],
+        "topologies": [{
+            "start_snapshot": full,
+            "stop_snapshot": full,
+            "instance": {"type": instance, "url": hostname},
+            "components": update.components.iter().map(Component::to_json).collect::<Vec<_>>(),
+            "relations": update.relations.iter().map(Link::to_json).collect::<Vec<_>>(),
+            "delete_ids": delete_ids,
+        }],
+    })
+}
+
+pub fn metrics_message(hostname: &str, metrics: Vec<Value>, now_s: u64) -> Value {
+    json!({
+        "collection_timestamp": now_s,
+        "internalHostname": hostname,
+        "events": {},
+        "metrics": metrics,
+        "service_checks": [],
+        "health": [],
+        "topologies": [],
+    })
+}
+
+/// The daemon's own health as a service check (0 ok, 2 critical).
+pub fn health_message(hostname: &str, healthy: bool, message: &str, now_s: u64) -> Value {
+    json!({
+        "collection_timestamp": now_s,
+        "internalHostname": hostname,
+        "events": {},
+        "metrics": [],
+        "service_checks": [{
+            "check": "stackstate.node_daemon.up",
+            "host_name": hostname,
+            "status": if healthy { 0 } else { 2 },
+            "timestamp": now_s,
+            "message": message,
+            "tags": [],
+        }],
+        "health": [],
+        "topologies": [],
+    })
+}
+
+/// Host, ECS cluster and tasks, and containers, with their relations.
+pub fn node_elements(snapshot: &Snapshot) -> Elements {
+    let host = &snapshot.host;
+    let mut e = Elements::default();
+    e.components.push(host_component(host));
+    let cluster = host.ecs.as_ref().and_then(|ecs| ecs.cluster.clone());
+    if let Some(cluster) = &cluster {
+        e.components.push(Component {
+            external_id: cluster_id(cluster),
+            type_name: "ecs-cluster",
+            data: json!({"name": cluster, "layer": "ECS Clusters", "domain": "ECS"}),
+        });
+        e.relations
+            .push(link(&host.urn, &cluster_id(cluster), "member-of"));
+    }
+    let mut tasks: BTreeMap<&str, &Container> = BTreeMap::new();
+    for c in &snapshot.containers {
+        e.components.push(container_component(c));
+        e.relations.push(link(&c.urn, &host.urn, "runs-on"));
+        if let Some(ecs) = &c.ecs {
+            e.relations.push(link(&c.urn, &ecs.task_arn, "part-of"));
+            tasks.entry(ecs.task_arn.as_str()).or_insert(c);
+        }
+    }
+    for (arn, c) in tasks {
+        let ecs = c.ecs.as_ref().expect("only ECS containers are in tasks");
+        e.components.push(Component {
+            external_id: arn.to_string(),
+            type_name: "ecs-task",
+            data: json!({
+                "name": format!("{}:{}", ecs.family.as_deref().unwrap_or("?"), ecs.revision.as_deref().unwrap_or("?")),
+                "family": ecs.family, "revision": ecs.revision, "cluster": ecs.cluster,
+                "desiredStatus": ecs.task_desired_status, "knownStatus": ecs.task_known_status,
+                "layer": "ECS Tasks", "domain": "ECS",
+            }),
+        });
+        if let Some(task_cluster) = ecs.cluster.as_ref().or(cluster.as_ref()) {
+            e.relations
+                .push(link(arn, &cluster_id(task_cluster), "part-of"));
+        }
+    }
+    e
+}
+
+/// Processes and what they run in and on, plus process-to-process connections.
+pub fn process_elements(snapshot: &Snapshot) -> Elements {
+    let mut e = Elements::default();
+    for p in &snapshot.processes {
+        e.components.push(process_component(p));
+    }
+    for r in &snapshot.relations {
+        if r.source.starts_with("urn:process:") {
+            e.relations.push(link(&r.source, &r.target, r.kind));
+        }
+    }
+    e
+}
+
+fn cluster_id(cluster: &str) -> String {
+    if cluster.starts_with("arn:") {
+        cluster.to_string()
+    } else {
+        format!("urn:ecs-cluster:/{cluster}")
+    }
+}
+
+fn link(source: &str, target: &str, kind: &str) -> Link {
+    Link {
+        source: source.to_string(),
+        target: target.to_string(),
+        type_name: kind.to_string(),
+    }
+}
+
+fn host_component(host: &Host) -> Component {
+    let instance = host.ecs.as_ref().and_then(|e| e.instance.as_ref());
+    let identifiers: Vec<String> = instance
+        .map(|i| format!("urn:host:/{}", i.instance_id))
+        .into_iter()
+        .collect();
+    Component {
+        external_id: host.urn.clone(),
+        type_name: "host",
+        data: json!({
+            "name": host.hostname, "os": host.os, "kernel": host.kernel, "cpuCount": host.cpu_count,
+            "memoryBytes": host.memory_total_bytes, "bootTimeMs": host.boot_time_ms,
+            "identifiers": identifiers,
+            "ec2": instance,
+            "layer": "Machines", "domain": "ECS",
+        }),
+    }
+}
+
+fn container_component(c: &Container) -> Component {
+    Component {
+        external_id: c.urn.clone(),
+        type_name: "container",
+        data: json!({
+            "name": c.name, "containerId": c.id, "image": c.image, "imageId": c.image_id,
+            "state": c.state, "created": c.created, "labels": c.labels,
+            "networkMode": c.network_mode, "ipAddresses": c.ip_addresses, "ports": c.ports,
+            "ecs": c.ecs, "role": c.role,
+            "identifiers": [format!("urn:container:/{}", c.id)],
+            "layer": "Containers", "domain": "ECS",
+        }),
+    }
+}
+
+fn process_component(p: &Process) -> Component {
+    Component {
+        external_id: p.urn.clone(),
+        type_name: "process",
+        data: json!({
+            "name": p.name, "pid": p.pid, "ppid": p.ppid, "createTime": p.create_time_ms,
+            "exe": p.exe, "command": {"args": p.cmdline}, "user": p.user,
+            "containerId": p.container_id, "ecsTaskArn": p.ecs_task_arn,
+            "layer": "Processes", "domain": "ECS",
+        }),
+    }
+}
+
+/// Gauges for host, processes and containers: `[name, timestamp, value, {hostname, tags, type}]`.
+pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
+    let host = &snapshot.host;
+    let h = host.hostname.as_str();
+    let t = &host.telemetry;
+    let mut out = Vec::new();
+    let mut gauge = |name: &str, value: f64, tags: Vec<String>| {
+        out.push(json!([name, now_s, value, {"hostname": h, "tags": tags, "type": "gauge"}]));
+    };
+    let none = Vec::new;
+    gauge("system.cpu.user", t.cpu.user_pct, none());
+    gauge("system.cpu.system", t.cpu.system_pct, none());
+    gauge("system.cpu.iowait", t.cpu.iowait_pct, none());
+    gauge("system.cpu.idle", t.cpu.idle_pct, none());
+    gauge("system.load.1", t.load.load1, none());
+    gauge("system.load.5", t.load.load5, none());
+    gauge("system.load.15", t.load.load15, none());
+    gauge("system.mem.used", t.memory.used_bytes as f64, none());
+    gauge("system.mem.usable", t.memory.available_bytes as f64, none());
+    gauge("system.swap.used", t.memory.swap_used_bytes as f64, none());
+    for n in &t.network {
+        let tags = vec![format!("device:{}", n.interface)];
+        gauge(
+            "system.net.bytes_rcvd",
+            n.rx_bytes_per_sec.unwrap_or(0.0),
+            tags.clone(),
+        );
+        gauge(
+            "system.net.bytes_sent",
+            n.tx_bytes_per_sec.unwrap_or(0.0),
+            tags,
+        );
+    }
+    for d in &t.disks {
+        let tags = vec![format!("device:{}", d.device)];
+        gauge(
+            "system.io.rkb_s",
+            d.read_bytes_per_sec.unwrap_or(0.0) / 1024.0,
+            tags.clone(),
+        );
+        gauge(
+            "system.io.wkb_s",
+            d.write_bytes_per_sec.unwrap_or(0.0) / 1024.0,
+            tags,
+        );
+    }
+    for p in &snapshot.processes {
+        let tags = vec![
+            format!("urn:{}", p.urn),
+            format!("pid:{}", p.pid),
+            format!("process_name:{}", p.name),
+        ];
+        gauge("process.cpu.pct", p.cpu_pct.unwrap_or(0.0), tags.clone());
+        gauge("process.mem.rss", p.rss_bytes as f64, tags.clone());
+        gauge("process.threads", p.threads as f64, tags.clone());
+        if let Some(fds) = p.open_fds {
+            gauge("process.open_fds", fds as f64, tags.clone());
+        }
+        if let (Some(r), Some(w)) = (p.read_bytes, p.write_bytes) {
+            gauge("process.io.read_bytes", r as f64, tags.clone());
+            gauge("process.io.write_bytes", w as f64, tags);
+        }
+    }
+    for c in &snapshot.containers {
+        let Some(ct) = &c.telemetry else { continue };
+        let mut tags = vec![
+            format!("urn:{}", c.urn),
+            format!("container_name:{}", c.name),
+        ];
+        if let Some(ecs) = &c.ecs {
+            tags.push(format!("task_arn:{}", ecs.task_arn));
+        }
+        let pairs = [
+            ("container.cpu.pct", ct.cpu_pct),
+            (
+                "container.mem.usage",
+                ct.memory_usage_bytes.map(|v| v as f64),
+            ),
+            (
+                "container.mem.limit",
+                ct.memory_limit_bytes.map(|v| v as f64),
+            ),
+            ("container.net.rcvd", ct.network_rx_bytes.map(|v| v as f64)),
+            ("container.net.sent", ct.network_tx_bytes.map(|v| v as f64)),
+            ("container.io.read", ct.block_read_bytes.map(|v| v as f64)),
+            ("container.io.write", ct.block_write_bytes.map(|v| v as f64)),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value {
+                gauge(name, v, tags.clone());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,358 @@
+//! Forwarding to the StackState receiver: five pipelines (topology, processes, metrics,
+//! traces, health), each a [`Sink`] with its own queue (on disk under `STS_QUEUE_DIR`)
+//! and sender. Choices where the public facts leave one are listed in the README.
+
+pub mod batch;
+pub mod client;
+pub mod diff;
+pub mod intake;
+pub mod queue;
+pub mod sink;
+pub mod traces;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sts_proto::daemon::v1::Span;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::config::{ApiKey, Config};
+use crate::model::Snapshot;
+use batch::Batch;
+use client::ReceiverClient;
+use diff::TopologyDiff;
+use queue::DiskQueue;
+pub use sink::Sink;
+use traces::SpanBatcher;
+
+/// A complete topology snapshot every this many cycles; changes only in between.
+const FULL_SNAPSHOT_EVERY: u64 = 6;
+/// Memory queue per pipeline when no disk queue is configured.
+const MEMORY_CAP: usize = 32 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+    #[error("STS_QUEUE_DIR: cannot use {path}: {reason}")]
+    Queue { path: String, reason: String },
+}
+
+/// A running forwarder and its tasks (one sender per pipeline, one span flusher).
+pub type Started = (Arc<Forwarder>, Vec<JoinHandle<()>>);
+
+/// How a pipeline's requests carry the API key (added when sending, never stored).
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// `?api_key=` on the URL, as the agent sends intake.
+    Query,
+    /// `DD-Api-Key` header, as the trace agent sends.
+    Header,
+}
+
+pub struct Forwarder {
+    hostname: String,
+    pub topology: Sink,
+    pub processes: Sink,
+    pub metrics: Sink,
+    pub traces: Sink,
+    pub health: Sink,
+    node_diff: Mutex<TopologyDiff>,
+    process_diff: Mutex<TopologyDiff>,
+    batcher: Mutex<SpanBatcher>,
+    sequence: AtomicU64,
+    started_ms: u128,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn gzip_json(value: &serde_json::Value) -> Bytes {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    serde_json::to_writer(&mut gz, value).expect("JSON to memory cannot fail");
+    Bytes::from(gz.finish().expect("gzip to memory cannot fail"))
+}
+
+impl Forwarder {
+    /// Opens the queues and starts one sender per pipeline. `None` when no receiver is
+    /// configured (the embedded default).
+    pub fn start(
+        config: &Config,
+        hostname: &str,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Option<Started>, ForwardError> {
+        let Some(sts_url) = config.sts_url.clone() else {
+            return Ok(None);
+        };
+        if config.skip_ssl_validation {
+            tracing::warn!(
+                "STS_SKIP_SSL_VALIDATION=true: the receiver's certificate is not verified"
+            );
+        }
+        let client = ReceiverClient::new(config.skip_ssl_validation)?;
+        let open = |name: &'static str, share: u64| -> Result<Sink, ForwardError> {
+            let disk = match &config.queue_dir {
+                Some(dir) => {
+                    let dir = dir.join(name);
+                    let max = (config.queue_max_bytes / share).max(1 << 20);
+                    Some(DiskQueue::open(&dir, max).map_err(|e| ForwardError::Queue {
+                        path: dir.display().to_string(),
+                        reason: e.to_string(),
+                    })?)
+                }
+                None => None,
+            };
+            Ok(Sink::new(name, MEMORY_CAP, disk))
+        };
+        let forwarder = Arc::new(Self {
+            hostname: hostname.to_string(),
+            topology: open("topology", 8)?,
+            processes: open("processes", 8)?,
+            metrics: open("metrics", 8)?,
+            traces: open("traces", 2)?,
+            health: open("health", 8)?,
+            node_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            process_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            batcher: Mutex::default(),
+            sequence: AtomicU64::new(0),
+            started_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+        });
+        let process_url = config
+            .process_agent_url
+            .clone()
+            .unwrap_or_else(|| sts_url.clone());
+        let apm_url = config.apm_url.clone().unwrap_or_else(|| sts_url.clone());
+        let key = config.api_key.clone();
+        let spawn = |sink: &Sink, base: Url, auth: Auth| {
+            tokio::spawn(
+                sink.clone()
+                    .run(client.clone(), base, key.clone(), auth, stop.clone()),
+            )
+        };
+        let mut tasks = vec![
+            spawn(&forwarder.topology, sts_url.clone(), Auth::Query),
+            spawn(&forwarder.processes, process_url, Auth::Query),
+            spawn(&forwarder.metrics, sts_url.clone(), Auth::Query),
+            spawn(&forwarder.traces, apm_url, Auth::Header),
+            spawn(&forwarder.health, sts_url, Auth::Query),
+        ];
+        let flusher = forwarder.clone();
+        let mut flush_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => flusher.flush_spans(false),
+                    _ = flush_stop.wait_for(|s| *s) => { flusher.flush_spans(true); return; }
+                }
+            }
+        }));
+        Ok(Some((forwarder, tasks)))
+    }
+
+    pub fn sinks(&self) -> [&Sink; 5] {
+        [
+            &self.topology,
+            &self.processes,
+            &self.metrics,
+            &self.traces,
+            &self.health,
+        ]
+    }
+
+    /// Records each sink in the status registry: sent, retried, refused, queued, dropped.
+    /// A failing receiver makes the sink `unavailable`, not the daemon unhealthy: a
+    /// restart would not bring the receiver back.
+    pub fn report(&self, registry: &crate::status::Registry) {
+        for sink in self.sinks() {
+            let name = status_name(sink.name);
+            let s = &sink.stats;
+            let (queued, disk_dropped) = sink.queued();
+            let dropped = s.dropped_batches.load(Ordering::Relaxed) + disk_dropped;
+            registry.set_drops(&format!("{name}.batches"), dropped);
+            registry.set_drops(
+                &format!("{name}.spans"),
+                s.dropped_spans.load(Ordering::Relaxed),
+            );
+            if s.failing.load(Ordering::Relaxed) {
+                let error = s.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+                registry.record_unavailable(
+                    name,
+                    format!("receiver failing, {queued} batches queued: {error}"),
+                );
+                continue;
+            }
+            registry.record(
+                name,
+                Duration::ZERO,
+                Ok(vec![
+                    ("sent_batches", s.sent_batches.load(Ordering::Relaxed)),
+                    ("sent_bytes", s.sent_bytes.load(Ordering::Relaxed)),
+                    ("sent_spans", s.sent_spans.load(Ordering::Relaxed)),
+                    ("retries", s.retries.load(Ordering::Relaxed)),
+                    (
+                        "rejected_batches",
+                        s.rejected_batches.load(Ordering::Relaxed),
+                    ),
+                    ("queued_batches", queued),
+                ]),
+            );
+        }
+    }
+
+    fn batch(
+        &self,
+        pipeline: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        spans: u64,
+        body: Bytes,
+    ) -> Batch {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        Batch {
+            id: format!("{}/{pipeline}/{}/{seq}", self.hostname, self.started_ms),
+            path: path.to_string(),
+            headers,
+            spans,
+            body,
+        }
+    }
+
+    fn intake(&self, sink: &Sink, message: &serde_json::Value) {
+        let headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("Content-Encoding".to_string(), "gzip".to_string()),
+        ];
+        sink.submit(self.batch(sink.name, "/intake", headers, 0, gzip_json(message)));
+    }
+
+    /// Turns one cycle into topology (changes only), metrics and health messages.
+    pub fn submit_snapshot(&self, snapshot: &Snapshot, healthy: bool, health_message: &str) {
+        let now = now_s();
+        let h = &self.hostname;
+        let node = lock(&self.node_diff).update(intake::node_elements(snapshot));
+        self.intake(
+            &self.topology,
+            &intake::topology_message(
+                h,
+                intake::TOPOLOGY_INSTANCE,
+                &node.elements,
+                &node.delete_ids,
+                node.full,
+                now,
+            ),
+        );
+        let processes = lock(&self.process_diff).update(intake::process_elements(snapshot));
+        self.intake(
+            &self.processes,
+            &intake::topology_message(
+                h,
+                intake::PROCESS_INSTANCE,
+                &processes.elements,
+                &processes.delete_ids,
+                processes.full,
+                now,
+            ),
+        );
+        self.intake(
+            &self.metrics,
+            &intake::metrics_message(h, intake::snapshot_metrics(snapshot, now), now),
+        );
+        self.intake(
+            &self.health,
+            &intake::health_message(h, healthy, health_message, now),
+        );
+    }
+
+    /// Correlated spans from the relay.
+    pub fn submit_spans(&self, spans: Vec<Span>) {
+        let full = lock(&self.batcher).add(spans);
+        for spans in full {
+            self.send_spans(spans);
+        }
+    }
+
+    /// Forwards the spans; returns them back when `keep` (for the recent window), else
+    /// an empty list, so they are copied only when both need them.
+    pub fn submit_spans_keeping(&self, spans: Vec<Span>, keep: bool) -> Vec<Span> {
+        if keep {
+            self.submit_spans(spans.clone());
+            spans
+        } else {
+            self.submit_spans(spans);
+            Vec::new()
+        }
+    }
+
+    fn flush_spans(&self, force: bool) {
+        let due = lock(&self.batcher).due(force);
+        if let Some(spans) = due {
+            self.send_spans(spans);
+        }
+    }
+
+    fn send_spans(&self, spans: Vec<Span>) {
+        let count = spans.len() as u64;
+        let body = Bytes::from(traces::encode(&self.hostname, spans));
+        let headers = vec![
+            (
+                "Content-Type".to_string(),
+                "application/x-protobuf".to_string(),
+            ),
+            ("Content-Encoding".to_string(), "gzip".to_string()),
+        ];
+        self.traces
+            .submit(self.batch("traces", "/api/v0.2/traces", headers, count, body));
+    }
+}
+
+/// The status names of the pipelines.
+pub const STATUS_NAMES: [&str; 5] = [
+    "forward.topology",
+    "forward.processes",
+    "forward.metrics",
+    "forward.traces",
+    "forward.health",
+];
+
+fn status_name(sink: &str) -> &'static str {
+    STATUS_NAMES
+        .iter()
+        .find(|n| n.strip_prefix("forward.") == Some(sink))
+        .copied()
+        .unwrap_or("forward")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds the API key to a request as the pipeline expects.
+pub fn authorize(
+    url: &mut Url,
+    headers: &mut Vec<(&str, String)>,
+    key: Option<&ApiKey>,
+    auth: Auth,
+) {
+    let Some(key) = key else { return };
+    match auth {
+        Auth::Query => {
+            url.query_pairs_mut().append_pair("api_key", key.expose());
+        }
+        Auth::Header => headers.push(("DD-Api-Key", key.expose().to_string())),
+    }
+}
+
+/// Where the queues live by default.
+pub fn default_queue_dir() -> PathBuf {
+    PathBuf::from("/var/lib/stackstate-node-daemon/queue")
+}

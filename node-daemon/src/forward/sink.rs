@@ -1,0 +1,292 @@
+//! One pipeline's sender. Batches go to the pipeline's disk queue as they are made (so a
+//! crash or an outage loses nothing and order is kept), or to a bounded memory queue when
+//! no disk queue is configured; the sender takes them oldest first. Retries network
+//! errors, 408, 429 and 5xx with jittered exponential backoff; other 4xx are logged with
+//! the receiver's message, counted and skipped.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+use url::Url;
+
+use super::batch::Batch;
+use super::client::{ReceiverClient, SendError};
+use super::queue::{DiskQueue, RecordId};
+use super::{authorize, Auth};
+use crate::config::ApiKey;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a sink did since start, for status.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub sent_batches: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub sent_spans: AtomicU64,
+    pub retries: AtomicU64,
+    pub rejected_batches: AtomicU64,
+    /// Dropped because the memory queue was full or the disk refused the batch.
+    pub dropped_batches: AtomicU64,
+    pub dropped_spans: AtomicU64,
+    pub failing: AtomicBool,
+    pub last_error: Mutex<String>,
+}
+
+enum Store {
+    Memory {
+        batches: VecDeque<Batch>,
+        bytes: usize,
+        cap: usize,
+    },
+    Disk(DiskQueue),
+}
+
+#[derive(Clone)]
+pub struct Sink {
+    pub name: &'static str,
+    store: Arc<Mutex<Store>>,
+    wake: Arc<Notify>,
+    pub stats: Arc<SinkStats>,
+}
+
+impl Sink {
+    /// With a disk queue every batch is stored durably; without, at most `memory_cap`
+    /// bytes wait in memory and the oldest are dropped (and counted) beyond it.
+    pub fn new(name: &'static str, memory_cap: usize, disk: Option<DiskQueue>) -> Self {
+        let store = match disk {
+            Some(disk) => Store::Disk(disk),
+            None => Store::Memory {
+                batches: VecDeque::new(),
+                bytes: 0,
+                cap: memory_cap,
+            },
+        };
+        Self {
+            name,
+            store: Arc::new(Mutex::new(store)),
+            wake: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    /// Batches waiting, and records the disk queue dropped at its cap.
+    pub fn queued(&self) -> (u64, u64) {
+        match &*self.store() {
+            Store::Memory { batches, .. } => (batches.len() as u64, 0),
+            Store::Disk(d) => (d.len(), d.dropped_records()),
+        }
+    }
+
+    /// Queues a batch; never waits for the network.
+    pub fn submit(&self, batch: Batch) {
+        let mut store = self.store();
+        match &mut *store {
+            Store::Disk(disk) => {
+                if let Err(e) = disk.push(&batch.to_record()) {
+                    warn!(
+                        sink = self.name,
+                        "cannot queue a batch on disk: {e}; dropped"
+                    );
+                    self.count_drop(&batch);
+                }
+            }
+            Store::Memory {
+                batches,
+                bytes,
+                cap,
+            } => {
+                while *bytes + batch.len() > *cap {
+                    let Some(old) = batches.pop_front() else {
+                        break;
+                    };
+                    *bytes -= old.len();
+                    self.count_drop(&old);
+                }
+                *bytes += batch.len();
+                batches.push_back(batch);
+            }
+        }
+        drop(store);
+        self.wake.notify_one();
+    }
+
+    fn count_drop(&self, batch: &Batch) {
+        self.stats.dropped_batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .dropped_spans
+            .fetch_add(batch.spans, Ordering::Relaxed);
+    }
+
+    /// The oldest batch and how to remove it once sent.
+    fn next(&self) -> Option<(Batch, Option<RecordId>)> {
+        let mut store = self.store();
+        match &mut *store {
+            Store::Memory { batches, .. } => batches.front().map(|b| (b.clone(), None)),
+            Store::Disk(disk) => loop {
+                match disk.peek() {
+                    Ok(Some(record)) => match Batch::from_record(&record.payload) {
+                        Ok(batch) => return Some((batch, Some(record.id))),
+                        Err(e) => {
+                            warn!(sink = self.name, "{e}; skipped");
+                            let _ = disk.ack(record.id);
+                            self.stats.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Ok(None) => return None,
+                    Err(e) => {
+                        warn!(sink = self.name, "cannot read the disk queue: {e}");
+                        return None;
+                    }
+                }
+            },
+        }
+    }
+
+    fn done(&self, batch: &Batch, record: Option<RecordId>) {
+        let mut store = self.store();
+        match (&mut *store, record) {
+            (Store::Disk(disk), Some(id)) => {
+                if let Err(e) = disk.ack(id) {
+                    warn!(sink = self.name, "cannot advance the disk queue: {e}");
+                }
+            }
+            (Store::Memory { batches, bytes, .. }, _)
+                if batches.front().is_some_and(|b| b.id == batch.id) =>
+            {
+                let b = batches.pop_front().expect("front exists");
+                *bytes -= b.len();
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends until `stop`, to `base` + each batch's path.
+    pub async fn run(
+        self,
+        client: ReceiverClient,
+        base: Url,
+        key: Option<ApiKey>,
+        auth: Auth,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let Some((batch, record)) = self.next() else {
+                tokio::select! {
+                    _ = self.wake.notified() => continue,
+                    _ = stopped(&mut stop) => return,
+                }
+            };
+            let mut url = endpoint(&base, &batch.path);
+            let mut headers: Vec<(&str, String)> = batch
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            headers.push(("X-Sts-Batch-Id", batch.id.clone()));
+            authorize(&mut url, &mut headers, key.as_ref(), auth);
+            let outcome = tokio::select! {
+                outcome = client.post(&url, &headers, batch.body.clone()) => outcome,
+                _ = stopped(&mut stop) => return,
+            };
+            match outcome {
+                Ok(()) => {
+                    self.done(&batch, record);
+                    let s = &self.stats;
+                    s.sent_batches.fetch_add(1, Ordering::Relaxed);
+                    s.sent_bytes
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    s.sent_spans.fetch_add(batch.spans, Ordering::Relaxed);
+                    if s.failing.swap(false, Ordering::Relaxed) {
+                        info!(
+                            sink = self.name,
+                            "receiver reachable again; draining the queue"
+                        );
+                    }
+                    backoff = MIN_BACKOFF;
+                }
+                Err(SendError::Rejected(message)) => {
+                    warn!(sink = self.name, batch = %batch.id, "receiver refused a batch: {message}");
+                    self.done(&batch, record);
+                    self.stats.rejected_batches.fetch_add(1, Ordering::Relaxed);
+                    *lock(&self.stats.last_error) = message;
+                }
+                Err(SendError::Retry(message)) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    if !self.stats.failing.swap(true, Ordering::Relaxed) {
+                        warn!(
+                            sink = self.name,
+                            "cannot send: {message}; queueing and retrying"
+                        );
+                    }
+                    *lock(&self.stats.last_error) = message;
+                    tokio::select! {
+                        _ = tokio::time::sleep(jittered(backoff)) => {}
+                        _ = stopped(&mut stop) => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `base` (`https://host/stsAgent`) with `path` (`/intake`) appended, keeping its query.
+pub fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url
+}
+
+fn jittered(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    // 75% to 125% of the nominal delay.
+    d.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_append_to_the_base_path() {
+        let base = Url::parse("https://sts.example/stsAgent").unwrap();
+        assert_eq!(
+            endpoint(&base, "/intake").as_str(),
+            "https://sts.example/stsAgent/intake"
+        );
+        let base = Url::parse("https://sts.example/stsAgent/?x=1").unwrap();
+        assert_eq!(
+            endpoint(&base, "/api/v0.2/traces").as_str(),
+            "https://sts.example/stsAgent/api/v0.2/traces?x=1"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        for _ in 0..100 {
+            let j = jittered(Duration::from_secs(4));
+            assert!(j >= Duration::from_secs(3) && j <= Duration::from_secs(5));
+        }
+    }
+}

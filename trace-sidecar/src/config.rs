@@ -1,0 +1,150 @@
+//! trace-sidecar settings, from the environment. An invalid value stops the sidecar with
+//! a message that names the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason} (got `{value}`)")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// STS_TRACE_LISTEN_ADDR, default 0.0.0.0:8126.
+    pub listen_addr: SocketAddr,
+    /// STS_TRACE_LISTEN_SOCKET: also listen on this unix socket.
+    pub listen_socket: Option<PathBuf>,
+    /// STS_DAEMON_ADDR as `http://host:port`; default the default gateway on port 7182.
+    pub daemon_url: String,
+    /// STS_RELAY_TOKEN.
+    pub relay_token: Option<String>,
+    /// STS_TRACE_BUFFER_BYTES, default 64 MiB.
+    pub buffer_bytes: usize,
+    /// STS_TASK_ARN: shown in the daemon's status; the daemon finds it by address otherwise.
+    pub task_arn: String,
+    pub log_level: String,
+}
+
+const DAEMON_PORT: u16 = 7182;
+
+impl Config {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| {
+            env(var)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let invalid = |var: &'static str, value: &str, reason: &str| ConfigError {
+            var,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let listen_addr = match get("STS_TRACE_LISTEN_ADDR") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("STS_TRACE_LISTEN_ADDR", &v, "expected <ip>:<port>"))?,
+            None => SocketAddr::from(([0, 0, 0, 0], 8126)),
+        };
+        let daemon_url = match get("STS_DAEMON_ADDR") {
+            Some(v) => daemon_url(&v).ok_or_else(|| {
+                invalid(
+                    "STS_DAEMON_ADDR",
+                    &v,
+                    "expected <host>:<port> or http://<host>:<port>",
+                )
+            })?,
+            None => {
+                let gateway = std::fs::read_to_string("/proc/net/route")
+                    .ok()
+                    .and_then(|t| sts_proto::route::default_gateway(&t))
+                    .map_or_else(|| "127.0.0.1".to_string(), |g| g.to_string());
+                format!("http://{gateway}:{DAEMON_PORT}")
+            }
+        };
+        let buffer_bytes = match get("STS_TRACE_BUFFER_BYTES") {
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1 << 20)
+                .ok_or_else(|| {
+                    invalid(
+                        "STS_TRACE_BUFFER_BYTES",
+                        &v,
+                        "expected a number of bytes, at least 1048576",
+                    )
+                })?,
+            None => 64 << 20,
+        };
+        Ok(Self {
+            listen_addr,
+            listen_socket: get("STS_TRACE_LISTEN_SOCKET").map(PathBuf::from),
+            daemon_url,
+            relay_token: get("STS_RELAY_TOKEN"),
+            buffer_bytes,
+            task_arn: get("STS_TASK_ARN").unwrap_or_default(),
+            log_level: get("STS_LOG_LEVEL")
+                .unwrap_or_else(|| "info".into())
+                .to_ascii_lowercase(),
+        })
+    }
+}
+
+/// `host:port` or `http://host:port` as an http URL; None when it is neither.
+fn daemon_url(raw: &str) -> Option<String> {
+    let rest = raw.strip_prefix("http://").unwrap_or(raw);
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    (!host.is_empty() && !host.contains('/')).then(|| format!("http://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_env(|k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen_addr.to_string(), "0.0.0.0:8126");
+        assert!(c.daemon_url.starts_with("http://") && c.daemon_url.ends_with(":7182"));
+        assert_eq!(c.buffer_bytes, 64 << 20);
+        assert!(c.relay_token.is_none());
+    }
+
+    #[test]
+    fn daemon_address_forms_and_errors() {
+        assert_eq!(
+            config(&[("STS_DAEMON_ADDR", "10.0.0.1:7182")])
+                .unwrap()
+                .daemon_url,
+            "http://10.0.0.1:7182"
+        );
+        assert_eq!(
+            config(&[("STS_DAEMON_ADDR", "http://daemon:9000/")])
+                .unwrap()
+                .daemon_url,
+            "http://daemon:9000"
+        );
+        let err = config(&[("STS_DAEMON_ADDR", "daemon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("STS_DAEMON_ADDR:"), "{err}");
+        let err = config(&[("STS_TRACE_BUFFER_BYTES", "12")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("STS_TRACE_BUFFER_BYTES:"), "{err}");
+        assert!(config(&[("STS_TRACE_LISTEN_ADDR", "8126")]).is_err());
+    }
+}

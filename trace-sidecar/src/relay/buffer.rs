@@ -1,0 +1,269 @@
+//! The sidecar's bounded span buffer: payloads waiting to be batched, and batches sent
+//! but not yet acknowledged by the daemon (resent after a reconnect). When a new payload
+//! would pass the byte cap, the oldest unsent payloads go first, then the oldest batches
+//! in flight; every span dropped is counted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use sts_proto::daemon::v1::{SpanBatch, TracePayload};
+
+/// When a batch is cut from the pending payloads.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_spans: usize,
+    pub max_bytes: usize,
+    pub max_delay: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_spans: 5_000,
+            max_bytes: 4 << 20,
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    payload: TracePayload,
+    bytes: usize,
+    spans: usize,
+}
+
+#[derive(Debug)]
+pub struct Buffer {
+    cap_bytes: usize,
+    limits: BatchLimits,
+    sidecar_id: String,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    pending_spans: usize,
+    oldest_pending: Option<Instant>,
+    /// Sent, not acknowledged; by batch id, with (bytes, spans).
+    inflight: BTreeMap<u64, (SpanBatch, usize, usize)>,
+    inflight_bytes: usize,
+    next_batch_id: u64,
+    dropped_spans: u64,
+}
+
+fn span_count(payload: &TracePayload) -> usize {
+    payload.traces.iter().map(|t| t.spans.len()).sum()
+}
+
+impl Buffer {
+    pub fn new(sidecar_id: &str, cap_bytes: usize, limits: BatchLimits) -> Self {
+        Self {
+            cap_bytes,
+            limits,
+            sidecar_id: sidecar_id.to_string(),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            pending_spans: 0,
+            oldest_pending: None,
+            inflight: BTreeMap::new(),
+            inflight_bytes: 0,
+            next_batch_id: 1,
+            dropped_spans: 0,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.pending_bytes + self.inflight_bytes
+    }
+
+    pub fn spans(&self) -> usize {
+        self.pending_spans + self.inflight.values().map(|(_, _, s)| s).sum::<usize>()
+    }
+
+    pub fn dropped_spans(&self) -> u64 {
+        self.dropped_spans
+    }
+
+    /// Adds a payload; drops the oldest data while it would not fit.
+    pub fn push(&mut self, payload: TracePayload) {
+        let bytes = payload.encoded_len();
+        let spans = span_count(&payload);
+        if bytes > self.cap_bytes {
+            self.dropped_spans += spans as u64;
+            return;
+        }
+        while self.bytes() + bytes > self.cap_bytes {
+            if let Some(old) = self.pending.pop_front() {
+                self.pending_bytes -= old.bytes;
+                self.pending_spans -= old.spans;
+                self.dropped_spans += old.spans as u64;
+            } else if let Some((_, (_, b, s))) = self.inflight.pop_first() {
+                self.inflight_bytes -= b;
+                self.dropped_spans += s as u64;
+            } else {
+                break;
+            }
+        }
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        self.pending_bytes += bytes;
+        self.pending_spans += spans;
+        self.pending.push_back(Pending {
+            payload,
+            bytes,
+            spans,
+        });
+    }
+
+    /// How long until the pending payloads are due as a batch; zero when due now, None
+    /// when nothing is pending.
+    pub fn due_in(&self) -> Option<Duration> {
+        let oldest = self.oldest_pending?;
+        if self.pending_spans >= self.limits.max_spans
+            || self.pending_bytes >= self.limits.max_bytes
+        {
+            return Some(Duration::ZERO);
+        }
+        Some(self.limits.max_delay.saturating_sub(oldest.elapsed()))
+    }
+
+    /// Cuts the next batch (if one is due), keeps it as in flight and returns a copy to send.
+    pub fn next_batch(&mut self, force: bool) -> Option<SpanBatch> {
+        if !force && self.due_in()? > Duration::ZERO {
+            return None;
+        }
+        let mut payloads = Vec::new();
+        let (mut bytes, mut spans) = (0, 0);
+        while let Some(front) = self.pending.front() {
+            if !payloads.is_empty()
+                && (spans + front.spans > self.limits.max_spans
+                    || bytes + front.bytes > self.limits.max_bytes)
+            {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            bytes += p.bytes;
+            spans += p.spans;
+            payloads.push(p.payload);
+        }
+        if payloads.is_empty() {
+            return None;
+        }
+        self.pending_bytes -= bytes;
+        self.pending_spans -= spans;
+        self.oldest_pending = (!self.pending.is_empty()).then(Instant::now);
+        let batch = SpanBatch {
+            sidecar_id: self.sidecar_id.clone(),
+            batch_id: self.next_batch_id,
+            payloads,
+            dropped_spans: self.dropped_spans,
+            ..SpanBatch::default()
+        };
+        self.next_batch_id += 1;
+        self.inflight_bytes += bytes;
+        self.inflight
+            .insert(batch.batch_id, (batch.clone(), bytes, spans));
+        Some(batch)
+    }
+
+    /// Every batch in flight, oldest first, for a resend after reconnecting.
+    pub fn inflight(&self) -> Vec<SpanBatch> {
+        self.inflight.values().map(|(b, _, _)| b.clone()).collect()
+    }
+
+    pub fn inflight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The daemon took the batch: forget it. Returns its span count.
+    pub fn acked(&mut self, batch_id: u64) -> usize {
+        match self.inflight.remove(&batch_id) {
+            Some((_, bytes, spans)) => {
+                self.inflight_bytes -= bytes;
+                spans
+            }
+            None => 0,
+        }
+    }
+
+    /// The daemon refused the batch for good (e.g. a wrong token): drop and count it.
+    pub fn refused(&mut self, batch_id: u64) {
+        let spans = self.acked(batch_id);
+        self.dropped_spans += spans as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sts_proto::daemon::v1::{Span, Trace};
+
+    fn payload(spans: usize) -> TracePayload {
+        TracePayload {
+            client: None,
+            traces: vec![Trace {
+                spans: (0..spans)
+                    .map(|i| Span {
+                        span_id: i as u64 + 1,
+                        name: "x".repeat(50),
+                        ..Span::default()
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn limits(max_spans: usize) -> BatchLimits {
+        BatchLimits {
+            max_spans,
+            max_bytes: 1 << 20,
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn batches_by_count_and_acks_free_memory() {
+        let mut b = Buffer::new("s", 1 << 20, limits(10));
+        b.push(payload(4));
+        assert!(b.next_batch(false).is_none(), "not due yet");
+        b.push(payload(6));
+        let batch = b.next_batch(false).expect("due by count");
+        assert_eq!(batch.batch_id, 1);
+        assert_eq!(batch.payloads.len(), 2);
+        assert_eq!(b.inflight().len(), 1);
+        assert_eq!(b.acked(1), 10);
+        assert_eq!(b.bytes(), 0);
+        assert_eq!(b.acked(1), 0, "second ack of the same id is harmless");
+    }
+
+    #[test]
+    fn full_buffer_drops_oldest_and_counts() {
+        let one = payload(10).encoded_len();
+        let mut b = Buffer::new("s", one * 3, limits(1000));
+        for _ in 0..5 {
+            b.push(payload(10));
+        }
+        assert!(b.bytes() <= one * 3);
+        assert_eq!(b.dropped_spans(), 20);
+        assert_eq!(b.spans(), 30);
+        // A payload larger than the whole cap is dropped at once.
+        b.push(payload(1000));
+        assert_eq!(b.dropped_spans(), 1020);
+    }
+
+    #[test]
+    fn inflight_is_dropped_last_and_forced_batches() {
+        let one = payload(10).encoded_len();
+        let mut b = Buffer::new("s", one * 2, limits(1000));
+        b.push(payload(10));
+        let sent = b.next_batch(true).unwrap();
+        b.push(payload(10));
+        // Full: the unsent payload goes before the batch already on its way.
+        b.push(payload(10));
+        assert_eq!(b.dropped_spans(), 10);
+        assert_eq!(b.inflight()[0].batch_id, sent.batch_id);
+        assert_eq!(b.spans(), 20);
+        b.refused(99);
+        assert_eq!(b.dropped_spans(), 10);
+        b.refused(sent.batch_id);
+        assert_eq!(b.dropped_spans(), 20);
+    }
+}

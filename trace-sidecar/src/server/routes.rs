@@ -1,0 +1,201 @@
+//! The trace-client endpoints: what each path accepts and answers.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use sts_proto::daemon::v1::{ClientInfo, TracePayload};
+use tracing::debug;
+
+use super::{Connection, Shared};
+use crate::decode::{self, Format};
+
+/// Request bodies larger than this are refused with 413, as the Datadog agent does.
+pub const MAX_BODY_BYTES: usize = 25 << 20;
+
+/// The endpoints `/info` lists: exactly those implemented. Client-side stats
+/// (`/v0.6/stats`) are not, and `client_drop_p0s` is false, so clients send every trace.
+pub const ENDPOINTS: &[&str] = &[
+    "/v0.3/traces",
+    "/v0.4/traces",
+    "/v0.5/traces",
+    "/v0.3/services",
+    "/v0.4/services",
+    "/info",
+];
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+    reply(status, "text/plain; charset=utf-8", body.into())
+}
+
+pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Connection) -> Reply {
+    let path = request.uri().path().to_string();
+    let path = path.strip_suffix('/').unwrap_or(&path);
+    let method = request.method().clone();
+    let writes = method == Method::PUT || method == Method::POST;
+    match path {
+        "/v0.3/traces" | "/v0.4/traces" | "/v0.5/traces" if writes => {
+            traces(request, path, shared, connection).await
+        }
+        "/v0.3/services" | "/v0.4/services" if writes => match read_body(request).await {
+            Ok(_) => text(StatusCode::OK, "OK"),
+            Err(reply) => reply,
+        },
+        "/info" if method == Method::GET => reply(StatusCode::OK, "application/json", info()),
+        "/health" if method == Method::GET => reply(
+            StatusCode::OK,
+            "application/json",
+            shared.health().to_string(),
+        ),
+        _ if ENDPOINTS.contains(&path) || path == "/health" => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("{path} is not an endpoint of trace-sidecar"),
+        ),
+    }
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+fn header(request: &Request<Incoming>, name: &str) -> String {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn traces(
+    request: Request<Incoming>,
+    path: &str,
+    shared: &Shared,
+    connection: &Connection,
+) -> Reply {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let Some(format) = decode::format_for(path, content_type.as_deref()) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("{path} is not a trace endpoint"),
+        );
+    };
+    let mut client = ClientInfo {
+        lang: header(&request, "datadog-meta-lang"),
+        lang_version: header(&request, "datadog-meta-lang-version"),
+        tracer_version: header(&request, "datadog-meta-tracer-version"),
+        container_id: header(&request, "datadog-container-id"),
+        entity_id: header(&request, "datadog-entity-id"),
+        endpoint: path.to_string(),
+        ..ClientInfo::default()
+    };
+    let declared_traces = header(&request, "x-datadog-trace-count");
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(reply) => {
+            shared
+                .stats
+                .rejected_payloads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return reply;
+        }
+    };
+    let traces = match decode::decode(format, &body) {
+        Ok(traces) => traces,
+        Err(e) => {
+            shared
+                .stats
+                .rejected_payloads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(%path, "payload refused: {e}");
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot decode {path} payload: {e}"),
+            );
+        }
+    };
+    if !declared_traces.is_empty() && declared_traces != traces.len().to_string() {
+        debug!(%declared_traces, decoded = traces.len(), "X-Datadog-Trace-Count differs from the payload");
+    }
+    let spans: usize = traces.iter().map(|t| t.spans.len()).sum();
+    if spans > 0 {
+        client.peer_pid = connection.peer_pid().await.unwrap_or(0);
+        shared
+            .stats
+            .received_spans
+            .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+        shared.relay.push(TracePayload {
+            client: Some(client),
+            traces,
+        });
+    }
+    match format {
+        Format::V03Json | Format::V03Msgpack => text(StatusCode::OK, "OK"),
+        Format::V04 | Format::V05 => reply(
+            StatusCode::OK,
+            "application/json",
+            r#"{"rate_by_service":{"service:,env:":1}}"#,
+        ),
+    }
+}
+
+fn info() -> String {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": ENDPOINTS,
+        "client_drop_p0s": false,
+        "span_meta_structs": false,
+        "long_running_spans": false,
+        "feature_flags": [],
+        "config": {"statsd_port": 0, "receiver_port": 8126},
+    })
+    .to_string()
+}
