@@ -1,9 +1,10 @@
 //! Durable FIFO of opaque records on disk, for batches the receiver cannot take now.
 //!
 //! One queue per directory (the forwarder opens one per pipeline, so records carry no
-//! pipeline tag). One process per directory: `open` takes an exclusive `flock` on
-//! `<dir>/lock` and refuses with [`QueueError::Locked`] if another holds it. The API is
-//! synchronous (`std::fs`); call it from `spawn_blocking`.
+//! pipeline tag). One owner per directory: `open` takes a POSIX write lock on
+//! `<dir>/lock` (and registers the directory in the process) and refuses with
+//! [`QueueError::Locked`] if another process or another `DiskQueue` holds it (`lock.rs`).
+//! The API is synchronous (`std::fs`); call it from `spawn_blocking`.
 //!
 //! # Files
 //!
@@ -44,7 +45,8 @@
 //! 5 ms on the development machine (`benches/disk_queue.rs`): nothing at the forwarder's
 //! few batches per second per pipeline. With [`SyncPolicy::Interval`] the records
 //! pushed since the last sync may be lost (whole records only: a partly written one is
-//! cut off as above). Segments are synced before a roll, the directory after creating
+//! cut off as above); syncs happen on pushes, so a caller wanting a bound on that window
+//! when pushes stop calls [`DiskQueue::sync`] on a timer. Segments are synced before a roll, the directory after creating
 //! one. The cursor is not synced per acknowledgement (only by [`DiskQueue::sync`] and
 //! on drop), so after a power loss records acknowledged in the last seconds (until the
 //! kernel's writeback, ~30 s) may be delivered again: at least once, never lost.
@@ -52,8 +54,9 @@
 //! Damage found later (a bit flipped on disk): a record whose payload fails its
 //! checksum is skipped and counted as dropped; a damaged header makes the rest of its
 //! segment unreadable, which is skipped and counted (its records, from the count made
-//! at open). A damaged cursor file restarts at the oldest segment (delivered again).
-//! Nothing panics on bad data.
+//! at open; when `open` meets the damage itself it cannot count the records behind it
+//! and counts one, with all the bytes). A damaged cursor file restarts at the oldest
+//! segment (delivered again). Nothing panics on bad data.
 
 mod cursor;
 mod error;

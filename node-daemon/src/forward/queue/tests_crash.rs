@@ -1,13 +1,13 @@
 //! `kill -9` in the middle of writes: the test re-runs its own binary, filtered to this
 //! test, with `CHILD_DIR` set; that child pushes (and acknowledges) numbered records in
-//! a loop, reporting each on stdout, until the parent kills it at varying moments after
-//! it announces a large record (so that some kills land inside a write).
+//! a loop, reporting each on stdout, until the parent kills it at varying moments of a
+//! large push (so that some kills land inside a write).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::tests::{pending, seq_of};
 use super::*;
@@ -22,7 +22,7 @@ fn crash_opts() -> QueueOptions {
     QueueOptions {
         max_bytes: 256 << 20,
         segment_bytes: 1 << 20,
-        // Frequent syncs, but most kills land in a write or between writes.
+        // Rare syncs: the kills land in writes rather than in fdatasync.
         sync: SyncPolicy::Interval(Duration::from_secs(10)),
     }
 }
@@ -91,7 +91,11 @@ struct Round {
     pushes: u64,
 }
 
-fn kill_child_after(dir: &Path, start: u64, min_pushes: u64, extra: Duration) -> Round {
+/// Runs a child from `start` and kills it during the push of a large record that comes
+/// after `min_pushes` pushes, `at` of the way through the push's expected duration
+/// (measured on the previous large pushes: most of it is the checksum, the write is at
+/// the end).
+fn kill_child_during_push(dir: &Path, start: u64, min_pushes: u64, at: f64) -> Round {
     let test = format!(
         "{}::kill_9_mid_write_loses_no_complete_record",
         module_path!().split_once("::").expect("crate::path").1
@@ -114,41 +118,55 @@ fn kill_child_after(dir: &Path, start: u64, min_pushes: u64, extra: Duration) ->
                 Some(("acked", n)) => Event::Acked(n.parse().unwrap()),
                 _ => continue,
             };
-            if tx.send(event).is_err() {
+            if tx.send((Instant::now(), event)).is_err() {
                 break;
             }
         }
     });
     let mut round = Round::default();
-    // Whether the event announces a large record, once enough pushes are done.
-    let note = |round: &mut Round, e: Event| match e {
-        Event::Pushing(len) => round.pushes >= min_pushes && len >= 100_000,
+    let note = |round: &mut Round, e: &Event| match *e {
+        Event::Pushing(_) => {}
         Event::Pushed(n) => {
             round.pushed = Some(n);
             round.pushes += 1;
-            false
         }
-        Event::Acked(n) => {
-            round.acked = Some(n);
-            false
-        }
+        Event::Acked(n) => round.acked = Some(n),
     };
-    loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(e) => {
-                if note(&mut round, e) {
-                    break;
-                }
-            }
+    // Seconds per byte of a large push, and the large push under way.
+    let mut per_byte = None::<f64>;
+    let mut large = None::<(Instant, usize)>;
+    let delay = loop {
+        let (when, e) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(got) => got,
             Err(e) => {
                 let _ = child.kill();
                 panic!("child stopped reporting ({e}): {:?}", child.wait());
             }
+        };
+        note(&mut round, &e);
+        match e {
+            Event::Pushing(len) if len >= 100_000 => {
+                if let (Some(pb), true) = (per_byte, round.pushes >= min_pushes) {
+                    let due = Duration::from_secs_f64(pb * len as f64 * at);
+                    break due.saturating_sub(when.elapsed());
+                }
+                large = Some((when, len));
+            }
+            Event::Pushed(_) => {
+                if round.pushes == 1 {
+                    // The child holds the queue: another process cannot open it.
+                    let err = DiskQueue::open_with(dir, crash_opts()).unwrap_err();
+                    assert!(matches!(err, QueueError::Locked { .. }), "{err}");
+                }
+                if let Some((t, len)) = large.take() {
+                    let pb = (when - t).as_secs_f64() / len as f64;
+                    per_byte = Some(per_byte.map_or(pb, |p| 0.7 * p + 0.3 * pb));
+                }
+            }
+            _ => {}
         }
-    }
-    let err = DiskQueue::open_with(dir, crash_opts()).unwrap_err();
-    assert!(matches!(err, QueueError::Locked { .. }), "{err}");
-    std::thread::sleep(extra);
+    };
+    std::thread::sleep(delay);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the child ended by itself (a failed assertion: see its output above)"
@@ -157,8 +175,8 @@ fn kill_child_after(dir: &Path, start: u64, min_pushes: u64, extra: Duration) ->
     let status = child.wait().unwrap();
     assert!(!status.success());
     reader.join().unwrap();
-    for e in rx.try_iter() {
-        note(&mut round, e);
+    for (_, e) in rx.try_iter() {
+        note(&mut round, &e);
     }
     round
 }
@@ -175,8 +193,8 @@ fn kill_9_mid_write_loses_no_complete_record() {
     let mut torn = 0;
     for round in 0..ROUNDS {
         let start = last.map_or(0, |l| l + 1);
-        let extra = Duration::from_micros(round as u64 % 8 * 500);
-        let report = kill_child_after(dir.path(), start, 60, extra);
+        let at = [0.99, 0.96, 0.93, 0.9, 0.85, 0.8, 1.0, 0.5][round % 8];
+        let report = kill_child_during_push(dir.path(), start, 60, at);
 
         let q = DiskQueue::open_with(dir.path(), crash_opts()).unwrap();
         assert!(
