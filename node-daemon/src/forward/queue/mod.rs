@@ -46,10 +46,11 @@
 //! few batches per second per pipeline. With [`SyncPolicy::Interval`] the records
 //! pushed since the last sync may be lost (whole records only: a partly written one is
 //! cut off as above); syncs happen on pushes, so a caller wanting a bound on that window
-//! when pushes stop calls [`DiskQueue::sync`] on a timer. Segments are synced before a roll, the directory after creating
-//! one. The cursor is not synced per acknowledgement (only by [`DiskQueue::sync`] and
-//! on drop), so after a power loss records acknowledged in the last seconds (until the
-//! kernel's writeback, ~30 s) may be delivered again: at least once, never lost.
+//! when pushes stop calls [`DiskQueue::sync`] on a timer. Segments are synced before a
+//! roll, the directory after creating one. The cursor is not synced per
+//! acknowledgement (only by [`DiskQueue::sync`] and on drop), so after a power loss
+//! records acknowledged in the last seconds (until the kernel's writeback, ~30 s) may be
+//! delivered again: at least once, never lost.
 //!
 //! Damage found later (a bit flipped on disk): a record whose payload fails its
 //! checksum is skipped and counted as dropped; a damaged header makes the rest of its
