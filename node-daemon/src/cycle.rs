@@ -4,15 +4,17 @@ use std::time::Instant;
 
 use crate::collect::container::{ContainerCollector, ContainerStore, Source};
 use crate::collect::host::{HostCollector, HostError};
+use crate::collect::network::{NetworkCollector, NetworkError};
 use crate::collect::process::{ProcessCollector, ProcessError};
 use crate::config::Config;
-use crate::join::{enrich_ecs, join};
+use crate::join::{connects_to, enrich_ecs, join};
 use crate::model::Snapshot;
 use crate::status::Registry;
 
 pub const HOST: &str = "host";
 pub const PROCESSES: &str = "processes";
 pub const CONTAINERS: &str = "containers";
+pub const NETWORK: &str = "network";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
@@ -20,6 +22,8 @@ pub enum CycleError {
     Host(#[from] HostError),
     #[error("process collector: {0}")]
     Process(#[from] ProcessError),
+    #[error("network collector: {0}")]
+    Network(#[from] NetworkError),
 }
 
 pub struct Collectors {
@@ -27,6 +31,8 @@ pub struct Collectors {
     /// None when `STS_PROCESS_AGENT_ENABLED=false` (processes and containers both).
     processes: Option<ProcessCollector>,
     containers: Option<ContainerCollector>,
+    /// None unless both `STS_PROCESS_AGENT_ENABLED` and `STS_NETWORK_TRACING_ENABLED`.
+    network: Option<NetworkCollector>,
     registry: Registry,
 }
 
@@ -44,13 +50,21 @@ impl Collectors {
                 &config.cgroup_root,
             )
         });
+        let network = (enabled && config.network_tracing_enabled)
+            .then(|| NetworkCollector::new(&config.network))
+            .transpose()?;
         registry.register(HOST, true);
         registry.register(PROCESSES, enabled);
         registry.register(CONTAINERS, enabled);
+        registry.register(NETWORK, network.is_some());
+        if let Some(network) = &network {
+            registry.set_detail(NETWORK, network.describe());
+        }
         Ok(Self {
             host,
             processes,
             containers,
+            network,
             registry,
         })
     }
@@ -137,18 +151,49 @@ impl Collectors {
             }
         }
 
+        let mut connections = Vec::new();
+        if let Some(collector) = &mut self.network {
+            let started = Instant::now();
+            let outcome = match collector.collect() {
+                Ok(scan) => {
+                    let c = scan.counts;
+                    self.registry.add_drops("network.table_full", c.table_full);
+                    self.registry
+                        .add_drops("network.fd_budget_exhausted", c.fd_budget_exhausted);
+                    connections = scan.connections;
+                    Ok(vec![
+                        ("connections", c.connections),
+                        ("tcp", c.tcp),
+                        ("udp", c.udp),
+                        ("closed", c.closed),
+                        ("listening", c.listening),
+                        ("sockets", c.sockets),
+                        ("namespaces", c.namespaces),
+                        ("unowned", c.unowned),
+                        ("malformed", c.malformed),
+                        ("diag_failed", c.diag_failed),
+                        ("table_full", c.table_full),
+                    ])
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            self.registry.set_detail(NETWORK, collector.describe());
+            self.registry.record(NETWORK, started.elapsed(), outcome);
+        }
+
         let mut host = host;
         if let Some(collector) = &self.containers {
             let ecs = collector.store().ecs();
             enrich_ecs(&mut containers, &ecs);
             host.ecs = Some(ecs);
         }
-        let relations = join(&host.urn, &mut processes, &containers);
+        let mut relations = join(&host.urn, &mut processes, &containers);
+        relations.extend(connects_to(&connections, &processes, &containers));
         Ok(Snapshot {
             host,
             processes,
             containers,
-            connections: Vec::new(),
+            connections,
             relations,
         })
     }

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use crate::collect::ecs::EcsInfo;
 use crate::model::{Container, Process, Relation};
 
+mod pairing;
+pub use pairing::{connects_to, pair, CONNECTS_TO};
+
 pub const RUNS_ON: &str = "runs-on";
 pub const RUNS_IN: &str = "runs-in";
 pub const PART_OF: &str = "part-of";
@@ -38,6 +41,7 @@ fn relation(kind: &'static str, source: &str, target: &str) -> Relation {
         kind,
         source: source.to_string(),
         target: target.to_string(),
+        traffic: None,
     }
 }
 

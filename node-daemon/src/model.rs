@@ -1,6 +1,7 @@
 //! What one collection cycle produces: the JSON shape of `snapshot --json`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -9,8 +10,8 @@ pub struct Snapshot {
     pub host: Host,
     pub processes: Vec<Process>,
     pub containers: Vec<Container>,
-    /// Filled by the network tracer (not built yet).
-    pub connections: Vec<serde_json::Value>,
+    /// TCP and UDP connections of every process (network tracer).
+    pub connections: Vec<Connection>,
     pub relations: Vec<Relation>,
 }
 
@@ -121,6 +122,63 @@ pub struct Relation {
     pub kind: &'static str,
     pub source: String,
     pub target: String,
+    /// The traffic of a `connects-to` relation; absent on the other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+/// The connections behind one `connects-to` relation, seen from its source (the client).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Traffic {
+    pub connections: u64,
+    /// Null when no connection of the pair had byte counters.
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+    pub bytes_sent_per_sec: Option<f64>,
+    pub bytes_received_per_sec: Option<f64>,
+}
+
+/// One end of a TCP connection or one UDP socket, as its owning process sees it.
+/// Identity: (`netns`, `protocol`, `local`, `remote`) and the owning `pid`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Connection {
+    pub pid: u32,
+    pub process_create_time_ms: u64,
+    /// The owning process's container.
+    pub container_id: Option<String>,
+    /// Inode number of the network namespace.
+    pub netns: u64,
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    /// 4 or 6; IPv4 through a dual-stack IPv6 socket counts as 4 (with IPv4 addresses).
+    pub ip_version: u8,
+    /// `ip:port` (`[ip]:port` for IPv6).
+    pub local: SocketAddr,
+    /// `0.0.0.0:0` / `[::]:0` for a UDP socket without a peer.
+    pub remote: SocketAddr,
+    /// `outgoing`, `incoming`, `local` (the remote address is on this host) or `none`
+    /// (UDP without a peer).
+    pub direction: &'static str,
+    /// TCP: `client` (opened it) or `server` (its local port listens); null for UDP.
+    pub side: Option<&'static str>,
+    /// Kernel TCP state in lower case (`established`, `close_wait` ...); UDP `connected` or
+    /// `unconnected`; `closed` for a connection gone since the last cycle (reported once).
+    pub state: &'static str,
+    /// Null when unknown: UDP, or TCP without sock_diag.
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+    /// Over the last interval; null on a connection's first sample.
+    pub bytes_sent_per_sec: Option<f64>,
+    pub bytes_received_per_sec: Option<f64>,
+    pub retransmits: Option<u64>,
+    pub rtt_us: Option<u64>,
+    /// Bytes queued in the socket right now.
+    pub tx_queue: u32,
+    pub rx_queue: u32,
+    pub inode: u64,
+    /// Null with the polling backend (it cannot see when a connection started).
+    pub start_time_ms: Option<u64>,
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -4,5 +4,6 @@ pub mod container;
 pub mod ecs;
 pub mod host;
 pub mod kernel;
+pub mod network;
 pub mod proc_files;
 pub mod process;

@@ -27,6 +27,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_PROCESS_AGENT_ENABLED",
     "STS_APM_ENABLED",
     "STS_NETWORK_TRACING_ENABLED",
+    "STS_NETWORK_MAX_CONNECTIONS",
+    "STS_NETWORK_BACKEND",
     "STS_PROCESS_BLACKLIST_PATTERNS",
     "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU",
     "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
@@ -75,6 +77,7 @@ pub struct Config {
     pub process_agent_enabled: bool,
     pub apm_enabled: bool,
     pub network_tracing_enabled: bool,
+    pub network: NetworkConfig,
     pub process: ProcessConfig,
     pub hostname: Option<String>,
     pub log_level: String,
@@ -94,6 +97,39 @@ pub struct Config {
     /// Disk queue of the forwarder; None (an empty STS_QUEUE_DIR) keeps queues in memory.
     pub queue_dir: Option<PathBuf>,
     pub queue_max_bytes: u64,
+}
+
+/// The network tracer (`STS_NETWORK_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    pub backend: NetworkBackend,
+    /// Connections tracked at most; more are dropped and counted (`network.table_full`).
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkBackend {
+    /// The best backend this kernel and build allow.
+    Auto,
+    /// Polling /proc and sock_diag, whatever else is possible.
+    Proc,
+}
+
+impl NetworkBackend {
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "proc" => Ok(Self::Proc),
+            _ => Err("expected `auto` or `proc`".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Proc => "proc",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +203,22 @@ impl Config {
             process_agent_enabled: get.or("STS_PROCESS_AGENT_ENABLED", true, parse::boolean)?,
             apm_enabled: get.or("STS_APM_ENABLED", true, parse::boolean)?,
             network_tracing_enabled: get.or("STS_NETWORK_TRACING_ENABLED", true, parse::boolean)?,
+            network: NetworkConfig {
+                backend: get.or(
+                    "STS_NETWORK_BACKEND",
+                    NetworkBackend::Auto,
+                    NetworkBackend::parse,
+                )?,
+                max_connections: get.or("STS_NETWORK_MAX_CONNECTIONS", 100_000, |raw| {
+                    parse::count(raw).and_then(|n| {
+                        if n == 0 {
+                            Err("must be at least 1".into())
+                        } else {
+                            Ok(n)
+                        }
+                    })
+                })?,
+            },
             process: ProcessConfig {
                 blacklist: BlacklistConfig {
                     patterns: get
@@ -253,7 +305,7 @@ impl Config {
         let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let entries: [(&str, String); 27] = [
+        let entries: [(&str, String); 29] = [
             (
                 "STS_API_KEY",
                 self.api_key
@@ -275,6 +327,14 @@ impl Config {
             (
                 "STS_NETWORK_TRACING_ENABLED",
                 self.network_tracing_enabled.to_string(),
+            ),
+            (
+                "STS_NETWORK_MAX_CONNECTIONS",
+                self.network.max_connections.to_string(),
+            ),
+            (
+                "STS_NETWORK_BACKEND",
+                self.network.backend.as_str().to_string(),
             ),
             (
                 "STS_PROCESS_BLACKLIST_PATTERNS",

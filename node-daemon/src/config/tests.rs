@@ -121,3 +121,26 @@ fn yaml_refuses_unknown_keys_and_bad_shapes() {
         .to_string();
     assert!(err.contains("none.yaml"), "{err}");
 }
+
+#[test]
+fn network_tracer_keys() {
+    let config = from_pairs(&[]).unwrap();
+    assert_eq!(
+        config.network,
+        NetworkConfig {
+            backend: NetworkBackend::Auto,
+            max_connections: 100_000
+        }
+    );
+    let config = from_pairs(&[
+        ("STS_NETWORK_BACKEND", "PROC"),
+        ("STS_NETWORK_MAX_CONNECTIONS", "500"),
+    ])
+    .unwrap();
+    assert_eq!(config.network.backend, NetworkBackend::Proc);
+    assert_eq!(config.summary()["STS_NETWORK_MAX_CONNECTIONS"], "500");
+    let err = error_of(&[("STS_NETWORK_BACKEND", "ebpf-please")]);
+    assert!(err.starts_with("STS_NETWORK_BACKEND:"), "{err}");
+    let err = error_of(&[("STS_NETWORK_MAX_CONNECTIONS", "0")]);
+    assert!(err.contains("at least 1"), "{err}");
+}

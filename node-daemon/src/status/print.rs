@@ -97,6 +97,9 @@ pub fn to_text(status: &GetStatusResponse) -> String {
             c.state,
             counts.join(" ")
         );
+        if !c.detail.is_empty() {
+            let _ = writeln!(out, "             {}", c.detail);
+        }
         if !c.last_error.is_empty() {
             let _ = writeln!(out, "             error: {}", c.last_error);
         }
@@ -173,6 +176,7 @@ mod tests {
                 last_duration_us: 1500,
                 last_error: "cannot list /proc".into(),
                 counts: [("reported".to_string(), 7)].into(),
+                detail: String::new(),
             }],
             drops: [("process.vanished".to_string(), 2)].into(),
             healthy: false,

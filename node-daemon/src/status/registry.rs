@@ -35,6 +35,7 @@ struct Collector {
     last_duration: Duration,
     last_error: String,
     counts: BTreeMap<String, u64>,
+    detail: String,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +68,7 @@ impl Registry {
                 last_duration: Duration::ZERO,
                 last_error: String::new(),
                 counts: BTreeMap::new(),
+                detail: String::new(),
             },
         );
     }
@@ -106,6 +108,13 @@ impl Registry {
             c.state = State::Unavailable;
             c.last_run_unix_ms = unix_ms_now();
             c.last_error = reason;
+        }
+    }
+
+    /// Says what a collector runs on (e.g. which backend and why).
+    pub fn set_detail(&self, name: &'static str, detail: String) {
+        if let Some(c) = self.lock().collectors.get_mut(name) {
+            c.detail = detail;
         }
     }
 
@@ -158,6 +167,7 @@ impl Registry {
                 last_duration_us: c.last_duration.as_micros() as u64,
                 last_error: c.last_error.clone(),
                 counts: c.counts.clone().into_iter().collect(),
+                detail: c.detail.clone(),
             })
             .collect()
     }
@@ -191,6 +201,8 @@ mod tests {
         let host = &r.collectors()[0];
         assert_eq!((host.state.as_str(), host.counts["items"]), ("ok", 4));
         assert_eq!(r.collectors()[1].state, "disabled");
+        r.set_detail("network", "proc: why".into());
+        assert_eq!(r.collectors()[1].detail, "proc: why");
     }
 
     #[test]

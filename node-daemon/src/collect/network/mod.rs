@@ -1,0 +1,194 @@
+//! Network tracer: every TCP connection and UDP socket of every process, with the owning
+//! process and container, direction, and (for TCP) bytes, retransmits and RTT.
+//!
+//! A [`Backend`] observes sockets; this module turns observations into connection records
+//! the same way for every backend: directions from the whole host's listeners and
+//! addresses ([`direction`]), rates and closed connections from the bounded table
+//! ([`table`]). The only backend so far polls /proc and sock_diag ([`proc_backend`]); an
+//! eBPF backend can be added next to it and chosen by `STS_NETWORK_BACKEND=auto`.
+
+mod diag;
+pub mod direction;
+mod namespaces;
+mod owners;
+mod proc_backend;
+pub mod proc_net;
+pub mod socket;
+pub mod table;
+
+use std::time::Instant;
+
+use crate::config::{NetworkBackend, NetworkConfig};
+use crate::model::Connection;
+use direction::Topology;
+use proc_net::TCP_LISTEN;
+pub use socket::{Backend, Observation, Protocol, Socket};
+use table::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cannot list /proc: {0}")]
+    ListProc(#[source] std::io::Error),
+    #[error("cannot read kernel constants: {0}")]
+    Kernel(#[source] std::io::Error),
+}
+
+/// What one cycle found besides the connections: for status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkCounts {
+    pub namespaces: u64,
+    pub sockets: u64,
+    pub listening: u64,
+    /// Open connections reported.
+    pub connections: u64,
+    pub tcp: u64,
+    pub udp: u64,
+    /// Reported once, gone since the last cycle.
+    pub closed: u64,
+    /// Sockets no process was found for (not reported).
+    pub unowned: u64,
+    pub malformed: u64,
+    pub diag_failed: u64,
+    /// Not tracked because the table is full (drop counter `network.table_full`).
+    pub table_full: u64,
+    pub fd_budget_exhausted: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkScan {
+    pub connections: Vec<Connection>,
+    pub counts: NetworkCounts,
+}
+
+pub struct NetworkCollector {
+    backend: Box<dyn Backend>,
+    table: Table,
+}
+
+impl NetworkCollector {
+    pub fn new(config: &NetworkConfig) -> Result<Self, NetworkError> {
+        let reason = match config.backend {
+            NetworkBackend::Auto => "eBPF backend not built yet",
+            NetworkBackend::Proc => "forced by STS_NETWORK_BACKEND=proc",
+        };
+        let backend = proc_backend::ProcBackend::new(reason.to_string())?;
+        Ok(Self::with_backend(
+            Box::new(backend),
+            config.max_connections,
+        ))
+    }
+
+    pub fn with_backend(backend: Box<dyn Backend>, max_connections: usize) -> Self {
+        Self {
+            backend,
+            table: Table::new(max_connections),
+        }
+    }
+
+    /// Which backend runs and why, e.g. `proc: eBPF backend not built yet; ...`.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    pub fn collect(&mut self) -> Result<NetworkScan, NetworkError> {
+        let obs = self.backend.observe()?;
+        let now = Instant::now();
+        let topology = Topology::new(&obs.sockets);
+        let mut counts = NetworkCounts {
+            namespaces: obs.namespaces,
+            sockets: obs.sockets.len() as u64,
+            unowned: obs.unowned,
+            malformed: obs.malformed,
+            diag_failed: obs.diag_failed,
+            fd_budget_exhausted: obs.fd_budget_exhausted,
+            ..NetworkCounts::default()
+        };
+        let mut fresh = Vec::with_capacity(obs.sockets.len());
+        for s in &obs.sockets {
+            if s.protocol == Protocol::Tcp && s.state == TCP_LISTEN {
+                counts.listening += 1;
+                continue;
+            }
+            if let Some(c) = record(&topology, s) {
+                fresh.push(c);
+            }
+        }
+        let update = self.table.update(fresh, now);
+        counts.connections = update.open;
+        counts.closed = update.closed;
+        counts.table_full = update.overflow;
+        for c in update.connections.iter().filter(|c| !c.closed) {
+            match c.protocol {
+                "tcp" => counts.tcp += 1,
+                _ => counts.udp += 1,
+            }
+        }
+        Ok(NetworkScan {
+            connections: update.connections,
+            counts,
+        })
+    }
+}
+
+/// The connection record of an owned socket; None for sockets without an owner and for
+/// TCP sockets without a peer (bound, not connected).
+pub fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
+    let owner = s.owner.as_ref()?;
+    if s.protocol == Protocol::Tcp && s.remote.port() == 0 {
+        return None;
+    }
+    let (direction, side) = topology.classify(s);
+    Some(Connection {
+        pid: owner.pid,
+        process_create_time_ms: owner.create_time_ms,
+        container_id: owner.container_id.as_deref().map(String::from),
+        netns: s.netns,
+        protocol: s.protocol.as_str(),
+        ip_version: if s.local.is_ipv4() { 4 } else { 6 },
+        local: s.local,
+        remote: s.remote,
+        direction: direction.as_str(),
+        side: side.map(direction::Side::as_str),
+        state: state_name(s.protocol, s.state),
+        bytes_sent: s.counters.map(|c| c.bytes_sent),
+        bytes_received: s.counters.map(|c| c.bytes_received),
+        bytes_sent_per_sec: None,
+        bytes_received_per_sec: None,
+        retransmits: s.counters.map(|c| c.retransmits),
+        rtt_us: s.counters.map(|c| c.rtt_us),
+        tx_queue: s.tx_queue,
+        rx_queue: s.rx_queue,
+        inode: s.inode,
+        start_time_ms: None,
+        closed: false,
+    })
+}
+
+/// The kernel's TCP states (include/net/tcp_states.h); UDP uses 1 when connected.
+pub fn state_name(protocol: Protocol, state: u8) -> &'static str {
+    if protocol == Protocol::Udp {
+        return if state == 1 {
+            "connected"
+        } else {
+            "unconnected"
+        };
+    }
+    match state {
+        1 => "established",
+        2 => "syn_sent",
+        3 => "syn_recv",
+        4 => "fin_wait1",
+        5 => "fin_wait2",
+        6 => "time_wait",
+        7 => "close",
+        8 => "close_wait",
+        9 => "last_ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new_syn_recv",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! What a backend observes, before directions, rates and the connection table: the common
+//! ground of the /proc polling backend and a later eBPF backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::NetworkError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The process holding a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub create_time_ms: u64,
+    pub container_id: Option<Arc<str>>,
+}
+
+/// Kernel TCP counters (`struct tcp_info`) of one socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Data bytes sent (retransmissions counted once; no SYN or FIN).
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    /// Smoothed round-trip time.
+    pub rtt_us: u64,
+}
+
+/// One socket of one network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    /// Inode number of the network namespace.
+    pub netns: u64,
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The kernel's state number (`TCP_ESTABLISHED` = 1 ...; UDP uses 1 when connected,
+    /// 7 when not).
+    pub state: u8,
+    pub inode: u64,
+    pub tx_queue: u32,
+    pub rx_queue: u32,
+    /// None when no process holds the socket (TIME_WAIT, orphans) or the owner was not found.
+    pub owner: Option<Owner>,
+    /// None for UDP, and for TCP when sock_diag did not answer.
+    pub counters: Option<TcpCounters>,
+}
+
+/// Everything one backend poll found.
+#[derive(Debug, Default)]
+pub struct Observation {
+    /// Every socket, listening ones included (they decide directions).
+    pub sockets: Vec<Socket>,
+    pub namespaces: u64,
+    /// Sockets with an inode whose process was not found.
+    pub unowned: u64,
+    /// Lines of the socket tables that did not parse.
+    pub malformed: u64,
+    /// Namespaces whose sock_diag query failed (their TCP counters are unknown).
+    pub diag_failed: u64,
+    /// `/proc/<pid>/fd` links not read because the per-cycle budget was spent.
+    pub fd_budget_exhausted: u64,
+}
+
+/// A source of socket observations. The polling backend reads /proc and sock_diag; an eBPF
+/// backend would answer from its maps, with the same records.
+pub trait Backend: Send {
+    /// For status: the backend's name and why it was chosen, e.g.
+    /// `proc: eBPF backend not built yet`.
+    fn describe(&self) -> String;
+    fn observe(&mut self) -> Result<Observation, NetworkError>;
+}
