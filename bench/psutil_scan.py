@@ -9,9 +9,14 @@ Only the gathering loop is timed, in wall time and in CPU time of this thread. P
 JSON line per pass:
     {"pass": i, "seconds": s, "cpu_seconds": c, "processes": n, "per_process_us": u}
 
-Usage: python psutil_scan.py [passes]      runs that many passes (default 7)
-       python psutil_scan.py --serve       one pass per line read on stdin, until EOF
-                                           (the benchmark interleaves its passes so)
+A warm pass reuses the Process objects that process_iter() keeps between calls, psutil's
+fastest way to repeat a scan; a cold pass (`cold` requested) first empties that cache,
+so that every process is new to psutil, as every process is to a new collector.
+
+Usage: python psutil_scan.py [passes]      runs that many warm passes (default 7)
+       python psutil_scan.py --serve       one pass per line read on stdin (`warm` or
+                                           `cold`), until EOF; the benchmark interleaves
+                                           its passes with the Rust ones so
 """
 
 import json
@@ -63,7 +68,9 @@ def gather():
     return rows
 
 
-def timed_pass(i):
+def timed_pass(i, cold=False):
+    if cold:
+        psutil.process_iter.cache_clear()
     start, cpu_start = time.perf_counter(), time.thread_time()
     rows = gather()
     seconds = time.perf_counter() - start
@@ -73,6 +80,7 @@ def timed_pass(i):
         json.dumps(
             {
                 "pass": i,
+                "cold": cold,
                 "seconds": seconds,
                 "cpu_seconds": cpu_seconds,
                 "processes": n,
@@ -86,8 +94,8 @@ def timed_pass(i):
 def main():
     if sys.argv[1:] == ["--serve"]:
         print(json.dumps({"ready": True, "psutil": psutil.__version__}), flush=True)
-        for i, _ in enumerate(sys.stdin):
-            timed_pass(i)
+        for i, line in enumerate(sys.stdin):
+            timed_pass(i, cold=line.strip() == "cold")
         return
     passes = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     for i in range(passes):
