@@ -7,10 +7,14 @@
 //! - `none`: UDP without a peer.
 //!
 //! `side` keeps who opened a TCP connection when the direction is `local`: `server` when
-//! the local port is listening, `client` otherwise. Pairing draws relations client->server.
+//! the local port is listening, or, with no listener left (a server that accepted one
+//! client and closed its listening socket), when the local port is outside the ephemeral
+//! range and the remote port inside it; `client` otherwise. Pairing draws relations
+//! client->server.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 
 use super::proc_net::TCP_LISTEN;
 use super::socket::{Protocol, Socket};
@@ -49,16 +53,35 @@ impl Side {
     }
 }
 
+/// Linux's default `net.ipv4.ip_local_port_range`.
+pub const DEFAULT_EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
+
+/// The host's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`).
+pub fn ephemeral_ports() -> RangeInclusive<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut f = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some(f.next()??..=f.next()??)
+        })
+        .unwrap_or(DEFAULT_EPHEMERAL)
+}
+
 /// Listening ports per namespace and every address of the host.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Topology {
     listeners: HashMap<u64, Vec<SocketAddr>>,
     host_ips: HashSet<IpAddr>,
+    ephemeral: RangeInclusive<u16>,
 }
 
 impl Topology {
-    pub fn new(sockets: &[Socket]) -> Self {
-        let mut t = Self::default();
+    pub fn new(sockets: &[Socket], ephemeral: RangeInclusive<u16>) -> Self {
+        let mut t = Self {
+            listeners: HashMap::new(),
+            host_ips: HashSet::new(),
+            ephemeral,
+        };
         for s in sockets {
             if s.protocol == Protocol::Tcp && s.state == TCP_LISTEN {
                 t.listeners.entry(s.netns).or_default().push(s.local);
@@ -89,7 +112,9 @@ impl Topology {
             Protocol::Udp if self.on_host(s.remote.ip()) => (Direction::Local, None),
             Protocol::Udp => (Direction::Outgoing, None),
             Protocol::Tcp => {
-                let side = if self.listening(s.netns, s.local) {
+                let accepted = !self.ephemeral.contains(&s.local.port())
+                    && self.ephemeral.contains(&s.remote.port());
+                let side = if accepted || self.listening(s.netns, s.local) {
                     Side::Server
                 } else {
                     Side::Client
@@ -149,8 +174,11 @@ mod tests {
             sock(1, Udp, "0.0.0.0:68", "0.0.0.0:0", 7),
             sock(1, Udp, "192.168.1.5:50001", "8.8.8.8:53", 1),
             sock(1, Udp, "127.0.0.1:50002", "127.0.0.53:53", 1),
+            // The listener is gone, but 5000 is not ephemeral and 44638 is.
+            sock(3, Tcp, "172.17.0.2:5000", "172.17.0.3:44638", 1),
+            sock(4, Tcp, "172.17.0.3:44638", "172.17.0.2:5000", 1),
         ];
-        let t = Topology::new(&sockets);
+        let t = Topology::new(&sockets, DEFAULT_EPHEMERAL);
         let got: Vec<(&str, Option<&str>)> = sockets[3..]
             .iter()
             .map(|s| {
@@ -172,6 +200,8 @@ mod tests {
                 ("none", None),
                 ("outgoing", None),
                 ("local", None),
+                ("local", Some("server")),
+                ("local", Some("client")),
             ]
         );
     }

@@ -63,6 +63,7 @@ pub struct NetworkScan {
 pub struct NetworkCollector {
     backend: Box<dyn Backend>,
     table: Table,
+    ephemeral: std::ops::RangeInclusive<u16>,
 }
 
 impl NetworkCollector {
@@ -82,6 +83,7 @@ impl NetworkCollector {
         Self {
             backend,
             table: Table::new(max_connections),
+            ephemeral: direction::ephemeral_ports(),
         }
     }
 
@@ -93,7 +95,7 @@ impl NetworkCollector {
     pub fn collect(&mut self) -> Result<NetworkScan, NetworkError> {
         let obs = self.backend.observe()?;
         let now = Instant::now();
-        let topology = Topology::new(&obs.sockets);
+        let topology = Topology::new(&obs.sockets, self.ephemeral.clone());
         let mut counts = NetworkCounts {
             namespaces: obs.namespaces,
             sockets: obs.sockets.len() as u64,
