@@ -1,14 +1,15 @@
-//! The polling backend: per network namespace, the socket tables of /proc, the owners
-//! from `/proc/<pid>/fd`, and TCP counters from sock_diag.
+//! The polling backend: per network namespace, TCP sockets and their counters from
+//! sock_diag (the /proc tables when it fails), UDP sockets from /proc, and the owners
+//! from `/proc/<pid>/fd`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 
 use super::diag::DiagSocket;
 use super::namespaces::{self, netns_of};
 use super::owners::Owners;
-use super::proc_net::{self, Entry, TABLES};
+use super::proc_net::{self, Entry, TCP_TABLES, UDP_TABLES};
 use super::socket::{Backend, Observation, Protocol, Socket, TcpCounters};
 use super::NetworkError;
 use crate::collect::kernel::Kernel;
@@ -21,7 +22,7 @@ pub struct ProcBackend {
     buf: Vec<u8>,
     entries: Vec<Entry>,
     diag_buf: Vec<u8>,
-    counters: HashMap<u64, TcpCounters>,
+    diag_entries: Vec<(Entry, Option<TcpCounters>)>,
     /// The last sock_diag failure, for status.
     diag_error: Option<String>,
 }
@@ -35,18 +36,24 @@ impl ProcBackend {
             buf: Vec::with_capacity(64 * 1024),
             entries: Vec::new(),
             diag_buf: Vec::new(),
-            counters: HashMap::new(),
+            diag_entries: Vec::new(),
             diag_error: None,
         })
     }
 
-    /// Appends the four socket tables of a namespace, read through one of its processes.
-    fn read_tables(&mut self, netns: u64, pids: &[u32], out: &mut Vec<Socket>) -> u64 {
+    /// Appends socket tables of a namespace, read through one of its processes.
+    fn read_tables(
+        &mut self,
+        netns: u64,
+        pids: &[u32],
+        tables: &[(&str, Protocol)],
+        out: &mut Vec<Socket>,
+    ) -> u64 {
         for &pid in pids {
             let mut malformed = 0;
             let start = out.len();
             let mut ok = true;
-            for (file, protocol) in TABLES {
+            for &(file, protocol) in tables {
                 self.buf.clear();
                 let read = File::open(format!("/proc/{pid}/net/{file}"))
                     .and_then(|mut f| f.read_to_end(&mut self.buf));
@@ -85,8 +92,8 @@ impl ProcBackend {
         0
     }
 
-    /// sock_diag counters of every TCP socket of the namespace.
-    fn diag(&mut self, netns: u64, pids: &[u32]) -> io::Result<()> {
+    /// Every TCP socket of the namespace, with counters, from sock_diag.
+    fn diag(&mut self, netns: u64, pids: &[u32], out: &mut Vec<Socket>) -> io::Result<()> {
         let socket = if Some(netns) == self.own_netns {
             DiagSocket::open()?
         } else {
@@ -96,10 +103,22 @@ impl ProcBackend {
                 .ok_or_else(|| io::Error::other("every process of the namespace exited"))?;
             DiagSocket::open_in(&ns)?
         };
-        self.counters.clear();
+        self.diag_entries.clear();
         for family in [libc::AF_INET, libc::AF_INET6] {
-            socket.tcp_counters(family as u8, &mut self.diag_buf, &mut self.counters)?;
+            socket.tcp_sockets(family as u8, &mut self.diag_buf, &mut self.diag_entries)?;
         }
+        out.extend(self.diag_entries.drain(..).map(|(e, counters)| Socket {
+            netns,
+            protocol: Protocol::Tcp,
+            local: e.local,
+            remote: e.remote,
+            state: e.state,
+            inode: e.inode,
+            tx_queue: e.tx_queue,
+            rx_queue: e.rx_queue,
+            owner: None,
+            counters,
+        }));
         Ok(())
     }
 }
@@ -107,8 +126,14 @@ impl ProcBackend {
 impl Backend for ProcBackend {
     fn describe(&self) -> String {
         match &self.diag_error {
-            None => format!("proc: {}; TCP counters from sock_diag", self.reason),
-            Some(e) => format!("proc: {}; no TCP counters: sock_diag: {e}", self.reason),
+            None => format!(
+                "proc: {}; TCP sockets and counters from sock_diag",
+                self.reason
+            ),
+            Some(e) => format!(
+                "proc: {}; TCP from /proc without counters: sock_diag: {e}",
+                self.reason
+            ),
         }
     }
 
@@ -119,32 +144,20 @@ impl Backend for ProcBackend {
         let mut diag_error = None;
         for (&netns, pids) in &groups {
             let start = obs.sockets.len();
-            obs.malformed += self.read_tables(netns, pids, &mut obs.sockets);
+            let tables: &[(&str, Protocol)] = match self.diag(netns, pids, &mut obs.sockets) {
+                Ok(()) => &UDP_TABLES,
+                Err(e) => {
+                    obs.diag_failed += 1;
+                    diag_error = Some(e.to_string());
+                    &[TCP_TABLES, UDP_TABLES].concat()
+                }
+            };
+            obs.malformed += self.read_tables(netns, pids, tables, &mut obs.sockets);
             if obs.sockets.len() == start {
                 continue;
             }
             obs.namespaces += 1;
-            let sockets = &mut obs.sockets[start..];
-            obs.unowned += self.owners.resolve(pids, sockets).unowned;
-            let tcp_owned = sockets
-                .iter()
-                .any(|s| s.protocol == Protocol::Tcp && s.owner.is_some());
-            if !tcp_owned {
-                continue;
-            }
-            match self.diag(netns, pids) {
-                Ok(()) => {
-                    for s in obs.sockets[start..].iter_mut() {
-                        if s.protocol == Protocol::Tcp {
-                            s.counters = self.counters.get(&s.inode).copied();
-                        }
-                    }
-                }
-                Err(e) => {
-                    obs.diag_failed += 1;
-                    diag_error = Some(e.to_string());
-                }
-            }
+            obs.unowned += self.owners.resolve(pids, &mut obs.sockets[start..]).unowned;
         }
         self.diag_error = diag_error;
         obs.fd_budget_exhausted = self.owners.exhausted();

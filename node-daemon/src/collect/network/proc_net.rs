@@ -23,13 +23,10 @@ pub struct Entry {
     pub inode: u64,
 }
 
-/// The four tables of one network namespace, in reading order.
-pub const TABLES: [(&str, Protocol); 4] = [
-    ("tcp", Protocol::Tcp),
-    ("tcp6", Protocol::Tcp),
-    ("udp", Protocol::Udp),
-    ("udp6", Protocol::Udp),
-];
+/// The TCP tables of one network namespace (when sock_diag does not answer).
+pub const TCP_TABLES: [(&str, Protocol); 2] = [("tcp", Protocol::Tcp), ("tcp6", Protocol::Tcp)];
+/// The UDP tables of one network namespace.
+pub const UDP_TABLES: [(&str, Protocol); 2] = [("udp", Protocol::Udp), ("udp6", Protocol::Udp)];
 
 /// Parses a whole table, skipping the header and lines that do not parse (counted).
 pub fn parse_table(text: &[u8], out: &mut Vec<Entry>) -> u64 {

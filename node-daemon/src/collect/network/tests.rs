@@ -128,3 +128,63 @@ fn finds_this_process_connections_with_counters() {
     assert!(scan.counts.namespaces >= 1 && scan.counts.listening >= 1);
     assert_eq!(scan.counts.diag_failed, 0);
 }
+
+/// CPU of one steady-state cycle with many connections (run by hand, in release):
+/// `cargo test --release -p node-daemon --lib cycle_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn cycle_cost() {
+    let pairs: usize = std::env::var("PAIRS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(500);
+    let limit = libc::rlimit {
+        rlim_cur: 65_536,
+        rlim_max: 65_536,
+    };
+    // SAFETY: setrlimit reads the struct given.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut keep = Vec::with_capacity(pairs * 2);
+    for _ in 0..pairs {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        c.write_all(b"x").unwrap();
+        keep.push(c);
+        keep.push(s);
+    }
+    let config = NetworkConfig {
+        backend: NetworkBackend::Auto,
+        max_connections: 100_000,
+    };
+    let mut collector = NetworkCollector::new(&config).unwrap();
+    let cpu = || {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct given.
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+        let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        (us(u.ru_utime) + us(u.ru_stime)) / 1000.0
+    };
+    let t0 = cpu();
+    let first = collector.collect().unwrap();
+    let t1 = cpu();
+    let cycles: usize = std::env::var("CYCLES")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5);
+    let mut steady = Vec::new();
+    for _ in 0..cycles.max(3) {
+        let before = cpu();
+        let scan = collector.collect().unwrap();
+        steady.push(cpu() - before);
+        assert!(scan.counts.connections >= (pairs * 2) as u64);
+    }
+    steady.sort_by(f64::total_cmp);
+    println!(
+        "{} connections: first cycle {:.1} ms CPU (descriptor scan), steady cycle median {:.1} ms CPU",
+        first.counts.connections,
+        t1 - t0,
+        steady[steady.len() / 2]
+    );
+}
