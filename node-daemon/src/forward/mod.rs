@@ -75,7 +75,8 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn gzip_json(value: &serde_json::Value) -> Bytes {
+/// A JSON message as a gzip body.
+pub fn gzip_json(value: &serde_json::Value) -> Bytes {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     serde_json::to_writer(&mut gz, value).expect("JSON to memory cannot fail");
     Bytes::from(gz.finish().expect("gzip to memory cannot fail"))
