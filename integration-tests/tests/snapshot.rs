@@ -160,3 +160,28 @@ fn process_collection_can_be_disabled() {
     assert!(snap["processes"].as_array().unwrap().is_empty());
     assert!(snap["host"]["hostname"].is_string());
 }
+
+#[test]
+fn network_tracing_can_be_disabled() {
+    // A connection exists (this test's own listener and client) in both runs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _server = listener.accept().unwrap();
+    let on = snapshot_json(&[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
+    assert!(
+        !on["connections"].as_array().unwrap().is_empty(),
+        "tracer on sees connections"
+    );
+    let off = snapshot_json(&[
+        ("STS_PROCESS_BLACKLIST_PATTERNS", "^$never"),
+        ("STS_NETWORK_TRACING_ENABLED", "false"),
+    ]);
+    assert!(
+        off["connections"].as_array().unwrap().is_empty(),
+        "connections collected with tracing off"
+    );
+    assert!(
+        !off["processes"].as_array().unwrap().is_empty(),
+        "processes still collected"
+    );
+}
