@@ -2,10 +2,17 @@
 //! but not yet acknowledged by the daemon (resent after a reconnect). When a new payload
 //! would pass the byte cap, the oldest unsent payloads go first, then the oldest batches
 //! in flight; every span dropped is counted.
+//!
+//! Payloads are kept protobuf-encoded (`TracePayload`), encoded once when they arrive: a
+//! batch is those bytes put together (see [`OutgoingBatch`]), so batching, keeping a batch
+//! for a resend and sending it never copy or re-encode spans, and the buffer holds the
+//! compact encoding rather than decoded spans (about a quarter of the memory).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut, Bytes};
+use prost::encoding::{self, WireType};
 use prost::Message;
 use sts_proto::daemon::v1::{SpanBatch, TracePayload};
 
@@ -27,10 +34,132 @@ impl Default for BatchLimits {
     }
 }
 
+/// A `SpanBatch` whose payloads are already encoded; it encodes to exactly what
+/// `SpanBatch::encode` would write for the same fields (payloads in order), and cloning it
+/// only counts references to the payload bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutgoingBatch {
+    pub sidecar_id: String,
+    pub batch_id: u64,
+    /// Each an encoded `TracePayload`.
+    pub payloads: Vec<Bytes>,
+    pub sidecar_addr: String,
+    pub task_arn: String,
+    pub dropped_spans: u64,
+    pub token: String,
+}
+
+// Field numbers of `SpanBatch` in relay.proto.
+const SIDECAR_ID: u32 = 1;
+const BATCH_ID: u32 = 2;
+const PAYLOADS: u32 = 3;
+const SIDECAR_ADDR: u32 = 4;
+const TASK_ARN: u32 = 5;
+const DROPPED_SPANS: u32 = 6;
+const TOKEN: u32 = 7;
+
+impl OutgoingBatch {
+    /// Strings and ids as prost writes them: fields at their default value are left out.
+    fn scalars(&self) -> [(u32, Scalar<'_>); 6] {
+        [
+            (SIDECAR_ID, Scalar::Str(&self.sidecar_id)),
+            (BATCH_ID, Scalar::U64(self.batch_id)),
+            (SIDECAR_ADDR, Scalar::Str(&self.sidecar_addr)),
+            (TASK_ARN, Scalar::Str(&self.task_arn)),
+            (DROPPED_SPANS, Scalar::U64(self.dropped_spans)),
+            (TOKEN, Scalar::Str(&self.token)),
+        ]
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        let scalars: usize = self
+            .scalars()
+            .into_iter()
+            .map(|(tag, value)| value.encoded_len(tag))
+            .sum();
+        let payloads: usize = self
+            .payloads
+            .iter()
+            .map(|p| length_delimited_len(PAYLOADS, p.len()))
+            .sum();
+        scalars + payloads
+    }
+
+    /// Writes the `SpanBatch` encoding, fields in field-number order as prost does.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        let [id, batch_id, rest @ ..] = self.scalars();
+        for (tag, value) in [id, batch_id] {
+            value.encode(tag, buf);
+        }
+        for payload in &self.payloads {
+            encoding::encode_key(PAYLOADS, WireType::LengthDelimited, buf);
+            encoding::encode_varint(payload.len() as u64, buf);
+            buf.put_slice(payload);
+        }
+        for (tag, value) in rest {
+            value.encode(tag, buf);
+        }
+    }
+
+    /// The batch decoded, as the daemon sees it.
+    pub fn to_span_batch(&self) -> Result<SpanBatch, prost::DecodeError> {
+        let mut buf = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut buf);
+        SpanBatch::decode(buf.as_slice())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Str(&'a str),
+    U64(u64),
+}
+
+impl Scalar<'_> {
+    fn encoded_len(self, tag: u32) -> usize {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => length_delimited_len(tag, s.len()),
+            Scalar::U64(v) if v != 0 => encoding::uint64::encoded_len(tag, &v),
+            _ => 0,
+        }
+    }
+
+    fn encode(self, tag: u32, buf: &mut impl BufMut) {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => {
+                encoding::encode_key(tag, WireType::LengthDelimited, buf);
+                encoding::encode_varint(s.len() as u64, buf);
+                buf.put_slice(s.as_bytes());
+            }
+            Scalar::U64(v) if v != 0 => encoding::uint64::encode(tag, &v, buf),
+            _ => {}
+        }
+    }
+}
+
+fn length_delimited_len(tag: u32, len: usize) -> usize {
+    encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
+}
+
+/// A payload encoded for the buffer, with its span count; done before taking the lock.
+#[derive(Debug)]
+pub struct EncodedPayload {
+    bytes: Bytes,
+    spans: usize,
+}
+
+impl EncodedPayload {
+    pub fn new(payload: &TracePayload) -> Self {
+        Self {
+            bytes: Bytes::from(payload.encode_to_vec()),
+            spans: span_count(payload),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
-    payload: TracePayload,
-    bytes: usize,
+    payload: Bytes,
     spans: usize,
 }
 
@@ -44,7 +173,7 @@ pub struct Buffer {
     pending_spans: usize,
     oldest_pending: Option<Instant>,
     /// Sent, not acknowledged; by batch id, with (bytes, spans).
-    inflight: BTreeMap<u64, (SpanBatch, usize, usize)>,
+    inflight: BTreeMap<u64, (OutgoingBatch, usize, usize)>,
     inflight_bytes: usize,
     next_batch_id: u64,
     dropped_spans: u64,
@@ -85,15 +214,23 @@ impl Buffer {
 
     /// Adds a payload; drops the oldest data while it would not fit.
     pub fn push(&mut self, payload: TracePayload) {
-        let bytes = payload.encoded_len();
-        let spans = span_count(&payload);
+        self.push_encoded(EncodedPayload::new(&payload));
+    }
+
+    /// Adds an encoded payload; drops the oldest data while it would not fit.
+    pub fn push_encoded(&mut self, encoded: EncodedPayload) {
+        let EncodedPayload {
+            bytes: payload,
+            spans,
+        } = encoded;
+        let bytes = payload.len();
         if bytes > self.cap_bytes {
             self.dropped_spans += spans as u64;
             return;
         }
         while self.bytes() + bytes > self.cap_bytes {
             if let Some(old) = self.pending.pop_front() {
-                self.pending_bytes -= old.bytes;
+                self.pending_bytes -= old.payload.len();
                 self.pending_spans -= old.spans;
                 self.dropped_spans += old.spans as u64;
             } else if let Some((_, (_, b, s))) = self.inflight.pop_first() {
@@ -106,11 +243,7 @@ impl Buffer {
         self.oldest_pending.get_or_insert_with(Instant::now);
         self.pending_bytes += bytes;
         self.pending_spans += spans;
-        self.pending.push_back(Pending {
-            payload,
-            bytes,
-            spans,
-        });
+        self.pending.push_back(Pending { payload, spans });
     }
 
     /// How long until the pending payloads are due as a batch; zero when due now, None
@@ -125,8 +258,9 @@ impl Buffer {
         Some(self.limits.max_delay.saturating_sub(oldest.elapsed()))
     }
 
-    /// Cuts the next batch (if one is due), keeps it as in flight and returns a copy to send.
-    pub fn next_batch(&mut self, force: bool) -> Option<SpanBatch> {
+    /// Cuts the next batch (if one is due), keeps it as in flight and returns a copy to send
+    /// (which shares the payload bytes).
+    pub fn next_batch(&mut self, force: bool) -> Option<OutgoingBatch> {
         if !force && self.due_in()? > Duration::ZERO {
             return None;
         }
@@ -135,12 +269,12 @@ impl Buffer {
         while let Some(front) = self.pending.front() {
             if !payloads.is_empty()
                 && (spans + front.spans > self.limits.max_spans
-                    || bytes + front.bytes > self.limits.max_bytes)
+                    || bytes + front.payload.len() > self.limits.max_bytes)
             {
                 break;
             }
             let p = self.pending.pop_front().expect("front exists");
-            bytes += p.bytes;
+            bytes += p.payload.len();
             spans += p.spans;
             payloads.push(p.payload);
         }
@@ -150,12 +284,12 @@ impl Buffer {
         self.pending_bytes -= bytes;
         self.pending_spans -= spans;
         self.oldest_pending = (!self.pending.is_empty()).then(Instant::now);
-        let batch = SpanBatch {
+        let batch = OutgoingBatch {
             sidecar_id: self.sidecar_id.clone(),
             batch_id: self.next_batch_id,
             payloads,
             dropped_spans: self.dropped_spans,
-            ..SpanBatch::default()
+            ..OutgoingBatch::default()
         };
         self.next_batch_id += 1;
         self.inflight_bytes += bytes;
@@ -165,7 +299,7 @@ impl Buffer {
     }
 
     /// Every batch in flight, oldest first, for a resend after reconnecting.
-    pub fn inflight(&self) -> Vec<SpanBatch> {
+    pub fn inflight(&self) -> Vec<OutgoingBatch> {
         self.inflight.values().map(|(b, _, _)| b.clone()).collect()
     }
 
@@ -265,5 +399,51 @@ mod tests {
         assert_eq!(b.dropped_spans(), 10);
         b.refused(sent.batch_id);
         assert_eq!(b.dropped_spans(), 20);
+    }
+
+    #[test]
+    fn outgoing_batch_encodes_as_prost_does() {
+        let mut with_client = payload(3);
+        with_client.client = Some(sts_proto::daemon::v1::ClientInfo {
+            lang: "python".into(),
+            peer_pid: 42,
+            endpoint: "/v0.4/traces".into(),
+            ..Default::default()
+        });
+        let payloads = [with_client, payload(0), payload(200)];
+        let mut b = Buffer::new("sidecar-1", 1 << 20, limits(1000));
+        for p in &payloads {
+            b.push(p.clone());
+        }
+        let mut batch = b.next_batch(true).unwrap();
+        let cases = [
+            ("", "", "", 0),
+            (
+                "10.0.0.5:8126",
+                "arn:aws:ecs:eu-west-1:1:task/c/1",
+                "t0ken",
+                300,
+            ),
+        ];
+        for (addr, arn, token, dropped) in cases {
+            batch.sidecar_addr = addr.into();
+            batch.task_arn = arn.into();
+            batch.token = token.into();
+            batch.dropped_spans = dropped;
+            let want = SpanBatch {
+                sidecar_id: "sidecar-1".into(),
+                batch_id: 1,
+                payloads: payloads.to_vec(),
+                sidecar_addr: addr.into(),
+                task_arn: arn.into(),
+                dropped_spans: dropped,
+                token: token.into(),
+            };
+            let mut got = Vec::new();
+            batch.encode(&mut got);
+            assert_eq!(got, want.encode_to_vec(), "same bytes as prost");
+            assert_eq!(batch.encoded_len(), got.len());
+            assert_eq!(batch.to_span_batch().unwrap(), want);
+        }
     }
 }

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sts_proto::daemon::v1::relay_client::RelayClient;
-use sts_proto::daemon::v1::{SpanBatch, TracePayload};
+use prost::Message;
+use sts_proto::daemon::v1::{BatchAck, TracePayload};
 use tokio::sync::{mpsc, watch, Notify};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tracing::{debug, info, warn};
 
-use super::buffer::Buffer;
+use super::buffer::{Buffer, EncodedPayload, OutgoingBatch};
 
 /// The largest batch message the sidecar sends (the daemon decodes up to 32 MiB).
 const MAX_MESSAGE: usize = 32 << 20;
@@ -45,8 +47,11 @@ impl Relay {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Encodes the payload (outside the lock) and buffers it.
     pub fn push(&self, payload: TracePayload) {
-        self.buffer().push(payload);
+        let encoded = EncodedPayload::new(&payload);
+        drop(payload);
+        self.buffer().push_encoded(encoded);
         self.wake.notify_one();
     }
 }
@@ -131,16 +136,30 @@ async fn session(
         .connect()
         .await
         .map_err(|e| SessionError::Connect(url.clone(), e))?;
-    let mut client = RelayClient::new(channel)
+    let mut client = tonic::client::Grpc::new(channel)
         .max_encoding_message_size(MAX_MESSAGE)
         .max_decoding_message_size(MAX_MESSAGE);
-    let (tx, rx) = mpsc::channel::<SpanBatch>(config.window.max(1) * 2);
+    let (tx, rx) = mpsc::channel::<OutgoingBatch>(config.window.max(1) * 2);
     let resend = relay.buffer().inflight();
     for batch in resend {
         let _ = tx.try_send(stamp(batch, relay, config));
     }
+    client
+        .ready()
+        .await
+        .map_err(|e| SessionError::Connect(url.clone(), e))?;
+    // What the generated `RelayClient::stream` does, with a codec that writes the batches'
+    // pre-encoded bytes.
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("sts.daemon.v1.Relay", "Stream"));
     let mut acks = client
-        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .streaming(
+            request,
+            PathAndQuery::from_static("/sts.daemon.v1.Relay/Stream"),
+            BatchCodec,
+        )
         .await
         .map_err(|s| SessionError::Refused(url.clone(), s))?
         .into_inner();
@@ -202,12 +221,54 @@ async fn session(
 }
 
 /// Adds what the daemon shows about this sidecar to a batch about to be sent.
-fn stamp(mut batch: SpanBatch, relay: &Relay, config: &SenderConfig) -> SpanBatch {
+fn stamp(mut batch: OutgoingBatch, relay: &Relay, config: &SenderConfig) -> OutgoingBatch {
     batch.token = config.token.clone().unwrap_or_default();
     batch.sidecar_addr = config.sidecar_addr.clone();
     batch.task_arn = config.task_arn.clone();
     batch.dropped_spans = relay.buffer().dropped_spans();
     batch
+}
+
+/// The relay stream's codec: batches out as their pre-encoded `SpanBatch` bytes, acks in
+/// through prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchCodec;
+
+impl Codec for BatchCodec {
+    type Encode = OutgoingBatch;
+    type Decode = BatchAck;
+    type Encoder = BatchCodec;
+    type Decoder = BatchCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BatchCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BatchCodec
+    }
+}
+
+impl Encoder for BatchCodec {
+    type Item = OutgoingBatch;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: OutgoingBatch, buf: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf);
+        Ok(())
+    }
+}
+
+impl Decoder for BatchCodec {
+    type Item = BatchAck;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<BatchAck>, Self::Error> {
+        BatchAck::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("cannot decode a batch ack: {e}")))
+    }
 }
 
 /// Completes when `stop` turns true (or its sender is gone).
