@@ -67,44 +67,62 @@ impl Correlator {
             .and_then(|f| f.container_id.clone())
             .or_else(|| (!client.container_id.is_empty()).then(|| client.container_id.clone()));
         let ecs = container_id.as_deref().and_then(|id| self.ecs_of(id));
-        for span in &mut trace.spans {
-            let meta = &mut span.meta;
-            meta.insert(META_HOSTNAME.into(), self.hostname.clone());
-            meta.insert(
-                META_SERVICE_URN.into(),
-                format!("urn:service:/{}", span.service),
-            );
-            if let (Some(pid), Some(facts)) = (pid, &facts) {
-                let ms = facts.create_time_ms;
-                meta.insert(META_PID.into(), pid.to_string());
-                meta.insert(META_STARTTIME.into(), ms.to_string());
-                meta.insert(
-                    META_SERVICE_INSTANCE_URN.into(),
-                    format!(
-                        "urn:service-instance:/{}:/{}:{pid}:{ms}",
-                        span.service, self.hostname
-                    ),
-                );
-                meta.insert(
-                    META_PROCESS_URN.into(),
-                    crate::model::process_urn(&self.hostname, pid, ms),
-                );
-            }
-            if let Some(id) = &container_id {
-                meta.insert(META_CONTAINER_ID.into(), id.clone());
-            }
-            if let Some(ecs) = &ecs {
-                meta.insert(META_TASK_ARN.into(), ecs.task_arn.clone());
-                let optional = [
-                    (META_TASK_FAMILY, &ecs.family),
-                    (META_TASK_REVISION, &ecs.revision),
-                    (META_CONTAINER_NAME, &ecs.container_name),
-                ];
-                for (key, value) in optional {
-                    if let Some(value) = value {
-                        meta.insert(key.into(), value.clone());
-                    }
+        let process = pid.zip(facts.map(|f| f.create_time_ms));
+
+        // What is the same for every span of the trace, formatted once per trace.
+        let mut common: Vec<(&'static str, String)> = Vec::with_capacity(9);
+        common.push((META_HOSTNAME, self.hostname.clone()));
+        if let Some((pid, ms)) = process {
+            common.push((META_PID, pid.to_string()));
+            common.push((META_STARTTIME, ms.to_string()));
+            common.push((
+                META_PROCESS_URN,
+                crate::model::process_urn(&self.hostname, pid, ms),
+            ));
+        }
+        if let Some(id) = container_id {
+            common.push((META_CONTAINER_ID, id));
+        }
+        if let Some(ecs) = ecs {
+            common.push((META_TASK_ARN, ecs.task_arn));
+            let optional = [
+                (META_TASK_FAMILY, ecs.family),
+                (META_TASK_REVISION, ecs.revision),
+                (META_CONTAINER_NAME, ecs.container_name),
+            ];
+            for (key, value) in optional {
+                if let Some(value) = value {
+                    common.push((key, value));
                 }
+            }
+        }
+
+        // The service URNs, formatted again only when the service changes from one span to
+        // the next (the spans of a trace mostly share one): (service, URN, instance URN).
+        let mut service: Option<(String, String, Option<String>)> = None;
+        for span in &mut trace.spans {
+            if !matches!(&service, Some((name, ..)) if *name == span.service) {
+                service = Some((
+                    span.service.clone(),
+                    format!("urn:service:/{}", span.service),
+                    process.map(|(pid, ms)| {
+                        format!(
+                            "urn:service-instance:/{}:/{}:{pid}:{ms}",
+                            span.service, self.hostname
+                        )
+                    }),
+                ));
+            }
+            let (_, service_urn, instance_urn) = service.as_ref().expect("set above");
+            let meta = &mut span.meta;
+            // One table growth at most for all the entries added.
+            meta.reserve(common.len() + 1 + usize::from(instance_urn.is_some()));
+            for (key, value) in &common {
+                meta.insert((*key).to_string(), value.clone());
+            }
+            meta.insert(META_SERVICE_URN.into(), service_urn.clone());
+            if let Some(urn) = instance_urn {
+                meta.insert(META_SERVICE_INSTANCE_URN.into(), urn.clone());
             }
         }
     }
@@ -191,6 +209,29 @@ mod tests {
                 s.meta[META_PROCESS_URN],
                 format!("urn:process:/h1:{me}:{ms}")
             );
+        }
+    }
+
+    #[test]
+    fn service_urns_follow_each_spans_service() {
+        let me = std::process::id();
+        let mut root = span("web");
+        root.metrics.insert(METRIC_PROCESS_ID.into(), f64::from(me));
+        let mut trace = Trace {
+            spans: vec![root, span("db"), span("db"), span("web"), span("")],
+        };
+        Correlator::new("h1", None).correlate(&ClientInfo::default(), &mut trace);
+        let ms = own_create_time();
+        for s in &trace.spans {
+            assert_eq!(
+                s.meta[META_SERVICE_URN],
+                format!("urn:service:/{}", s.service)
+            );
+            assert_eq!(
+                s.meta[META_SERVICE_INSTANCE_URN],
+                format!("urn:service-instance:/{}:/h1:{me}:{ms}", s.service)
+            );
+            assert_eq!(s.meta.len(), 6, "{:?}", s.meta);
         }
     }
 
