@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -141,9 +142,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .add_service(reflection)
             .add_service(status.into_server())
             .add_optional_service(relay)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            }),
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener).map(|conn| {
+                    // Small replies (status, relay acks) must not wait for Nagle's delay.
+                    if let Ok(stream) = &conn {
+                        let _ = stream.set_nodelay(true);
+                    }
+                    conn
+                }),
+                async move {
+                    let _ = server_stop.wait_for(|stop| *stop).await;
+                },
+            ),
     );
     let collecting = tokio::spawn(collect_loop(
         CollectLoop {
