@@ -20,3 +20,16 @@ pub mod route;
 /// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));
+
+/// An error and its sources joined by `: ` (tonic's and hyper's own messages are often
+/// only "transport error" or "client error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

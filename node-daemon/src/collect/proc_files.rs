@@ -23,6 +23,12 @@ impl FileReader {
     }
 }
 
+/// The pids listed in /proc (its numeric entries), in directory order.
+pub fn pids() -> io::Result<impl Iterator<Item = u32>> {
+    Ok(std::fs::read_dir("/proc")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()))
+}
+
 /// The first whitespace-separated number after `key` in a `Key: value ...` file
 /// (/proc/meminfo, /proc/<pid>/io, /proc/<pid>/status).
 pub fn keyed_u64(text: &str, key: &str) -> Option<u64> {

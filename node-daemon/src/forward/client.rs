@@ -93,17 +93,21 @@ impl ReceiverClient {
         let request = request
             .body(Full::new(body))
             .map_err(|e| SendError::Rejected(format!("{shown}: cannot build the request: {e}")))?;
-        let response = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
-            .await
-        {
-            Err(_) => {
-                return Err(SendError::Retry(format!(
-                    "{shown}: no answer within {REQUEST_TIMEOUT:?}"
-                )))
-            }
-            Ok(Err(e)) => return Err(SendError::Retry(format!("{shown}: {}", error_chain(&e)))),
-            Ok(Ok(response)) => response,
-        };
+        let response =
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request)).await {
+                Err(_) => {
+                    return Err(SendError::Retry(format!(
+                        "{shown}: no answer within {REQUEST_TIMEOUT:?}"
+                    )))
+                }
+                Ok(Err(e)) => {
+                    return Err(SendError::Retry(format!(
+                        "{shown}: {}",
+                        sts_proto::error_chain(&e)
+                    )))
+                }
+                Ok(Ok(response)) => response,
+            };
         let status = response.status();
         if status.is_success() {
             // Drain the answer so the connection can be reused.
@@ -127,17 +131,6 @@ impl ReceiverClient {
             Err(SendError::Rejected(message))
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// STS_SKIP_SSL_VALIDATION=true: accept any certificate, still checking signatures of the

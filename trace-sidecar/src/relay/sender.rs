@@ -70,7 +70,7 @@ pub struct SenderConfig {
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("cannot connect to node-daemon at {0}: {reason}", reason = chain(.1))]
+    #[error("cannot connect to node-daemon at {0}: {reason}", reason = sts_proto::error_chain(.1))]
     Connect(String, tonic::transport::Error),
     #[error("node-daemon at {0} refused the relay: {1}")]
     Refused(String, tonic::Status),
@@ -274,16 +274,4 @@ impl Decoder for BatchCodec {
 /// Completes when `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
-}
-
-/// An error and its sources, joined: tonic's own message is only "transport error".
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -12,15 +12,7 @@ pub type Groups = BTreeMap<u64, Vec<u32>>;
 pub fn group_by_netns() -> io::Result<Groups> {
     let mut groups = Groups::new();
     let mut path = String::with_capacity(32);
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in crate::collect::proc_files::pids()? {
         path.clear();
         let _ = write!(path, "/proc/{pid}/ns/net");
         if let Some(ns) = netns_of(&path) {

@@ -123,15 +123,7 @@ impl ProcessCollector {
 
         let mut counts = ScanCounts::default();
         let mut candidates = Vec::with_capacity(self.known.len() + 16);
-        for entry in std::fs::read_dir("/proc").map_err(ProcessError::ListProc)? {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in crate::collect::proc_files::pids().map_err(ProcessError::ListProc)? {
             counts.seen += 1;
             match self.sample(pid, elapsed_s) {
                 Ok(Some(candidate)) => candidates.push(candidate),
