@@ -28,7 +28,7 @@ impl Default for BatchLimits {
     fn default() -> Self {
         Self {
             max_spans: 5_000,
-            max_bytes: 4 << 20,
+            max_bytes: 1 << 20,
             max_delay: Duration::from_secs(1),
         }
     }
