@@ -21,10 +21,12 @@ where
             .map_err(|e| format!("bad address {addr}: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("node-daemon is not reachable at {addr}: {e}"))?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            format!(
+                "node-daemon is not reachable at {addr}: {}",
+                sts_proto::error_chain(&e)
+            )
+        })?;
         call(StatusClient::new(channel))
             .await
             .map_err(|e| format!("call to node-daemon at {addr} failed: {}", e.message()))
