@@ -10,6 +10,11 @@ command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 # A static busybox makes the container tests' image (the engine has no images).
 [[ -x /bin/busybox ]] || need+=(busybox-static)
+# The network tracer's eBPF programs: clang -target bpf, libbpf's headers, and bpftool to
+# dump the kernel's BTF as vmlinux.h (node-daemon/build.rs).
+command -v clang >/dev/null || need+=(clang)
+[[ -f /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
+command -v bpftool >/dev/null || need+=(bpftool)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

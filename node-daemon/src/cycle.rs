@@ -78,6 +78,11 @@ impl Collectors {
         self.containers.as_ref().map(|c| c.store().clone())
     }
 
+    /// The network tracer's backend and why, None when it is off.
+    pub fn network_backend(&self) -> Option<String> {
+        self.network.as_ref().map(NetworkCollector::describe)
+    }
+
     /// Runs every collector once. A failing collector is recorded and its part of the
     /// snapshot left empty; only a failing host collector fails the cycle.
     pub fn collect(&mut self) -> Result<Snapshot, CycleError> {
@@ -160,6 +165,10 @@ impl Collectors {
                     self.registry.add_drops("network.table_full", c.table_full);
                     self.registry
                         .add_drops("network.fd_budget_exhausted", c.fd_budget_exhausted);
+                    self.registry
+                        .add_drops("network.closed_lost", c.closed_lost);
+                    self.registry
+                        .add_drops("network.untracked", c.untracked);
                     connections = scan.connections;
                     Ok(vec![
                         ("connections", c.connections),

@@ -41,6 +41,9 @@ pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Resul
     collectors.collect()?;
     std::thread::sleep(interval);
     let snapshot = collectors.collect()?;
+    if let Some(backend) = collectors.network_backend() {
+        eprintln!("node-daemon: network backend {backend}");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&snapshot)?);
     } else {

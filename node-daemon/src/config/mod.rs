@@ -113,6 +113,8 @@ pub enum NetworkBackend {
     Auto,
     /// Polling /proc and sock_diag, whatever else is possible.
     Proc,
+    /// The eBPF programs or a refusal to start.
+    Ebpf,
 }
 
 impl NetworkBackend {
@@ -120,7 +122,8 @@ impl NetworkBackend {
         match raw.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
             "proc" => Ok(Self::Proc),
-            _ => Err("expected `auto` or `proc`".into()),
+            "ebpf" => Ok(Self::Ebpf),
+            _ => Err("expected `auto`, `ebpf` or `proc`".into()),
         }
     }
 
@@ -128,6 +131,7 @@ impl NetworkBackend {
         match self {
             Self::Auto => "auto",
             Self::Proc => "proc",
+            Self::Ebpf => "ebpf",
         }
     }
 }

@@ -148,6 +148,7 @@ mod tests {
             rx_queue: 0,
             owner: None,
             counters: None,
+            start_time_ms: None,
         }
     }
 

@@ -4,11 +4,13 @@
 //! A [`Backend`] observes sockets; this module turns observations into connection records
 //! the same way for every backend: directions from the whole host's listeners and
 //! addresses ([`direction`]), rates and closed connections from the bounded table
-//! ([`table`]). The only backend so far polls /proc and sock_diag ([`proc_backend`]); an
-//! eBPF backend can be added next to it and chosen by `STS_NETWORK_BACKEND=auto`.
+//! ([`table`]). The eBPF backend ([`ebpf`]) asks kernel programs; the polling backend
+//! ([`proc_backend`]) reads /proc and sock_diag where eBPF is refused, not built, or
+//! forced away by `STS_NETWORK_BACKEND=proc`.
 
 mod diag;
 pub mod direction;
+pub mod ebpf;
 mod namespaces;
 mod owners;
 mod proc_backend;
@@ -31,6 +33,8 @@ pub enum NetworkError {
     ListProc(#[source] std::io::Error),
     #[error("cannot read kernel constants: {0}")]
     Kernel(#[source] std::io::Error),
+    #[error(transparent)]
+    Ebpf(#[from] ebpf::EbpfError),
 }
 
 /// What one cycle found besides the connections: for status.
@@ -52,6 +56,10 @@ pub struct NetworkCounts {
     /// Not tracked because the table is full (drop counter `network.table_full`).
     pub table_full: u64,
     pub fd_budget_exhausted: u64,
+    /// Closed connections the kernel could not hand over (ring buffer full).
+    pub closed_lost: u64,
+    /// Sockets the kernel programs could not keep state for.
+    pub untracked: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -67,16 +75,25 @@ pub struct NetworkCollector {
 }
 
 impl NetworkCollector {
+    /// The backend `STS_NETWORK_BACKEND` asks for: `auto` takes eBPF and falls back to
+    /// polling (saying why in status), `ebpf` fails when eBPF is unavailable.
     pub fn new(config: &NetworkConfig) -> Result<Self, NetworkError> {
-        let reason = match config.backend {
-            NetworkBackend::Auto => "eBPF backend not built yet",
-            NetworkBackend::Proc => "forced by STS_NETWORK_BACKEND=proc",
+        let backend: Box<dyn Backend> = match config.backend {
+            NetworkBackend::Ebpf => Box::new(ebpf::EbpfBackend::start()?),
+            NetworkBackend::Auto => match ebpf::EbpfBackend::start() {
+                Ok(backend) => Box::new(backend),
+                Err(e) => {
+                    tracing::warn!("network tracer: eBPF unavailable, polling /proc: {e}");
+                    Box::new(proc_backend::ProcBackend::new(format!(
+                        "eBPF unavailable: {e}"
+                    ))?)
+                }
+            },
+            NetworkBackend::Proc => Box::new(proc_backend::ProcBackend::new(
+                "forced by STS_NETWORK_BACKEND=proc".to_string(),
+            )?),
         };
-        let backend = proc_backend::ProcBackend::new(reason.to_string())?;
-        Ok(Self::with_backend(
-            Box::new(backend),
-            config.max_connections,
-        ))
+        Ok(Self::with_backend(backend, config.max_connections))
     }
 
     pub fn with_backend(backend: Box<dyn Backend>, max_connections: usize) -> Self {
@@ -87,7 +104,7 @@ impl NetworkCollector {
         }
     }
 
-    /// Which backend runs and why, e.g. `proc: eBPF backend not built yet; ...`.
+    /// Which backend runs and why, e.g. `proc: forced by STS_NETWORK_BACKEND=proc; ...`.
     pub fn describe(&self) -> String {
         self.backend.describe()
     }
@@ -103,6 +120,8 @@ impl NetworkCollector {
             malformed: obs.malformed,
             diag_failed: obs.diag_failed,
             fd_budget_exhausted: obs.fd_budget_exhausted,
+            closed_lost: obs.closed_lost,
+            untracked: obs.untracked,
             ..NetworkCounts::default()
         };
         let mut fresh = Vec::with_capacity(obs.sockets.len());
@@ -115,7 +134,14 @@ impl NetworkCollector {
                 fresh.push(c);
             }
         }
-        let update = self.table.update(fresh, now);
+        let closed: Vec<Connection> = obs
+            .closed
+            .iter()
+            .filter_map(|s| record(&topology, s))
+            .collect();
+        let update = self
+            .table
+            .update(fresh, closed, obs.reports_closes, now);
         counts.connections = update.open;
         counts.closed = update.closed;
         counts.table_full = update.overflow;
@@ -140,6 +166,7 @@ pub fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
         return None;
     }
     let (direction, side) = topology.classify(s);
+    let tcp_counters = s.counters.filter(|_| s.protocol == Protocol::Tcp);
     Some(Connection {
         pid: owner.pid,
         process_create_time_ms: owner.create_time_ms,
@@ -156,12 +183,12 @@ pub fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
         bytes_received: s.counters.map(|c| c.bytes_received),
         bytes_sent_per_sec: None,
         bytes_received_per_sec: None,
-        retransmits: s.counters.map(|c| c.retransmits),
-        rtt_us: s.counters.map(|c| c.rtt_us),
+        retransmits: tcp_counters.map(|c| c.retransmits),
+        rtt_us: tcp_counters.map(|c| c.rtt_us),
         tx_queue: s.tx_queue,
         rx_queue: s.rx_queue,
         inode: s.inode,
-        start_time_ms: None,
+        start_time_ms: s.start_time_ms,
         closed: false,
     })
 }

@@ -81,6 +81,7 @@ impl ProcBackend {
                     rx_queue: e.rx_queue,
                     owner: None,
                     counters: None,
+                    start_time_ms: None,
                 }));
             }
             if ok {
@@ -118,6 +119,7 @@ impl ProcBackend {
             rx_queue: e.rx_queue,
             owner: None,
             counters,
+            start_time_ms: None,
         }));
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! What a backend observes, before directions, rates and the connection table: the common
-//! ground of the /proc polling backend and a later eBPF backend.
+//! ground of the /proc polling backend and the eBPF backend.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,8 +56,11 @@ pub struct Socket {
     pub rx_queue: u32,
     /// None when no process holds the socket (TIME_WAIT, orphans) or the owner was not found.
     pub owner: Option<Owner>,
-    /// None for UDP, and for TCP when sock_diag did not answer.
+    /// Byte counters (UDP: eBPF backend only), and for TCP retransmits and RTT; None when
+    /// the backend could not read them.
     pub counters: Option<TcpCounters>,
+    /// Unix ms when the connection opened, when the backend saw it open.
+    pub start_time_ms: Option<u64>,
 }
 
 /// Everything one backend poll found.
@@ -74,13 +77,22 @@ pub struct Observation {
     pub diag_failed: u64,
     /// `/proc/<pid>/fd` links not read because the per-cycle budget was spent.
     pub fd_budget_exhausted: u64,
+    /// TCP connections closed since the last poll, with final counters (eBPF backend).
+    pub closed: Vec<Socket>,
+    /// True when the backend reports every TCP close in `closed`: a connection missing
+    /// from `sockets` is then only closing (its owner let go of it), not gone.
+    pub reports_closes: bool,
+    /// Closed connections the kernel could not hand over (ring buffer full).
+    pub closed_lost: u64,
+    /// Sockets the kernel side could not keep state for (no memory).
+    pub untracked: u64,
 }
 
-/// A source of socket observations. The polling backend reads /proc and sock_diag; an eBPF
-/// backend would answer from its maps, with the same records.
+/// A source of socket observations. The polling backend reads /proc and sock_diag; the eBPF
+/// backend asks its kernel programs, with the same records.
 pub trait Backend: Send {
     /// For status: the backend's name and why it was chosen, e.g.
-    /// `proc: eBPF backend not built yet`.
+    /// `proc: forced by STS_NETWORK_BACKEND=proc`.
     fn describe(&self) -> String;
     fn observe(&mut self) -> Result<Observation, NetworkError>;
 }

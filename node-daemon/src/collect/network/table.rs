@@ -1,7 +1,8 @@
 //! The bounded connection table: counters of the last cycle for rates, and connections
-//! that disappeared, reported once as `closed` with their last counters.
+//! that ended, reported once as `closed`: with the final counters when the backend saw the
+//! close, else with the last counters once they disappeared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -33,9 +34,17 @@ struct Entry {
     cycle: u64,
 }
 
+/// Cycles a TCP connection missing from a close-reporting backend's sockets waits for its
+/// close event before it is reported closed with its last counters: its owner let go of
+/// it, but the kernel may still be finishing it (FIN_WAIT2 lasts 60 s).
+pub const CLOSE_GRACE_CYCLES: u64 = 6;
+
 pub struct Table {
     cap: usize,
     entries: HashMap<Key, Entry>,
+    /// Connections reported closed after the grace, by cycle: a late close event for
+    /// them is not a second report.
+    expired: HashMap<Key, u64>,
     cycle: u64,
     last_update: Option<Instant>,
 }
@@ -55,6 +64,7 @@ impl Table {
         Self {
             cap,
             entries: HashMap::new(),
+            expired: HashMap::new(),
             cycle: 0,
             last_update: None,
         }
@@ -65,7 +75,16 @@ impl Table {
         self.entries.len()
     }
 
-    pub fn update(&mut self, fresh: Vec<Connection>, now: Instant) -> Update {
+    /// `fresh`: the open connections of this cycle; `closed`: connections the backend saw
+    /// close since the last cycle, with final counters; `reports_closes`: whether every
+    /// TCP close arrives in `closed`.
+    pub fn update(
+        &mut self,
+        fresh: Vec<Connection>,
+        closed: Vec<Connection>,
+        reports_closes: bool,
+        now: Instant,
+    ) -> Update {
         self.cycle += 1;
         let elapsed = self
             .last_update
@@ -74,8 +93,13 @@ impl Table {
         self.last_update = Some(now);
         let mut out = Update::default();
         out.connections.reserve(fresh.len());
+        let closed_keys: HashSet<Key> = closed.iter().map(Key::of).collect();
         for mut c in fresh {
             let key = Key::of(&c);
+            // Open when the backend looked, closed by the time it read its close events.
+            if closed_keys.contains(&key) {
+                continue;
+            }
             let room = self.entries.len() < self.cap;
             match self.entries.get_mut(&key) {
                 Some(entry) => {
@@ -104,24 +128,42 @@ impl Table {
             out.connections.push(c);
         }
         out.open = out.connections.len() as u64;
+        for c in closed {
+            let key = Key::of(&c);
+            let tracked = self.entries.remove(&key).is_some();
+            if !tracked && self.expired.remove(&key).is_some() {
+                continue;
+            }
+            out.connections.push(closed_record(c));
+            out.closed += 1;
+        }
         let cycle = self.cycle;
-        self.entries.retain(|_, entry| {
-            if entry.cycle == cycle {
+        let expired = &mut self.expired;
+        self.entries.retain(|key, entry| {
+            let closing = reports_closes && entry.last.protocol == "tcp";
+            if entry.cycle == cycle || (closing && cycle - entry.cycle < CLOSE_GRACE_CYCLES) {
                 return true;
             }
-            let mut gone = entry.last.clone();
-            gone.state = "closed";
-            gone.closed = true;
-            gone.bytes_sent_per_sec = None;
-            gone.bytes_received_per_sec = None;
-            gone.tx_queue = 0;
-            gone.rx_queue = 0;
-            out.connections.push(gone);
+            if closing {
+                expired.insert(key.clone(), cycle);
+            }
+            out.connections.push(closed_record(entry.last.clone()));
             out.closed += 1;
             false
         });
+        expired.retain(|_, at| cycle - *at < CLOSE_GRACE_CYCLES);
         out
     }
+}
+
+fn closed_record(mut c: Connection) -> Connection {
+    c.state = "closed";
+    c.closed = true;
+    c.bytes_sent_per_sec = None;
+    c.bytes_received_per_sec = None;
+    c.tx_queue = 0;
+    c.rx_queue = 0;
+    c
 }
 
 #[cfg(test)]
@@ -156,11 +198,16 @@ mod tests {
         }
     }
 
+    /// A backend without close events.
+    fn poll(t: &mut Table, fresh: Vec<Connection>, now: Instant) -> Update {
+        t.update(fresh, vec![], false, now)
+    }
+
     #[test]
     fn rates_then_closed_once() {
         let mut t = Table::new(10);
         let t0 = Instant::now();
-        let u = t.update(
+        let u = poll(&mut t, 
             vec![
                 conn("10.0.0.1:1", 1, Some(100)),
                 conn("10.0.0.1:2", 2, None),
@@ -170,7 +217,7 @@ mod tests {
         assert_eq!((u.open, u.closed, u.overflow), (2, 0, 0));
         assert_eq!(u.connections[0].bytes_sent_per_sec, None, "first sample");
 
-        let u = t.update(
+        let u = poll(&mut t, 
             vec![conn("10.0.0.1:1", 1, Some(1100))],
             t0 + Duration::from_secs(2),
         );
@@ -183,10 +230,10 @@ mod tests {
             (2, "closed", true)
         );
 
-        let u = t.update(vec![], t0 + Duration::from_secs(4));
+        let u = poll(&mut t, vec![], t0 + Duration::from_secs(4));
         assert_eq!(u.closed, 1);
         assert_eq!(u.connections[0].bytes_sent, Some(1100), "final counters");
-        let u = t.update(vec![], t0 + Duration::from_secs(6));
+        let u = poll(&mut t, vec![], t0 + Duration::from_secs(6));
         assert!(u.connections.is_empty(), "reported once");
         assert_eq!(t.tracked(), 0);
     }
@@ -198,12 +245,41 @@ mod tests {
         let fresh: Vec<_> = (1..=5)
             .map(|i| conn(&format!("10.0.0.1:{i}"), i, None))
             .collect();
-        let u = t.update(fresh.clone(), now);
+        let u = poll(&mut t, fresh.clone(), now);
         assert_eq!((u.open, u.overflow), (2, 3));
         assert_eq!(t.tracked(), 2);
         // Known connections keep their place.
-        let u = t.update(fresh, now + Duration::from_secs(1));
+        let u = poll(&mut t, fresh, now + Duration::from_secs(1));
         assert_eq!(u.connections[0].local.port(), 1);
         assert_eq!((u.open, u.overflow), (2, 3));
+    }
+
+    #[test]
+    fn close_events_carry_final_counters_and_are_awaited() {
+        let mut t = Table::new(10);
+        let now = Instant::now();
+        let a = conn("10.0.0.1:1", 1, Some(100));
+        let b = conn("10.0.0.1:2", 2, Some(100));
+        let u = t.update(vec![a.clone(), b.clone()], vec![], true, now);
+        assert_eq!(u.open, 2);
+        // `a` closed (final counters 150); `b` left its owner but has no close event yet.
+        let u = t.update(vec![], vec![conn("10.0.0.1:1", 1, Some(150))], true, now);
+        assert_eq!((u.open, u.closed), (0, 1));
+        assert_eq!((u.connections[0].bytes_sent, u.connections[0].closed), (Some(150), true));
+        // A connection shorter than a cycle is reported from its close event alone, and a
+        // connection in both lists (closed after the backend looked) only as closed.
+        let short = conn("10.0.0.1:3", 3, Some(7));
+        let u = t.update(vec![short.clone()], vec![short], true, now);
+        assert_eq!((u.open, u.closed), (0, 1));
+        // `b` is reported with its last counters once the grace is over, and its close
+        // event after that is not a second report.
+        let mut reported = 0;
+        for _ in 0..CLOSE_GRACE_CYCLES {
+            reported += t.update(vec![], vec![], true, now).closed;
+        }
+        assert_eq!(reported, 1);
+        let u = t.update(vec![], vec![b], true, now);
+        assert_eq!(u.closed, 0, "reported once");
+        assert_eq!(t.tracked(), 0);
     }
 }

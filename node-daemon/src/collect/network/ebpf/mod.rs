@@ -1,0 +1,247 @@
+//! The eBPF backend: the kernel programs of `bpf/network.bpf.c` (see build.rs).
+//!
+//! Each cycle runs the `iter/task_file` socket iterator once: every TCP and UDP socket of
+//! every process in every network namespace, with its owner, TCP counters and the UDP byte
+//! counts the send/receive tracepoints keep. TCP connections that closed since the last
+//! cycle come from the ring buffer, with their final counters, so connections shorter than
+//! a cycle are reported too.
+
+#[cfg(sts_bpf)]
+mod programs;
+pub mod record;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::socket::{Backend, Observation, Owner, Socket, TcpCounters};
+use super::NetworkError;
+use crate::collect::kernel::Kernel;
+use crate::collect::proc_files::FileReader;
+use crate::collect::process::container_id;
+use record::{Record, RECORD_LEN};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("the eBPF programs are not in this binary: {0}")]
+    NotBuilt(String),
+    #[error("kernel BTF unreadable: {0}")]
+    Btf(String),
+    #[error("loading the eBPF object: {0}")]
+    Load(String),
+    #[error("`{0}` is missing from the eBPF object")]
+    Missing(&'static str),
+    #[error("eBPF program `{name}`: {reason}")]
+    Program { name: &'static str, reason: String },
+    #[error("eBPF map: {0}")]
+    Map(String),
+    #[error("running the socket iterator: {0}")]
+    Iterate(String),
+}
+
+impl EbpfError {
+    #[cfg_attr(not(sts_bpf), allow(dead_code))]
+    fn program(name: &'static str, error: impl std::error::Error) -> Self {
+        // The verifier's log can run to megabytes: its head says what was refused.
+        let mut reason = sts_proto::error_chain(&error);
+        if reason.len() > 2000 {
+            let mut end = 2000;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str(" ...");
+        }
+        Self::Program { name, reason }
+    }
+}
+
+#[cfg(not(sts_bpf))]
+mod programs {
+    //! Stands in for the kernel programs when build.rs could not build them.
+    use super::EbpfError;
+
+    pub const DROP_RING_FULL: u32 = 0;
+    pub const DROP_NO_STORAGE: u32 = 1;
+
+    pub struct Programs;
+
+    impl Programs {
+        pub fn load() -> Result<Self, EbpfError> {
+            let why = include_str!(concat!(env!("OUT_DIR"), "/bpf-missing.txt"));
+            Err(EbpfError::NotBuilt(why.to_string()))
+        }
+        pub fn iterate(&mut self, _: &mut Vec<u8>) -> Result<(), EbpfError> {
+            Ok(())
+        }
+        pub fn drain_closed(&mut self, _: impl FnMut(&[u8])) {}
+        pub fn drops(&self, _: u32) -> u64 {
+            0
+        }
+    }
+}
+
+use programs::{Programs, DROP_NO_STORAGE, DROP_RING_FULL};
+
+pub struct EbpfBackend {
+    programs: Programs,
+    kernel: Kernel,
+    buf: Vec<u8>,
+    containers: ContainerIds,
+    /// Kernel drop counters at the last cycle, to report what each cycle lost.
+    ring_full: u64,
+    no_storage: u64,
+}
+
+impl EbpfBackend {
+    pub fn start() -> Result<Self, EbpfError> {
+        let kernel = Kernel::read().map_err(|e| EbpfError::Load(format!("/proc/stat: {e}")))?;
+        Ok(Self {
+            programs: Programs::load()?,
+            kernel,
+            buf: Vec::with_capacity(256 * 1024),
+            containers: ContainerIds::default(),
+            ring_full: 0,
+            no_storage: 0,
+        })
+    }
+
+    fn socket(&mut self, r: &Record) -> Socket {
+        let owner = (r.pid != 0).then(|| Owner {
+            pid: r.pid,
+            create_time_ms: self.create_time_ms(r.owner_start_ns),
+            container_id: self.containers.get(r.pid, r.owner_start_ns),
+        });
+        Socket {
+            netns: u64::from(r.netns),
+            protocol: r.protocol,
+            local: r.local,
+            remote: r.remote,
+            state: r.state,
+            inode: r.inode,
+            tx_queue: r.tx_queue,
+            rx_queue: r.rx_queue,
+            owner,
+            counters: Some(TcpCounters {
+                bytes_sent: r.bytes_sent,
+                bytes_received: r.bytes_received,
+                retransmits: u64::from(r.retransmits),
+                rtt_us: u64::from(r.srtt_us),
+            }),
+            start_time_ms: (r.start_ns != 0)
+                .then(|| self.kernel.boot_time_s * 1000 + r.start_ns / 1_000_000),
+        }
+    }
+
+    /// The same arithmetic as /proc's `starttime`: boot-time ns in clock ticks.
+    fn create_time_ms(&self, start_boottime_ns: u64) -> u64 {
+        let ns_per_tick = 1_000_000_000 / self.kernel.clk_tck.max(1);
+        self.kernel.create_time_ms(start_boottime_ns / ns_per_tick)
+    }
+
+    fn delta(counter: &mut u64, now: u64) -> u64 {
+        let d = now.saturating_sub(*counter);
+        *counter = now;
+        d
+    }
+}
+
+impl Backend for EbpfBackend {
+    fn describe(&self) -> String {
+        "ebpf: sockets from an iter/task_file program each cycle, closed TCP connections \
+         from tp_btf inet_sock_set_state, UDP bytes from tp_btf sock_send_length/sock_recv_length"
+            .to_string()
+    }
+
+    fn observe(&mut self) -> Result<Observation, NetworkError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let iterated = self.programs.iterate(&mut buf);
+        let mut obs = Observation::default();
+        if let Err(e) = iterated {
+            self.buf = buf;
+            return Err(NetworkError::Ebpf(e));
+        }
+        // A socket shared by several processes (inherited across fork) is reported once,
+        // for the lowest pid, as the polling backend does.
+        let mut by_sk: HashMap<u64, Record> = HashMap::with_capacity(buf.len() / RECORD_LEN);
+        for chunk in buf.chunks(RECORD_LEN) {
+            match record::parse(chunk) {
+                Ok(r) => match by_sk.get(&r.sk) {
+                    Some(seen) if seen.pid <= r.pid => {}
+                    _ => {
+                        by_sk.insert(r.sk, r);
+                    }
+                },
+                Err(_) => obs.malformed += 1,
+            }
+        }
+        self.buf = buf;
+        let mut namespaces: Vec<u32> = by_sk.values().map(|r| r.netns).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        obs.namespaces = namespaces.len() as u64;
+        self.containers.start_cycle();
+        obs.sockets = by_sk.values().map(|r| self.socket(r)).collect();
+        let mut closed = Vec::new();
+        self.programs.drain_closed(|raw| closed.push(record::parse(raw)));
+        for r in closed {
+            match r {
+                Ok(r) => {
+                    let s = self.socket(&r);
+                    obs.unowned += u64::from(s.owner.is_none());
+                    obs.closed.push(s);
+                }
+                Err(_) => obs.malformed += 1,
+            }
+        }
+        self.containers.end_cycle();
+        obs.closed_lost = Self::delta(&mut self.ring_full, self.programs.drops(DROP_RING_FULL));
+        obs.untracked = Self::delta(&mut self.no_storage, self.programs.drops(DROP_NO_STORAGE));
+        obs.reports_closes = true;
+        Ok(obs)
+    }
+}
+
+/// Container ids of socket owners from `/proc/<pid>/cgroup`, read once per process.
+#[derive(Default)]
+struct ContainerIds {
+    by_process: HashMap<(u32, u64), (Option<Arc<str>>, bool)>,
+    reader: FileReader,
+    path: String,
+}
+
+impl ContainerIds {
+    fn start_cycle(&mut self) {
+        for (_, used) in self.by_process.values_mut() {
+            *used = false;
+        }
+    }
+
+    fn get(&mut self, pid: u32, start_ns: u64) -> Option<Arc<str>> {
+        if let Some((id, used)) = self.by_process.get_mut(&(pid, start_ns)) {
+            *used = true;
+            return id.clone();
+        }
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/cgroup");
+        let id: Option<Arc<str>> = self
+            .reader
+            .read_str(&self.path)
+            .ok()
+            .and_then(container_id)
+            .map(Arc::from);
+        self.by_process.insert((pid, start_ns), (id.clone(), true));
+        id
+    }
+
+    /// Forgets processes that own no socket any more.
+    fn end_cycle(&mut self) {
+        self.by_process.retain(|_, (_, used)| *used);
+    }
+}
+
+/// Whether this backend's programs are in the binary (build.rs had clang and BTF).
+pub const BUILT: bool = cfg!(sts_bpf);
+
+#[cfg(test)]
+mod tests;
