@@ -1,9 +1,10 @@
 //! The network tracer against real sockets: a client and a server over loopback, over a veth
 //! pair between two network namespaces, between two Docker containers, and UDP.
 //!
-//! The backend here is the polling one (/proc and sock_diag); each test prints one line
-//! naming it. Byte counts come from sock_diag's `tcp_info` and are exact while the
-//! connection is open (no SYN or FIN counted in `bytes_sent`).
+//! Every test runs twice: `<test>::ebpf` with the default backend (the eBPF programs; with
+//! STS_TEST_STRICT set, as CI sets it, falling back to polling fails the test) and
+//! `<test>::proc` with the polling backend forced. Each prints one line naming the backend
+//! that ran. Byte counts are exact while a connection is open: no SYN or FIN is counted.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
@@ -12,13 +13,112 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
-use integration_tests::{free_port, python, snapshot_json, wait_for, workspace_root, Guard};
+use integration_tests::traces::Daemon;
+use integration_tests::{free_port, node_daemon, python, wait_for, workspace_root, Guard};
 use serde_json::Value;
 
 const N: u64 = 12_345;
 const M: u64 = 6_789;
-/// Every process reported (the default blacklist would hide `python`, `nc` ...).
-const ENV: &[(&str, &str)] = &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Ebpf,
+    Proc,
+}
+
+impl Backend {
+    fn env(self) -> [(&'static str, &'static str); 2] {
+        let backend = match self {
+            Backend::Ebpf => "auto",
+            Backend::Proc => "proc",
+        };
+        // Every process reported (the default blacklist would hide `python`, `nc` ...).
+        [
+            ("STS_PROCESS_BLACKLIST_PATTERNS", "^$never"),
+            ("STS_NETWORK_BACKEND", backend),
+        ]
+    }
+
+    /// Prints the line naming the backend that ran, and returns it. Asked for eBPF, the
+    /// fallback is allowed only outside CI (STS_TEST_STRICT unset).
+    fn announce(self, test: &str, described: &str) -> Backend {
+        println!("{test}: network backend {described}");
+        let ran = if described.starts_with("ebpf:") {
+            Backend::Ebpf
+        } else {
+            Backend::Proc
+        };
+        if self == Backend::Ebpf && ran == Backend::Proc {
+            assert!(
+                std::env::var_os("STS_TEST_STRICT").is_none(),
+                "{test}: the eBPF backend must run on this machine"
+            );
+            println!("SKIPPED the eBPF half of {test}: polling instead");
+        }
+        ran
+    }
+}
+
+/// Runs a test once per backend: `<name>::ebpf` and `<name>::proc`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn ebpf() {
+                super::$name(super::Backend::Ebpf, concat!(stringify!($name), "::ebpf"));
+            }
+            #[test]
+            fn proc() {
+                super::$name(super::Backend::Proc, concat!(stringify!($name), "::proc"));
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    loopback_tcp_both_ends_bytes_and_relation,
+    loopback_tcp_over_ipv6,
+    tcp_between_two_namespaces_over_veth,
+    tcp_between_two_containers_is_container_to_container,
+    connections_while_the_daemon_runs,
+    udp_sockets_and_their_traffic,
+);
+
+/// `node-daemon snapshot --json` (connections opened before it started), and the backend.
+fn snapshot(test: &str, backend: Backend) -> (Value, Backend) {
+    let out = node_daemon(&backend.env(), &["snapshot", "--json", "--interval", "0.5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "snapshot failed: {stderr}");
+    let described = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("node-daemon: network backend "))
+        .expect("snapshot names the network backend");
+    let ran = backend.announce(test, described);
+    (serde_json::from_slice(&out.stdout).expect("JSON"), ran)
+}
+
+/// A daemon collecting every second, started before the traffic, and its backend.
+fn daemon(test: &str, backend: Backend) -> (Daemon, Backend) {
+    let daemon = Daemon::start_with_interval(free_port(), "1", &backend.env());
+    let described = wait_for(Duration::from_secs(20), || {
+        let status = daemon.status()?;
+        let network = status["collectors"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "network")?;
+        Some(network["detail"].as_str()?.to_string())
+    })
+    .expect("status shows the network collector");
+    let ran = backend.announce(test, &described);
+    (daemon, ran)
+}
+
+/// The daemon's latest snapshot.
+fn daemon_snapshot(daemon: &Daemon) -> Option<Value> {
+    let addr = format!("127.0.0.1:{}", daemon.port);
+    let out = node_daemon(&[], &["snapshot", "--from-daemon", "--addr", &addr]);
+    serde_json::from_slice(&out.stdout).ok()
+}
 
 /// A peer process, its first line, and the rest of its output.
 struct Peer {
@@ -79,9 +179,13 @@ fn connections(snap: &Value) -> &Vec<Value> {
 }
 
 fn connection(snap: &Value, pid: u32, local_port: u16) -> Option<&Value> {
+    find_connection(snap, pid, local_port, false)
+}
+
+fn find_connection(snap: &Value, pid: u32, local_port: u16, closed: bool) -> Option<&Value> {
     connections(snap).iter().find(|c| {
         c["pid"] == pid
-            && c["closed"] == false
+            && c["closed"] == closed
             && c["local"]
                 .as_str()
                 .is_some_and(|l| l.ends_with(&format!(":{local_port}")))
@@ -103,22 +207,25 @@ fn relation<'a>(snap: &'a Value, source: &str, target: &str) -> Option<&'a Value
         .find(|r| r["type"] == "connects-to" && r["source"] == source && r["target"] == target)
 }
 
-fn backend_line(test: &str, env: &[(&str, &str)]) {
-    let forced = env.iter().any(|(k, _)| *k == "STS_NETWORK_BACKEND");
-    println!(
-        "{test}: network backend proc (/proc + sock_diag){}",
-        if forced {
-            ", forced by STS_NETWORK_BACKEND=proc"
-        } else {
-            ", eBPF backend not built yet"
-        }
-    );
-}
-
 /// Client and server ends of one TCP exchange of N bytes up and M down, checked in a
 /// snapshot taken after the connection was opened (so also: found although it existed
 /// before the collector started).
 fn check_exchange(snap: &Value, client: &Peer, server: &Peer, server_port: u16) {
+    check_ends(snap, client, server, server_port);
+    let c = connection(snap, client.pid(), client.number()).unwrap();
+    assert!(
+        c["start_time_ms"].is_null(),
+        "opened before the collector started: its start is unknown"
+    );
+    assert_eq!(
+        c["bytes_sent_per_sec"].as_f64(),
+        Some(0.0),
+        "idle in the interval"
+    );
+}
+
+/// Both ends of the exchange, their directions, bytes and the relation between them.
+fn check_ends(snap: &Value, client: &Peer, server: &Peer, server_port: u16) {
     let client_port = client.number();
     let c = connection(snap, client.pid(), client_port)
         .unwrap_or_else(|| panic!("client end missing: {:#?}", connections(snap)));
@@ -149,15 +256,6 @@ fn check_exchange(snap: &Value, client: &Peer, server: &Peer, server_port: u16) 
         (Some(M), Some(N))
     );
     assert!(c["rtt_us"].as_u64().is_some() && c["retransmits"].as_u64().is_some());
-    assert!(
-        c["start_time_ms"].is_null(),
-        "the polling backend cannot know it"
-    );
-    assert_eq!(
-        c["bytes_sent_per_sec"].as_f64(),
-        Some(0.0),
-        "idle in the interval"
-    );
 
     let from = process_urn(snap, client.pid());
     let to = process_urn(snap, server.pid());
@@ -177,19 +275,28 @@ fn exchange(
     listen: &str,
     connect: &str,
 ) -> (Peer, Peer, u16) {
+    exchange_then(prefix_server, prefix_client, listen, connect, "keep")
+}
+
+/// The exchange; `then` = `close` closes the connection before the peers report done.
+fn exchange_then(
+    prefix_server: &[&str],
+    prefix_client: &[&str],
+    listen: &str,
+    connect: &str,
+    then: &str,
+) -> (Peer, Peer, u16) {
     let port = free_port();
     let (p, n, m) = (port.to_string(), N.to_string(), M.to_string());
-    let server = Peer::start(prefix_server, &["server", listen, &p, &n, &m]);
-    let client = Peer::start(prefix_client, &["client", connect, &p, &n, &m]);
+    let server = Peer::start(prefix_server, &["server", listen, &p, &n, &m, then]);
+    let client = Peer::start(prefix_client, &["client", connect, &p, &n, &m, then]);
     assert_eq!(server.next_line(), "done");
     (client, server, port)
 }
 
-#[test]
-fn loopback_tcp_both_ends_bytes_and_relation() {
-    backend_line("loopback_tcp_both_ends_bytes_and_relation", ENV);
+fn loopback_tcp_both_ends_bytes_and_relation(backend: Backend, test: &str) {
     let (client, server, port) = exchange(&[], &[], "127.0.0.1", "127.0.0.1");
-    let snap = snapshot_json(ENV);
+    let (snap, _) = snapshot(test, backend);
     check_exchange(&snap, &client, &server, port);
     let c = connection(&snap, client.pid(), client.number()).unwrap();
     let own_netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
@@ -197,18 +304,13 @@ fn loopback_tcp_both_ends_bytes_and_relation() {
     assert!(c["container_id"].is_null());
 }
 
-#[test]
-fn the_forced_polling_backend_sees_the_same_over_ipv6() {
-    let env = [ENV[0], ("STS_NETWORK_BACKEND", "proc")];
-    backend_line("the_forced_polling_backend_sees_the_same_over_ipv6", &env);
+fn loopback_tcp_over_ipv6(backend: Backend, test: &str) {
     if !std::path::Path::new("/proc/net/tcp6").exists() {
-        println!(
-            "SKIPPED the_forced_polling_backend_sees_the_same_over_ipv6: no IPv6 in this kernel"
-        );
+        println!("SKIPPED {test}: no IPv6 in this kernel");
         return;
     }
     let (client, server, port) = exchange(&[], &[], "::1", "::1");
-    let snap = snapshot_json(&env);
+    let (snap, _) = snapshot(test, backend);
     check_exchange(&snap, &client, &server, port);
     let c = connection(&snap, client.pid(), client.number()).unwrap();
     assert_eq!(c["ip_version"], 6);
@@ -222,13 +324,15 @@ struct VethPair {
 }
 
 impl VethPair {
-    fn create() -> Option<Self> {
+    /// Names unique to this test process and backend (both run at once).
+    fn create(backend: Backend) -> Option<Self> {
         let id = std::process::id() % 100_000;
+        let tag = if backend == Backend::Ebpf { 'e' } else { 'p' };
         let pair = Self {
-            a: format!("sts-nt-a{id}"),
-            b: format!("sts-nt-b{id}"),
+            a: format!("sts-nt-a{id}{tag}"),
+            b: format!("sts-nt-b{id}{tag}"),
         };
-        let (va, vb) = (format!("stsva{id}"), format!("stsvb{id}"));
+        let (va, vb) = (format!("stsva{id}{tag}"), format!("stsvb{id}{tag}"));
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", &pair.a],
             vec!["netns", "add", &pair.b],
@@ -271,14 +375,12 @@ impl Drop for VethPair {
     }
 }
 
-#[test]
-fn tcp_between_two_namespaces_over_veth() {
-    backend_line("tcp_between_two_namespaces_over_veth", ENV);
+fn tcp_between_two_namespaces_over_veth(backend: Backend, test: &str) {
     if Command::new("ip").arg("-V").output().is_err() {
-        println!("SKIPPED tcp_between_two_namespaces_over_veth: no `ip` command");
+        println!("SKIPPED {test}: no `ip` command");
         return;
     }
-    let Some(pair) = VethPair::create() else {
+    let Some(pair) = VethPair::create(backend) else {
         return;
     };
     let (client, server, port) = exchange(
@@ -287,7 +389,7 @@ fn tcp_between_two_namespaces_over_veth() {
         "10.231.0.2",
         "10.231.0.2",
     );
-    let snap = snapshot_json(ENV);
+    let (snap, _) = snapshot(test, backend);
     check_exchange(&snap, &client, &server, port);
     let c = connection(&snap, client.pid(), client.number()).unwrap();
     let s = connection(&snap, server.pid(), port).unwrap();
@@ -297,10 +399,7 @@ fn tcp_between_two_namespaces_over_veth() {
     drop((client, server));
 }
 
-#[test]
-fn tcp_between_two_containers_is_container_to_container() {
-    let test = "tcp_between_two_containers_is_container_to_container";
-    backend_line(test, ENV);
+fn tcp_between_two_containers_is_container_to_container(backend: Backend, test: &str) {
     if !docker::available(test) {
         return;
     }
@@ -331,7 +430,7 @@ fn tcp_between_two_containers_is_container_to_container() {
         ],
     );
     let (snap, c, s) = wait_for(Duration::from_secs(20), || {
-        let snap = snapshot_json(ENV);
+        let (snap, _) = snapshot(test, backend);
         let find = |id: &str, port_side: &str| {
             connections(&snap)
                 .iter()
@@ -368,28 +467,90 @@ fn tcp_between_two_containers_is_container_to_container() {
     assert!(relation(&snap, &process_urn(&snap, pc), &process_urn(&snap, ps)).is_some());
 }
 
-#[test]
-fn udp_sockets_with_and_without_a_peer() {
-    backend_line("udp_sockets_with_and_without_a_peer", ENV);
-    let server = Peer::start(&[], &["udp-server", "127.0.0.1"]);
+/// Connections opened while the daemon runs: exact bytes on both ends; with eBPF also
+/// when they opened, and a connection that opened and closed within one cycle is reported
+/// closed with its final counters (the polling backend cannot see it: README).
+fn connections_while_the_daemon_runs(backend: Backend, test: &str) {
+    let (daemon, ran) = daemon(test, backend);
+    let started_ms = now_ms();
+    let (client, server, port) = exchange(&[], &[], "127.0.0.1", "127.0.0.1");
+    let snap = wait_for(Duration::from_secs(20), || {
+        let snap = daemon_snapshot(&daemon)?;
+        let c = connection(&snap, client.pid(), client.number())?;
+        (c["bytes_received"].as_u64() == Some(M)).then_some(snap)
+    })
+    .expect("the daemon reports the connection");
+    check_ends(&snap, &client, &server, port);
+    let c = connection(&snap, client.pid(), client.number()).unwrap();
+    let s = connection(&snap, server.pid(), port).unwrap();
+    if ran == Backend::Proc {
+        assert!(c["start_time_ms"].is_null(), "polling cannot know it");
+        return;
+    }
+    for end in [c, s] {
+        let start = end["start_time_ms"].as_u64().expect("start time");
+        // Boot time is known to the second: the start may read up to 1 s early.
+        assert!(start + 1500 >= started_ms && start <= now_ms(), "{end}");
+    }
+
+    let (client, server, _) = exchange_then(&[], &[], "127.0.0.1", "127.0.0.1", "close");
+    let (c, s) = wait_for(Duration::from_secs(20), || {
+        let snap = daemon_snapshot(&daemon)?;
+        let c = find_connection(&snap, client.pid(), client.number(), true)?.clone();
+        let s = connections(&snap)
+            .iter()
+            .find(|x| x["pid"] == server.pid() && x["closed"] == true)?
+            .clone();
+        Some((c, s))
+    })
+    .expect("the closed connection is reported");
+    assert_eq!(
+        (c["state"].as_str(), s["state"].as_str()),
+        (Some("closed"), Some("closed"))
+    );
+    assert_eq!(
+        (c["bytes_sent"].as_u64(), c["bytes_received"].as_u64()),
+        (Some(N), Some(M)),
+        "final counters, the FIN not counted"
+    );
+    assert_eq!(
+        (s["bytes_sent"].as_u64(), s["bytes_received"].as_u64()),
+        (Some(M), Some(N))
+    );
+    assert_eq!(c["remote"], s["local"]);
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as u64
+}
+
+/// UDP sockets with and without a peer; with eBPF the datagrams sent and read while the
+/// daemon runs are counted (the polling backend has no UDP byte counters: README).
+fn udp_sockets_and_their_traffic(backend: Backend, test: &str) {
+    let (daemon, ran) = daemon(test, backend);
+    let server = Peer::start(&[], &["udp-server", "127.0.0.1", "read"]);
     let port = server.number();
     let client = Peer::start(&[], &["udp-client", "127.0.0.1", &port.to_string(), "300"]);
-    let snap = snapshot_json(ENV);
-    let s = connection(&snap, server.pid(), port).expect("unconnected UDP socket listed");
+    assert_eq!(server.next_line(), "got 300");
+    let expected = (ran == Backend::Ebpf).then_some(300);
+    let snap = wait_for(Duration::from_secs(20), || {
+        let snap = daemon_snapshot(&daemon)?;
+        let c = connection(&snap, client.pid(), client.number())?;
+        let s = connection(&snap, server.pid(), port)?;
+        let counted =
+            c["bytes_sent"].as_u64() == expected && s["bytes_received"].as_u64() == expected;
+        counted.then_some(snap)
+    })
+    .unwrap_or_else(|| panic!("both UDP sockets reported, bytes {expected:?}"));
+    let s = connection(&snap, server.pid(), port).unwrap();
     assert_eq!(
         (&s["protocol"], &s["direction"], &s["state"]),
         (&"udp".into(), &"none".into(), &"unconnected".into())
     );
     assert_eq!(s["remote"], "0.0.0.0:0");
-    assert!(
-        s["rx_queue"].as_u64().unwrap() >= 300,
-        "the unread datagram is queued: {s}"
-    );
-    assert!(
-        s["bytes_received"].is_null(),
-        "no UDP byte counters in this backend"
-    );
-    let c = connection(&snap, client.pid(), client.number()).expect("connected UDP socket listed");
+    assert!(s["rtt_us"].is_null() && s["retransmits"].is_null());
+    let c = connection(&snap, client.pid(), client.number()).unwrap();
     assert_eq!(
         (&c["direction"], &c["state"]),
         (&"local".into(), &"connected".into())

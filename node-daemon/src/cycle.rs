@@ -167,8 +167,7 @@ impl Collectors {
                         .add_drops("network.fd_budget_exhausted", c.fd_budget_exhausted);
                     self.registry
                         .add_drops("network.closed_lost", c.closed_lost);
-                    self.registry
-                        .add_drops("network.untracked", c.untracked);
+                    self.registry.add_drops("network.untracked", c.untracked);
                     connections = scan.connections;
                     Ok(vec![
                         ("connections", c.connections),

@@ -17,6 +17,7 @@ pub fn to_json(status: &GetStatusResponse) -> Value {
                 "last_run_unix_ms": c.last_run_unix_ms,
                 "last_duration_us": c.last_duration_us,
                 "last_error": c.last_error,
+                "detail": c.detail,
                 "counts": sorted(&c.counts),
             })
         })

@@ -139,9 +139,7 @@ impl NetworkCollector {
             .iter()
             .filter_map(|s| record(&topology, s))
             .collect();
-        let update = self
-            .table
-            .update(fresh, closed, obs.reports_closes, now);
+        let update = self.table.update(fresh, closed, obs.reports_closes, now);
         counts.connections = update.open;
         counts.closed = update.closed;
         counts.table_full = update.overflow;

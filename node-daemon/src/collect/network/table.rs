@@ -207,7 +207,8 @@ mod tests {
     fn rates_then_closed_once() {
         let mut t = Table::new(10);
         let t0 = Instant::now();
-        let u = poll(&mut t, 
+        let u = poll(
+            &mut t,
             vec![
                 conn("10.0.0.1:1", 1, Some(100)),
                 conn("10.0.0.1:2", 2, None),
@@ -217,7 +218,8 @@ mod tests {
         assert_eq!((u.open, u.closed, u.overflow), (2, 0, 0));
         assert_eq!(u.connections[0].bytes_sent_per_sec, None, "first sample");
 
-        let u = poll(&mut t, 
+        let u = poll(
+            &mut t,
             vec![conn("10.0.0.1:1", 1, Some(1100))],
             t0 + Duration::from_secs(2),
         );
@@ -265,7 +267,10 @@ mod tests {
         // `a` closed (final counters 150); `b` left its owner but has no close event yet.
         let u = t.update(vec![], vec![conn("10.0.0.1:1", 1, Some(150))], true, now);
         assert_eq!((u.open, u.closed), (0, 1));
-        assert_eq!((u.connections[0].bytes_sent, u.connections[0].closed), (Some(150), true));
+        assert_eq!(
+            (u.connections[0].bytes_sent, u.connections[0].closed),
+            (Some(150), true)
+        );
         // A connection shorter than a cycle is reported from its close event alone, and a
         // connection in both lists (closed after the backend looked) only as closed.
         let short = conn("10.0.0.1:3", 3, Some(7));

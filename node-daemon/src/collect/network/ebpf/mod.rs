@@ -183,7 +183,8 @@ impl Backend for EbpfBackend {
         self.containers.start_cycle();
         obs.sockets = by_sk.values().map(|r| self.socket(r)).collect();
         let mut closed = Vec::new();
-        self.programs.drain_closed(|raw| closed.push(record::parse(raw)));
+        self.programs
+            .drain_closed(|raw| closed.push(record::parse(raw)));
         for r in closed {
             match r {
                 Ok(r) => {
@@ -202,25 +203,34 @@ impl Backend for EbpfBackend {
     }
 }
 
+/// A process: its pid and start (boot-clock ns), which together never repeat.
+type ProcessKey = (u32, u64);
+
+/// The container of a process, and whether a socket of this cycle named it.
+struct Cached {
+    id: Option<Arc<str>>,
+    used: bool,
+}
+
 /// Container ids of socket owners from `/proc/<pid>/cgroup`, read once per process.
 #[derive(Default)]
 struct ContainerIds {
-    by_process: HashMap<(u32, u64), (Option<Arc<str>>, bool)>,
+    by_process: HashMap<ProcessKey, Cached>,
     reader: FileReader,
     path: String,
 }
 
 impl ContainerIds {
     fn start_cycle(&mut self) {
-        for (_, used) in self.by_process.values_mut() {
-            *used = false;
+        for cached in self.by_process.values_mut() {
+            cached.used = false;
         }
     }
 
     fn get(&mut self, pid: u32, start_ns: u64) -> Option<Arc<str>> {
-        if let Some((id, used)) = self.by_process.get_mut(&(pid, start_ns)) {
-            *used = true;
-            return id.clone();
+        if let Some(cached) = self.by_process.get_mut(&(pid, start_ns)) {
+            cached.used = true;
+            return cached.id.clone();
         }
         self.path.clear();
         let _ = write!(self.path, "/proc/{pid}/cgroup");
@@ -230,18 +240,19 @@ impl ContainerIds {
             .ok()
             .and_then(container_id)
             .map(Arc::from);
-        self.by_process.insert((pid, start_ns), (id.clone(), true));
+        let cached = Cached {
+            id: id.clone(),
+            used: true,
+        };
+        self.by_process.insert((pid, start_ns), cached);
         id
     }
 
     /// Forgets processes that own no socket any more.
     fn end_cycle(&mut self) {
-        self.by_process.retain(|_, (_, used)| *used);
+        self.by_process.retain(|_, cached| cached.used);
     }
 }
-
-/// Whether this backend's programs are in the binary (build.rs had clang and BTF).
-pub const BUILT: bool = cfg!(sts_bpf);
 
 #[cfg(test)]
 mod tests;

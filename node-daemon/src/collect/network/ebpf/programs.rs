@@ -50,7 +50,9 @@ impl Programs {
             .map_err(|e| EbpfError::program("sockets", e))?;
         iter.load("task_file", &btf)
             .map_err(|e| EbpfError::program("sockets", e))?;
-        let closed = ebpf.take_map("closed").ok_or(EbpfError::Missing("closed"))?;
+        let closed = ebpf
+            .take_map("closed")
+            .ok_or(EbpfError::Missing("closed"))?;
         let closed = RingBuf::try_from(closed).map_err(|e| EbpfError::Map(e.to_string()))?;
         let drops = ebpf.take_map("drops").ok_or(EbpfError::Missing("drops"))?;
         let drops = PerCpuArray::try_from(drops).map_err(|e| EbpfError::Map(e.to_string()))?;
@@ -69,7 +71,9 @@ impl Programs {
             .ok_or(EbpfError::Missing("sockets"))?
             .try_into()
             .map_err(|e| EbpfError::program("sockets", e))?;
-        let id = iter.attach().map_err(|e| EbpfError::program("sockets", e))?;
+        let id = iter
+            .attach()
+            .map_err(|e| EbpfError::program("sockets", e))?;
         let link = iter
             .take_link(id)
             .map_err(|e| EbpfError::program("sockets", e))?;

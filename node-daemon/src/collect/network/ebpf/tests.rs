@@ -29,7 +29,9 @@ fn now_ms() -> u64 {
 /// This process's create time as the process collector computes it.
 fn own_create_time_ms() -> u64 {
     let stat = std::fs::read("/proc/self/stat").unwrap();
-    let starttime = crate::collect::process::parse_stat(&stat).unwrap().starttime;
+    let starttime = crate::collect::process::parse_stat(&stat)
+        .unwrap()
+        .starttime;
     Kernel::read().unwrap().create_time_ms(starttime)
 }
 
@@ -62,15 +64,27 @@ fn open_connections_with_owner_counters_and_start_time() {
     peer.recv(&mut buf).unwrap();
 
     let obs = backend.observe().unwrap();
-    let c = own(&obs, &[client.local_addr().unwrap(), client.peer_addr().unwrap()]).expect("client end");
+    let c = own(
+        &obs,
+        &[client.local_addr().unwrap(), client.peer_addr().unwrap()],
+    )
+    .expect("client end");
     let owner = c.owner.as_ref().expect("owner");
     assert_eq!(owner.pid, std::process::id());
-    assert_eq!(owner.create_time_ms, own_create_time_ms(), "as the process collector says");
+    assert_eq!(
+        owner.create_time_ms,
+        own_create_time_ms(),
+        "as the process collector says"
+    );
     let counters = c.counters.unwrap();
     assert_eq!((counters.bytes_sent, counters.bytes_received), (4321, 55));
     let started = c.start_time_ms.expect("opened while traced");
     assert!(started + 1000 >= before_ms && started <= now_ms() + 1000);
-    let s = own(&obs, &[server.local_addr().unwrap(), server.peer_addr().unwrap()]).expect("server end");
+    let s = own(
+        &obs,
+        &[server.local_addr().unwrap(), server.peer_addr().unwrap()],
+    )
+    .expect("server end");
     assert_eq!(s.counters.unwrap().bytes_received, 4321);
     assert!(s.start_time_ms.is_some(), "accepted while traced");
     let u = own(&obs, &[udp.local_addr().unwrap()]).expect("UDP socket");
@@ -112,6 +126,15 @@ fn a_closed_connection_arrives_once_with_final_counters() {
     assert_eq!(c.state, 7, "TCP_CLOSE");
     assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
     let counters = c.counters.unwrap();
-    assert_eq!((counters.bytes_sent, counters.bytes_received), (999, 0), "FIN not counted");
-    assert!(backend.observe().unwrap().closed.iter().all(|s| s.local != local));
+    assert_eq!(
+        (counters.bytes_sent, counters.bytes_received),
+        (999, 0),
+        "FIN not counted"
+    );
+    assert!(backend
+        .observe()
+        .unwrap()
+        .closed
+        .iter()
+        .all(|s| s.local != local));
 }
