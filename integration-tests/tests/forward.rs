@@ -145,6 +145,29 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     assert!(messages.iter().any(|m| m["metrics"]
         .as_array()
         .is_some_and(|ms| ms.iter().any(|x| x[0] == "process.mem.rss"))));
+    // The sidecar's gRPC stream to the daemon is a connection between two processes of
+    // this host: a `connects-to` relation and its traffic metrics.
+    let connects = wait_for(Duration::from_secs(20), || {
+        topologies(&receiver, "ecs-processes")
+            .iter()
+            .flat_map(|t| t["relations"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["type"]["name"] == "connects-to")
+    })
+    .expect("a connects-to relation forwarded");
+    let relation_tag = format!("relation:{}", connects["externalId"].as_str().unwrap());
+    let traffic = wait_for(Duration::from_secs(20), || {
+        receiver
+            .intake_messages()
+            .iter()
+            .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
+            .find(|x| {
+                x[0] == "connection.bytes_sent"
+                    && x[3]["tags"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|t| *t == relation_tag.as_str()))
+            })
+    });
+    assert!(traffic.is_some(), "traffic metrics of {relation_tag}");
     assert!(messages.iter().any(|m| m["service_checks"]
         .as_array()
         .is_some_and(|c| c.iter().any(|x| x["check"] == "stackstate.node_daemon.up"))));

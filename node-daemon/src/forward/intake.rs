@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::join::CONNECTS_TO;
 use crate::model::{Container, Host, Process, Snapshot};
 
 /// The integration instance that owns what the daemon reports, per topology pipeline.
@@ -158,14 +159,15 @@ pub fn node_elements(snapshot: &Snapshot) -> Elements {
     e
 }
 
-/// Processes and what they run in and on, plus process-to-process connections.
+/// Processes and what they run in and on, plus the `connects-to` relations between
+/// processes and between containers (their traffic goes as metrics: [`snapshot_metrics`]).
 pub fn process_elements(snapshot: &Snapshot) -> Elements {
     let mut e = Elements::default();
     for p in &snapshot.processes {
         e.components.push(process_component(p));
     }
     for r in &snapshot.relations {
-        if r.source.starts_with("urn:process:") {
+        if r.source.starts_with("urn:process:") || r.kind == CONNECTS_TO {
             e.relations.push(link(&r.source, &r.target, r.kind));
         }
     }
@@ -296,6 +298,37 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
         if let (Some(r), Some(w)) = (p.read_bytes, p.write_bytes) {
             gauge("process.io.read_bytes", r as f64, tags.clone());
             gauge("process.io.write_bytes", w as f64, tags);
+        }
+    }
+    // The traffic of each `connects-to` relation, seen from its client, tagged with the
+    // relation's external id and both ends.
+    for r in &snapshot.relations {
+        let Some(traffic) = &r.traffic else { continue };
+        let tags = vec![
+            format!("relation:{}->{}", r.source, r.target),
+            format!("source:{}", r.source),
+            format!("target:{}", r.target),
+        ];
+        gauge("connection.count", traffic.connections as f64, tags.clone());
+        let values = [
+            (
+                "connection.bytes_sent",
+                traffic.bytes_sent.map(|v| v as f64),
+            ),
+            (
+                "connection.bytes_received",
+                traffic.bytes_received.map(|v| v as f64),
+            ),
+            ("connection.bytes_sent_per_sec", traffic.bytes_sent_per_sec),
+            (
+                "connection.bytes_received_per_sec",
+                traffic.bytes_received_per_sec,
+            ),
+        ];
+        for (name, value) in values {
+            if let Some(v) = value {
+                gauge(name, v, tags.clone());
+            }
         }
     }
     for c in &snapshot.containers {
