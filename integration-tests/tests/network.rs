@@ -82,6 +82,7 @@ on_both_backends!(
     tcp_between_two_containers_is_container_to_container,
     connections_while_the_daemon_runs,
     udp_sockets_and_their_traffic,
+    published_ports_link_the_client_to_the_container,
 );
 
 /// `node-daemon snapshot --json` (connections opened before it started), and the backend.
@@ -556,4 +557,68 @@ fn udp_sockets_and_their_traffic(backend: Backend, test: &str) {
         (&"local".into(), &"connected".into())
     );
     assert_eq!(c["remote"], format!("127.0.0.1:{port}"));
+}
+
+/// The host's first global IPv4 address that is not Docker's bridge.
+fn host_ip() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        let device = words.nth(1)?;
+        let addr = words.nth(1)?.split('/').next()?;
+        (!device.starts_with("docker") && !device.starts_with("br-")).then(|| addr.to_string())
+    })
+}
+
+/// A host process reaches a container through a published port: over 127.0.0.1 through
+/// Docker's userland proxy, over the host's own address through destination NAT. Either
+/// way the client process is linked to the container's server process.
+fn published_ports_link_the_client_to_the_container(backend: Backend, test: &str) {
+    if !docker::available(test) {
+        return;
+    }
+    docker::ensure_test_image();
+    let Some(host_ip) = host_ip() else {
+        panic!("{test}: this host has no global IPv4 address to publish on");
+    };
+    let mut legs = Vec::new();
+    for (via, connect_to) in [("docker-proxy", "127.0.0.1"), ("NAT", host_ip.as_str())] {
+        let port = free_port();
+        let server = Container::run(
+            &["-p", &format!("{port}:5000")],
+            &["sh", "-c", "sleep 3600 | nc -l -p 5000"],
+        );
+        let client = wait_for(Duration::from_secs(10), || {
+            let peer = std::panic::catch_unwind(|| {
+                Peer::start(&[], &["client", connect_to, &port.to_string(), "100", "0"])
+            });
+            peer.ok()
+        })
+        .unwrap_or_else(|| panic!("{test}: {connect_to}:{port} never answered"));
+        legs.push((via, server, client));
+    }
+    let found = wait_for(Duration::from_secs(20), || {
+        let (snap, _) = snapshot(test, backend);
+        let linked = legs.iter().all(|(_, server, client)| {
+            let Some(s) = connections(&snap)
+                .iter()
+                .find(|c| c["container_id"] == server.id.as_str() && c["side"] == "server")
+            else {
+                return false;
+            };
+            let server_pid = s["pid"].as_u64().unwrap() as u32;
+            let from = process_urn(&snap, client.pid());
+            let to = process_urn(&snap, server_pid);
+            relation(&snap, &from, &to).is_some()
+        });
+        linked.then_some(())
+    });
+    let vias: Vec<&str> = legs.iter().map(|(via, ..)| *via).collect();
+    assert!(
+        found.is_some(),
+        "{test}: client not linked to the container via {vias:?}"
+    );
 }

@@ -157,6 +157,7 @@ impl Collectors {
         }
 
         let mut connections = Vec::new();
+        let mut translations = Vec::new();
         if let Some(collector) = &mut self.network {
             let started = Instant::now();
             let outcome = match collector.collect() {
@@ -169,6 +170,7 @@ impl Collectors {
                         .add_drops("network.closed_lost", c.closed_lost);
                     self.registry.add_drops("network.untracked", c.untracked);
                     connections = scan.connections;
+                    translations = scan.translations;
                     Ok(vec![
                         ("connections", c.connections),
                         ("tcp", c.tcp),
@@ -196,7 +198,12 @@ impl Collectors {
             host.ecs = Some(ecs);
         }
         let mut relations = join(&host.urn, &mut processes, &containers);
-        relations.extend(connects_to(&connections, &processes, &containers));
+        relations.extend(connects_to(
+            &connections,
+            &translations,
+            &processes,
+            &containers,
+        ));
         Ok(Snapshot {
             host,
             processes,

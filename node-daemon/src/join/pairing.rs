@@ -4,34 +4,56 @@
 //! veth peers). Each pair becomes a `connects-to` relation from the client's process to
 //! the server's (and from container to container when they differ), with the traffic of all
 //! the pair's connections seen from the client.
+//!
+//! Docker's published ports add a leg: with destination NAT the client's remote address is
+//! rewritten (conntrack says into what), and through Docker's userland proxy the client
+//! talks to `docker-proxy`, which opens its own connection to the container. Both are
+//! stitched so the real client is linked to the real server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
+use crate::collect::network::Translation;
 use crate::model::{Connection, Container, Process, Relation, Traffic};
+
+/// The process name of Docker's userland proxy.
+const DOCKER_PROXY: &str = "docker-proxy";
 
 pub const CONNECTS_TO: &str = "connects-to";
 
-/// Index pairs (client, server) of the TCP connections whose both ends were seen.
-pub fn pair(connections: &[Connection]) -> Vec<(usize, usize)> {
+/// Index pairs (client, server) of the TCP connections whose both ends were seen, directly
+/// or through a destination NAT `translations` knows.
+pub fn pair(connections: &[Connection], translations: &[Translation]) -> Vec<(usize, usize)> {
     let mut by_ends: HashMap<(SocketAddr, SocketAddr), Vec<usize>> = HashMap::new();
     for (i, c) in connections.iter().enumerate() {
         if c.protocol == "tcp" {
             by_ends.entry((c.local, c.remote)).or_default().push(i);
         }
     }
+    // The client's (local, remote) -> the server's (local, remote).
+    let nat: HashMap<(SocketAddr, SocketAddr), (SocketAddr, SocketAddr)> = translations
+        .iter()
+        .map(|t| {
+            let server = (t.server_local, t.server_remote);
+            ((t.client_local, t.client_remote), server)
+        })
+        .collect();
     let mut pairs = Vec::new();
     for (i, c) in connections.iter().enumerate() {
         if c.protocol != "tcp" || c.side == Some("server") {
             continue;
         }
-        let Some(peers) = by_ends.get(&(c.remote, c.local)) else {
-            continue;
+        let (peers, translated) = match by_ends.get(&(c.remote, c.local)) {
+            Some(peers) => (peers, false),
+            None => match nat.get(&(c.local, c.remote)).and_then(|s| by_ends.get(s)) {
+                Some(peers) => (peers, true),
+                None => continue,
+            },
         };
         let peer = peers.iter().copied().find(|&j| {
             let p = &connections[j];
             j != i
-                && (!c.remote.ip().is_loopback() || p.netns == c.netns)
+                && (translated || !c.remote.ip().is_loopback() || p.netns == c.netns)
                 // Two clients (the listener is gone): take the pair once.
                 && (p.side == Some("server") || i < j)
         });
@@ -46,6 +68,7 @@ pub fn pair(connections: &[Connection]) -> Vec<(usize, usize)> {
 /// containers.
 pub fn connects_to(
     connections: &[Connection],
+    translations: &[Translation],
     processes: &[Process],
     containers: &[Container],
 ) -> Vec<Relation> {
@@ -57,29 +80,35 @@ pub fn connects_to(
         .iter()
         .map(|c| (c.id.as_str(), c.urn.as_str()))
         .collect();
+    let process = |c: &Connection| {
+        process_urns
+            .get(&(c.pid, c.process_create_time_ms))
+            .copied()
+    };
+    let container = |c: &Connection| {
+        c.container_id
+            .as_deref()
+            .and_then(|id| container_urns.get(id).copied())
+    };
     let mut traffic: BTreeMap<(&str, &str), Traffic> = BTreeMap::new();
-    for (i, j) in pair(connections) {
-        let (client, server) = (&connections[i], &connections[j]);
-        let urn = |c: &Connection| {
-            process_urns
-                .get(&(c.pid, c.process_create_time_ms))
-                .copied()
-        };
-        if let (Some(from), Some(to)) = (urn(client), urn(server)) {
-            if from != to {
-                add(traffic.entry((from, to)).or_default(), client, server);
+    let mut link = |client: &Connection, server: &Connection| {
+        for (from, to) in [
+            (process(client), process(server)),
+            (container(client), container(server)),
+        ] {
+            if let (Some(from), Some(to)) = (from, to) {
+                if from != to {
+                    add(traffic.entry((from, to)).or_default(), client, server);
+                }
             }
         }
-        let container = |c: &Connection| {
-            c.container_id
-                .as_deref()
-                .and_then(|id| container_urns.get(id).copied())
-        };
-        if let (Some(from), Some(to)) = (container(client), container(server)) {
-            if from != to {
-                add(traffic.entry((from, to)).or_default(), client, server);
-            }
-        }
+    };
+    let pairs = pair(connections, translations);
+    for &(i, j) in &pairs {
+        link(&connections[i], &connections[j]);
+    }
+    for (client, server) in through_docker_proxy(connections, &pairs, processes) {
+        link(&connections[client], &connections[server]);
     }
     traffic
         .into_iter()
@@ -90,6 +119,61 @@ pub fn connects_to(
             traffic: Some(traffic),
         })
         .collect()
+}
+
+/// (client, server) of the connections that Docker's userland proxy joins: each client of
+/// a proxy's published port with each server the proxy forwards that port to.
+fn through_docker_proxy(
+    connections: &[Connection],
+    pairs: &[(usize, usize)],
+    processes: &[Process],
+) -> Vec<(usize, usize)> {
+    // pid -> the container address the proxy forwards to.
+    let proxies: HashMap<u32, SocketAddr> = processes
+        .iter()
+        .filter(|p| p.name == DOCKER_PROXY)
+        .filter_map(|p| Some((p.pid, proxy_target(&p.cmdline)?)))
+        .collect();
+    if proxies.is_empty() {
+        return Vec::new();
+    }
+    let mut front: BTreeMap<u32, BTreeSet<usize>> = BTreeMap::new();
+    let mut back: BTreeMap<u32, BTreeSet<usize>> = BTreeMap::new();
+    for &(i, j) in pairs {
+        let (client, server) = (&connections[i], &connections[j]);
+        if proxies.contains_key(&server.pid) {
+            front.entry(server.pid).or_default().insert(i);
+        }
+        if proxies.get(&client.pid) == Some(&client.remote) {
+            back.entry(client.pid).or_default().insert(j);
+        }
+    }
+    // One connection per client and server process behind the proxy, not one per leg.
+    let mut stitched = Vec::new();
+    for (pid, clients) in &front {
+        let Some(servers) = back.get(pid) else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        for &j in servers {
+            let server = &connections[j];
+            if seen.insert((server.pid, server.process_create_time_ms)) {
+                stitched.extend(clients.iter().map(|&i| (i, j)));
+            }
+        }
+    }
+    stitched
+}
+
+/// `-container-ip 172.17.0.2 -container-port 80` of a docker-proxy command line.
+fn proxy_target(cmdline: &[String]) -> Option<SocketAddr> {
+    let value = |flag: &str| {
+        let at = cmdline.iter().position(|a| a == flag)?;
+        cmdline.get(at + 1)
+    };
+    let ip = value("-container-ip")?.parse().ok()?;
+    let port = value("-container-port")?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Adds one connection, from the client's counters (or the server's, mirrored).
@@ -195,7 +279,7 @@ mod tests {
             // The peer is elsewhere.
             conn(6, 10, "10.0.0.5:42000", "198.51.100.1:443", "c"),
         ];
-        assert_eq!(pair(&cs), [(1, 0), (3, 4)]);
+        assert_eq!(pair(&cs, &[]), [(1, 0), (3, 4)]);
     }
 
     #[test]
@@ -204,7 +288,7 @@ mod tests {
             conn(1, 10, "127.0.0.1:80", "127.0.0.1:40000", "c"),
             conn(2, 10, "127.0.0.1:40000", "127.0.0.1:80", "c"),
         ];
-        assert_eq!(pair(&cs), [(0, 1)]);
+        assert_eq!(pair(&cs, &[]), [(0, 1)]);
     }
 
     #[test]
@@ -222,7 +306,7 @@ mod tests {
         cs[3].bytes_sent = None;
         let processes = vec![process(1, Some("b")), process(2, Some("a"))];
         let containers = vec![container("a"), container("b")];
-        let rels = connects_to(&cs, &processes, &containers);
+        let rels = connects_to(&cs, &[], &processes, &containers);
         assert_eq!(rels.len(), 2, "{rels:?}");
         let p = rels
             .iter()
@@ -269,5 +353,59 @@ mod tests {
             role: None,
             telemetry: None,
         }
+    }
+
+    #[test]
+    fn a_published_port_pairs_through_its_nat_entry() {
+        // Host process 1 connects to the host's 10.0.0.5:8080, which DNAT sends to the
+        // container's 172.17.0.2:80 (process 2, another namespace).
+        let cs = vec![
+            conn(1, 10, "10.0.0.5:40000", "10.0.0.5:8080", "c"),
+            conn(2, 20, "172.17.0.2:80", "10.0.0.5:40000", "s"),
+        ];
+        assert!(pair(&cs, &[]).is_empty(), "nothing listens on 8080");
+        let nat = Translation {
+            client_local: "10.0.0.5:40000".parse().unwrap(),
+            client_remote: "10.0.0.5:8080".parse().unwrap(),
+            server_local: "172.17.0.2:80".parse().unwrap(),
+            server_remote: "10.0.0.5:40000".parse().unwrap(),
+        };
+        assert_eq!(pair(&cs, &[nat]), [(0, 1)]);
+        let processes = vec![process(1, None), process(2, None)];
+        let rels = connects_to(&cs, &[nat], &processes, &[]);
+        assert_eq!(rels.len(), 1);
+        assert_eq!(rels[0].source, process_urn("h", 1, 1));
+        assert_eq!(rels[0].target, process_urn("h", 2, 1));
+    }
+
+    #[test]
+    fn docker_proxy_legs_are_stitched() {
+        // Client 1 -> docker-proxy 7 on 127.0.0.1:18080; proxy -> container server 2.
+        let cs = vec![
+            conn(1, 10, "127.0.0.1:40000", "127.0.0.1:18080", "c"),
+            conn(7, 10, "127.0.0.1:18080", "127.0.0.1:40000", "s"),
+            conn(7, 10, "172.17.0.1:50000", "172.17.0.2:5000", "c"),
+            conn(2, 20, "172.17.0.2:5000", "172.17.0.1:50000", "s"),
+        ];
+        let mut proxy = process(7, None);
+        proxy.name = "docker-proxy".into();
+        proxy.cmdline = "/usr/sbin/docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port 18080 -container-ip 172.17.0.2 -container-port 5000"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let processes = vec![process(1, None), process(2, None), proxy];
+        let rels = connects_to(&cs, &[], &processes, &[]);
+        let (client, server) = (process_urn("h", 1, 1), process_urn("h", 2, 1));
+        let direct = rels
+            .iter()
+            .find(|r| r.source == client && r.target == server)
+            .expect("client linked to the server behind the proxy");
+        let t = direct.traffic.as_ref().unwrap();
+        assert_eq!(
+            (t.connections, t.bytes_sent),
+            (1, Some(100)),
+            "the client's leg"
+        );
+        assert_eq!(rels.len(), 3, "both legs stay: {rels:?}");
     }
 }

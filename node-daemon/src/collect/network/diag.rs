@@ -12,18 +12,14 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
+use super::netlink::{self, u32_at, u64_at, NetlinkSocket, NLMSG_HDRLEN};
 use super::proc_net::{normalize, Entry};
 use super::socket::TcpCounters;
 
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_msg`.
 const DIAG_MSG_LEN: usize = 72;
 const INET_DIAG_INFO: u16 = 2;
@@ -31,7 +27,6 @@ const TCP_TIME_WAIT: u32 = 6;
 const TCP_SYN_RECV: u32 = 3;
 /// States 1..=11 but those without a socket file (TIME_WAIT, request sockets).
 const STATES: u32 = 0xFFE & !((1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV));
-const RECV_BUF: usize = 64 * 1024;
 
 /// Offsets in `struct tcp_info` (linux/tcp.h).
 mod tcp_info {
@@ -45,39 +40,11 @@ mod tcp_info {
     pub const MIN_LEN: usize = 136;
 }
 
-pub struct DiagSocket(OwnedFd);
+pub struct DiagSocket(NetlinkSocket);
 
 impl DiagSocket {
-    /// A sock_diag socket in this thread's namespace.
     pub fn open() -> io::Result<Self> {
-        // SAFETY: socket() takes plain integers and returns a new descriptor or -1.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: SO_RCVTIMEO reads a timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::addr_of!(timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        Ok(Self(fd))
+        NetlinkSocket::open(NETLINK_SOCK_DIAG).map(Self)
     }
 
     /// A sock_diag socket in the namespace `ns` (an open `/proc/<pid>/ns/net`).
@@ -105,40 +72,11 @@ impl DiagSocket {
         buf: &mut Vec<u8>,
         out: &mut Vec<(Entry, Option<TcpCounters>)>,
     ) -> io::Result<()> {
-        let request = request(family);
-        // SAFETY: sockaddr_nl is plain data; zeroed it addresses the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: the buffer and the address are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                std::ptr::addr_of!(kernel).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.resize(RECV_BUF, 0);
-        loop {
-            // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-            let n =
-                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+        self.0.dump(&request(family), buf, |kind, body| {
+            if kind == SOCK_DIAG_BY_FAMILY {
+                out.extend(parse_diag_msg(body));
             }
-            if parse_messages(&buf[..n as usize], out)? {
-                return Ok(());
-            }
-        }
+        })
     }
 }
 
@@ -146,63 +84,13 @@ impl DiagSocket {
 fn request(family: u8) -> [u8; NLMSG_HDRLEN + 56] {
     const LEN: usize = NLMSG_HDRLEN + 56;
     let mut r = [0u8; LEN];
-    r[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    r[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    r[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    r[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    r[..NLMSG_HDRLEN].copy_from_slice(&netlink::request_header(LEN, SOCK_DIAG_BY_FAMILY));
     let req = &mut r[NLMSG_HDRLEN..];
     req[0] = family;
     req[1] = libc::IPPROTO_TCP as u8;
     req[2] = 1 << (INET_DIAG_INFO - 1);
     req[4..8].copy_from_slice(&STATES.to_ne_bytes());
     r
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-const fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Parses one datagram of netlink messages; true once the dump is done.
-fn parse_messages(
-    mut data: &[u8],
-    out: &mut Vec<(Entry, Option<TcpCounters>)>,
-) -> io::Result<bool> {
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32_at(data, 0).unwrap_or(0) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated netlink message",
-            ));
-        }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let body = &data[NLMSG_HDRLEN..len];
-        match kind {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = u32_at(body, 0).map_or(0, |e| e as i32);
-                if errno != 0 {
-                    return Err(io::Error::from_raw_os_error(-errno));
-                }
-            }
-            SOCK_DIAG_BY_FAMILY => {
-                if let Some(socket) = parse_diag_msg(body) {
-                    out.push(socket);
-                }
-            }
-            _ => {}
-        }
-        data = &data[align4(len).min(data.len())..];
-    }
-    Ok(false)
 }
 
 /// `struct inet_diag_msg` (family, state, `inet_diag_sockid` with big-endian ports and
@@ -234,19 +122,10 @@ fn parse_diag_msg(body: &[u8]) -> Option<(Entry, Option<TcpCounters>)> {
     Some((entry, tcp_info_of(&body[DIAG_MSG_LEN..])))
 }
 
-fn tcp_info_of(mut attrs: &[u8]) -> Option<TcpCounters> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        if kind == INET_DIAG_INFO {
-            return parse_tcp_info(&attrs[4..len]);
-        }
-        attrs = &attrs[align4(len).min(attrs.len())..];
-    }
-    None
+fn tcp_info_of(attrs: &[u8]) -> Option<TcpCounters> {
+    netlink::attrs(attrs)
+        .find(|(kind, _)| *kind == INET_DIAG_INFO)
+        .and_then(|(_, info)| parse_tcp_info(info))
 }
 
 pub fn parse_tcp_info(info: &[u8]) -> Option<TcpCounters> {
@@ -298,18 +177,6 @@ mod tests {
         // A 4.1 .. 4.18 kernel: bytes acknowledged.
         assert_eq!(parse_tcp_info(&info[..192]).unwrap().bytes_sent, 1001);
         assert_eq!(parse_tcp_info(&info[..120]), None, "too old a kernel");
-    }
-
-    #[test]
-    fn an_error_answer_is_an_error() {
-        let mut msg = vec![0u8; 36];
-        msg[0..4].copy_from_slice(&36u32.to_ne_bytes());
-        msg[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        msg[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
-        let e = parse_messages(&msg, &mut Vec::new()).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
-        msg[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
-        assert!(parse_messages(&msg, &mut Vec::new()).unwrap());
     }
 
     #[test]

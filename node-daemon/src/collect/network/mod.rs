@@ -8,10 +8,12 @@
 //! ([`proc_backend`]) reads /proc and sock_diag where eBPF is refused, not built, or
 //! forced away by `STS_NETWORK_BACKEND=proc`.
 
+pub mod conntrack;
 mod diag;
 pub mod direction;
 pub mod ebpf;
 mod namespaces;
+mod netlink;
 mod owners;
 mod proc_backend;
 pub mod proc_net;
@@ -22,6 +24,7 @@ use std::time::Instant;
 
 use crate::config::{NetworkBackend, NetworkConfig};
 use crate::model::Connection;
+pub use conntrack::Translation;
 use direction::Topology;
 use proc_net::TCP_LISTEN;
 pub use socket::{Backend, Observation, Protocol, Socket};
@@ -65,6 +68,8 @@ pub struct NetworkCounts {
 #[derive(Debug, Clone)]
 pub struct NetworkScan {
     pub connections: Vec<Connection>,
+    /// Destination NAT of this namespace (Docker's published ports), to pair both legs.
+    pub translations: Vec<Translation>,
     pub counts: NetworkCounts,
 }
 
@@ -72,6 +77,9 @@ pub struct NetworkCollector {
     backend: Box<dyn Backend>,
     table: Table,
     ephemeral: std::ops::RangeInclusive<u16>,
+    /// Why the last conntrack dump failed, for status.
+    conntrack_error: Option<String>,
+    conntrack_buf: Vec<u8>,
 }
 
 impl NetworkCollector {
@@ -101,12 +109,18 @@ impl NetworkCollector {
             backend,
             table: Table::new(max_connections),
             ephemeral: direction::ephemeral_ports(),
+            conntrack_error: None,
+            conntrack_buf: Vec::new(),
         }
     }
 
     /// Which backend runs and why, e.g. `proc: forced by STS_NETWORK_BACKEND=proc; ...`.
     pub fn describe(&self) -> String {
-        self.backend.describe()
+        let nat = match &self.conntrack_error {
+            None => "NAT legs paired from conntrack".to_string(),
+            Some(e) => format!("NAT legs not paired: conntrack: {e}"),
+        };
+        format!("{}; {nat}", self.backend.describe())
     }
 
     pub fn collect(&mut self) -> Result<NetworkScan, NetworkError> {
@@ -140,6 +154,17 @@ impl NetworkCollector {
             .filter_map(|s| record(&topology, s))
             .collect();
         let update = self.table.update(fresh, closed, obs.reports_closes, now);
+        let cap = self.table.capacity();
+        let translations = match conntrack::translations(&mut self.conntrack_buf, cap) {
+            Ok(t) => {
+                self.conntrack_error = None;
+                t
+            }
+            Err(e) => {
+                self.conntrack_error = Some(e.to_string());
+                Vec::new()
+            }
+        };
         counts.connections = update.open;
         counts.closed = update.closed;
         counts.table_full = update.overflow;
@@ -151,6 +176,7 @@ impl NetworkCollector {
         }
         Ok(NetworkScan {
             connections: update.connections,
+            translations,
             counts,
         })
     }

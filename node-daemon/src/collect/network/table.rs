@@ -70,6 +70,11 @@ impl Table {
         }
     }
 
+    /// Connections tracked at most.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// Connections tracked now.
     pub fn tracked(&self) -> usize {
         self.entries.len()
