@@ -36,11 +36,13 @@ const SERVICE: &str = "node-daemon-service.json";
 ///   the container lacks or that belong to other users (ptrace access mode read).
 /// - DAC_READ_SEARCH: /proc/<pid>/io is 0400 and owned by the process's user; root without
 ///   DAC_OVERRIDE (dropped) needs this to read it for non-root processes.
+/// - NET_ADMIN: the conntrack dump (ctnetlink) that pairs the two legs of Docker's
+///   destination NAT; nfnetlink refuses every request without it.
 ///
 /// trace-sidecar and the example application add none.
 fn allowed_capabilities(container: &str) -> &'static [&'static str] {
     match container {
-        "node-daemon" => &["SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"],
+        "node-daemon" => &["SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"],
         _ => &[],
     }
 }

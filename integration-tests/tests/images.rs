@@ -306,6 +306,23 @@ fn node_daemon_image_runs_healthy_with_the_task_definition_privileges() {
         "the host pid namespace: {processes}"
     );
 
+    // The task definition's privileges are enough for the eBPF tracer and for conntrack.
+    let network = status["collectors"]
+        .as_array()
+        .expect("collectors")
+        .iter()
+        .find(|c| c["name"] == "network")
+        .expect("network collector");
+    let detail = network["detail"].as_str().unwrap_or_default();
+    println!("node-daemon image: network backend {detail}");
+    if std::env::var_os("STS_TEST_STRICT").is_some() {
+        assert!(detail.starts_with("ebpf:"), "{detail}");
+        assert!(
+            detail.contains("NAT legs paired from conntrack"),
+            "{detail}"
+        );
+    }
+
     // The task definition's health check, exactly as ECS runs it, exits 0.
     let command: Vec<&str> = td["containerDefinitions"][0]["healthCheck"]["command"]
         .as_array()
