@@ -64,7 +64,10 @@ mod programs {
     pub const DROP_RING_FULL: u32 = 0;
     pub const DROP_NO_STORAGE: u32 = 1;
 
-    pub struct Programs;
+    pub struct Programs {
+        pub refused: Vec<String>,
+        pub reports_closes: bool,
+    }
 
     impl Programs {
         pub fn load() -> Result<Self, EbpfError> {
@@ -148,9 +151,15 @@ impl EbpfBackend {
 
 impl Backend for EbpfBackend {
     fn describe(&self) -> String {
-        "ebpf: sockets from an iter/task_file program each cycle, closed TCP connections \
-         from tp_btf inet_sock_set_state, UDP bytes from tp_btf sock_send_length/sock_recv_length"
-            .to_string()
+        let mut s = "ebpf: sockets from an iter/task_file program each cycle, closed TCP \
+                     connections from tp_btf inet_sock_set_state, UDP bytes from tp_btf \
+                     sock_send_length/sock_recv_length"
+            .to_string();
+        for refused in &self.programs.refused {
+            s.push_str("; ");
+            s.push_str(refused);
+        }
+        s
     }
 
     fn observe(&mut self) -> Result<Observation, NetworkError> {
@@ -198,7 +207,7 @@ impl Backend for EbpfBackend {
         self.containers.end_cycle();
         obs.closed_lost = Self::delta(&mut self.ring_full, self.programs.drops(DROP_RING_FULL));
         obs.untracked = Self::delta(&mut self.no_storage, self.programs.drops(DROP_NO_STORAGE));
-        obs.reports_closes = true;
+        obs.reports_closes = self.programs.reports_closes;
         Ok(obs)
     }
 }

@@ -11,11 +11,24 @@ use super::EbpfError;
 /// The object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/network.bpf.o"));
 
-/// Tracepoints and the programs attached to them.
-const TRACEPOINTS: [(&str, &str); 3] = [
-    ("state_change", "inet_sock_set_state"),
-    ("sent", "sock_send_length"),
-    ("received", "sock_recv_length"),
+/// Tracepoints, the programs attached to them, and what is lost when the kernel refuses
+/// one (the socket iterator alone is required).
+const TRACEPOINTS: [(&str, &str, &str); 3] = [
+    (
+        "state_change",
+        "inet_sock_set_state",
+        "connections opened and closed between two cycles are not seen, final counters are the last cycle's",
+    ),
+    (
+        "sent",
+        "sock_send_length",
+        "no UDP byte counters (the tracepoint is Linux 6.3+)",
+    ),
+    (
+        "received",
+        "sock_recv_length",
+        "no UDP byte counters (the tracepoint is Linux 6.3+)",
+    ),
 ];
 
 /// Indexes of the kernel's drop counters (`bpf/network.h`).
@@ -25,6 +38,10 @@ pub const DROP_NO_STORAGE: u32 = 1;
 /// The loaded and attached programs; dropping it detaches them.
 pub struct Programs {
     ebpf: Ebpf,
+    /// What this kernel refused, and what that costs: for status.
+    pub refused: Vec<String>,
+    /// Whether every TCP close reaches the ring buffer.
+    pub reports_closes: bool,
     closed: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
 }
@@ -33,15 +50,23 @@ impl Programs {
     pub fn load() -> Result<Self, EbpfError> {
         let btf = Btf::from_sys_fs().map_err(|e| EbpfError::Btf(e.to_string()))?;
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| EbpfError::Load(e.to_string()))?;
-        for (program, tracepoint) in TRACEPOINTS {
+        // Probing by doing: a tracepoint this kernel lacks (or refuses) costs what the
+        // table says, not the whole backend.
+        let mut refused = Vec::new();
+        let mut reports_closes = true;
+        for (program, tracepoint, cost) in TRACEPOINTS {
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(program)
                 .ok_or(EbpfError::Missing(program))?
                 .try_into()
                 .map_err(|e| EbpfError::program(program, e))?;
-            p.load(tracepoint, &btf)
-                .map_err(|e| EbpfError::program(program, e))?;
-            p.attach().map_err(|e| EbpfError::program(program, e))?;
+            let attached = p.load(tracepoint, &btf).and_then(|()| p.attach().map(drop));
+            if let Err(e) = attached {
+                let e = EbpfError::program(program, e);
+                tracing::warn!("network tracer: tp_btf/{tracepoint} refused: {e}");
+                refused.push(format!("tp_btf/{tracepoint} refused: {cost}"));
+                reports_closes &= program != "state_change";
+            }
         }
         let iter: &mut Iter = ebpf
             .program_mut("sockets")
@@ -58,6 +83,8 @@ impl Programs {
         let drops = PerCpuArray::try_from(drops).map_err(|e| EbpfError::Map(e.to_string()))?;
         Ok(Self {
             ebpf,
+            refused,
+            reports_closes,
             closed,
             drops,
         })
