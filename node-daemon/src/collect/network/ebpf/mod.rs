@@ -77,7 +77,9 @@ mod programs {
         pub fn iterate(&mut self, _: &mut Vec<u8>) -> Result<(), EbpfError> {
             Ok(())
         }
-        pub fn drain_closed(&mut self, _: impl FnMut(&[u8])) {}
+        pub fn drain_closed(&mut self, _: impl FnMut(&[u8])) -> u64 {
+            0
+        }
         pub fn drops(&self, _: u32) -> u64 {
             0
         }
@@ -192,7 +194,8 @@ impl Backend for EbpfBackend {
         self.containers.start_cycle();
         obs.sockets = by_sk.values().map(|r| self.socket(r)).collect();
         let mut closed = Vec::new();
-        self.programs
+        let lost = self
+            .programs
             .drain_closed(|raw| closed.push(record::parse(raw)));
         for r in closed {
             match r {
@@ -205,7 +208,8 @@ impl Backend for EbpfBackend {
             }
         }
         self.containers.end_cycle();
-        obs.closed_lost = Self::delta(&mut self.ring_full, self.programs.drops(DROP_RING_FULL));
+        obs.closed_lost =
+            lost + Self::delta(&mut self.ring_full, self.programs.drops(DROP_RING_FULL));
         obs.untracked = Self::delta(&mut self.no_storage, self.programs.drops(DROP_NO_STORAGE));
         obs.reports_closes = self.programs.reports_closes;
         Ok(obs)

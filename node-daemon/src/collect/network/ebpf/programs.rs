@@ -1,12 +1,21 @@
 //! Loading the kernel programs of `bpf/network.bpf.c` and reading what they found.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, Iter};
 use aya::{Btf, Ebpf};
 
+use super::record::RECORD_LEN;
 use super::EbpfError;
+
+/// Closed-connection records kept between two cycles at most (7 MiB); more are counted in
+/// `network.closed_lost`.
+const CLOSED_PENDING_MAX: usize = 65_536;
 
 /// The object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/network.bpf.o"));
@@ -42,8 +51,74 @@ pub struct Programs {
     pub refused: Vec<String>,
     /// Whether every TCP close reaches the ring buffer.
     pub reports_closes: bool,
-    closed: RingBuf<MapData>,
+    closed: ClosedReader,
     drops: PerCpuArray<MapData, u64>,
+}
+
+/// Closed-connection records as the reader thread took them off the ring buffer.
+#[derive(Default)]
+struct Pending {
+    /// Records back to back.
+    records: Vec<u8>,
+    /// Records not kept: `CLOSED_PENDING_MAX` reached, or not a whole record.
+    lost: u64,
+}
+
+/// A thread that empties the ring buffer as records arrive, so that a burst of closes
+/// between two cycles does not fill it; the cycle takes what it gathered.
+struct ClosedReader {
+    pending: Arc<Mutex<Pending>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClosedReader {
+    fn start(mut ring: RingBuf<MapData>) -> Result<Self, EbpfError> {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pending2, stop2) = (pending.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("net-closed".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    let mut fd = libc::pollfd {
+                        fd: ring.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; a 200 ms timeout bounds the stop latency.
+                    unsafe { libc::poll(&mut fd, 1, 200) };
+                    let mut pending = pending2.lock().unwrap_or_else(|e| e.into_inner());
+                    while let Some(item) = ring.next() {
+                        let room = pending.records.len() < CLOSED_PENDING_MAX * RECORD_LEN;
+                        if item.len() == RECORD_LEN && room {
+                            pending.records.extend_from_slice(&item);
+                        } else {
+                            pending.lost += 1;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| EbpfError::Map(format!("ring buffer reader thread: {e}")))?;
+        Ok(Self {
+            pending,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for ClosedReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Programs {
@@ -79,6 +154,7 @@ impl Programs {
             .take_map("closed")
             .ok_or(EbpfError::Missing("closed"))?;
         let closed = RingBuf::try_from(closed).map_err(|e| EbpfError::Map(e.to_string()))?;
+        let closed = ClosedReader::start(closed)?;
         let drops = ebpf.take_map("drops").ok_or(EbpfError::Missing("drops"))?;
         let drops = PerCpuArray::try_from(drops).map_err(|e| EbpfError::Map(e.to_string()))?;
         Ok(Self {
@@ -113,11 +189,12 @@ impl Programs {
         Ok(())
     }
 
-    /// Hands every record waiting in the ring buffer of closed connections to `f`.
-    pub fn drain_closed(&mut self, mut f: impl FnMut(&[u8])) {
-        while let Some(item) = self.closed.next() {
-            f(&item);
-        }
+    /// Hands every closed-connection record gathered since the last call to `f`; returns
+    /// how many were lost on the way to user space meanwhile.
+    pub fn drain_closed(&mut self, mut f: impl FnMut(&[u8])) -> u64 {
+        let pending = self.closed.take();
+        pending.records.chunks(RECORD_LEN).for_each(&mut f);
+        pending.lost
     }
 
     /// A drop counter of the kernel side, summed over CPUs, since load.
