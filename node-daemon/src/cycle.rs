@@ -16,13 +16,14 @@ pub const PROCESSES: &str = "processes";
 pub const CONTAINERS: &str = "containers";
 pub const NETWORK: &str = "network";
 
+/// The collector that failed; the reason is the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
-    #[error("host collector: {0}")]
+    #[error("host collector")]
     Host(#[from] HostError),
-    #[error("process collector: {0}")]
+    #[error("process collector")]
     Process(#[from] ProcessError),
-    #[error("network collector: {0}")]
+    #[error("network collector")]
     Network(#[from] NetworkError),
 }
 

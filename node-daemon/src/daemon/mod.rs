@@ -273,7 +273,7 @@ fn log_cycle(result: &Result<Snapshot, CycleError>) {
             mem_used_mb = s.host.telemetry.memory.used_bytes >> 20,
             "cycle"
         ),
-        Err(e) => warn!("cycle failed: {e}"),
+        Err(e) => warn!("cycle failed: {}", sts_proto::error_chain(e)),
     }
 }
 
