@@ -9,12 +9,14 @@
 //! - `decode+drop`: decoding and freeing, which the pipeline pays for each span too;
 //! - `floor: clone+drop`: cloning and freeing the same traces, i.e. the heap allocations
 //!   (about 29 per span) that any decoder building `sts_proto` `Span`s must make, without
-//!   parsing, UTF-8 checks or hashing.
+//!   parsing, UTF-8 checks or hashing;
+//! - `transcode`: what the sidecar runs, msgpack (or JSON) to the relay's protobuf bytes,
+//!   freeing them included.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use trace_sidecar::decode::{decode, Format};
+use trace_sidecar::decode::{decode, transcode, Format};
 
 #[path = "../tests/decode_common/encode.rs"]
 mod encode;
@@ -48,6 +50,14 @@ fn main() {
         let with_drop = median(reps, || decode_rate(*format, body, true));
         row(&format!("{name} decode"), body.len(), decode_only);
         row(&format!("{name} decode+drop"), body.len(), with_drop);
+        let transcoded = transcode(*format, body).expect("the benchmark payload transcodes");
+        assert_eq!(
+            transcoded.decode().unwrap(),
+            traces,
+            "{name}: transcodes to the same"
+        );
+        let rate = median(reps, || transcode_rate(*format, body));
+        row(&format!("{name} transcode"), body.len(), rate);
     }
     // The same allocations without parsing or hashing: what building `Span`s costs.
     let floor = median(reps, || {
@@ -105,4 +115,17 @@ fn decode_rate(format: Format, body: &[u8], with_drop: bool) -> f64 {
         batches += 8;
     }
     batches as f64 / timed.as_secs_f64()
+}
+
+/// Transcodes `body` repeatedly for about `RUN`; returns batches per second.
+fn transcode_rate(format: Format, body: &[u8]) -> f64 {
+    let start = Instant::now();
+    let mut batches = 0u64;
+    while start.elapsed() < RUN {
+        for _ in 0..8 {
+            drop(black_box(transcode(format, black_box(body)).unwrap()));
+        }
+        batches += 8;
+    }
+    batches as f64 / start.elapsed().as_secs_f64()
 }

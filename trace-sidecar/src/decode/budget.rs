@@ -20,6 +20,11 @@ impl Budget {
         }
     }
 
+    /// What is left of the budget.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
     /// Charges `bytes` about to be allocated; `offset` locates the error if they don't fit.
     #[inline]
     pub fn charge(&mut self, bytes: usize, offset: usize) -> Result<(), Fail> {

@@ -2,24 +2,32 @@
 //! `/v0.3/traces` (JSON or msgpack), `/v0.4/traces` and `/v0.5/traces` (msgpack).
 //!
 //! ```
-//! use trace_sidecar::decode::{decode, format_for, Format};
+//! use trace_sidecar::decode::{decode, format_for, transcode, Format};
 //!
 //! let format = format_for("/v0.4/traces", Some("application/msgpack")).unwrap();
 //! assert_eq!(format, Format::V04);
 //! assert!(decode(format, &[0x90]).unwrap().is_empty()); // the client's probe: `[]`
+//! assert_eq!(transcode(format, &[0x90]).unwrap().spans, 0);
 //! ```
+//!
+//! [`transcode`] is what the sidecar runs: it writes the spans straight as the relay's
+//! protobuf. [`decode`] makes `sts_proto` `Trace`s of the same payloads, read by the same
+//! parser (for msgpack; see `sink.rs`).
 //!
 //! Whatever the body, decoding does not panic, does not recurse with the payload's
 //! nesting, checks every length against the bytes left before allocating for it, and
-//! charges every allocation for the decoded traces to a budget (see [`Limits`]).
+//! charges every allocation for its output to a budget (see [`Limits`]).
 
 mod budget;
 mod error;
 mod json;
+mod proto;
 mod reader;
+mod sink;
 mod v04;
 mod v05;
 
+use prost::Message;
 use sts_proto::daemon::v1::Trace;
 
 pub use error::{DecodeError, Location, Reason};
@@ -119,8 +127,96 @@ pub fn decode_with(
     let mut budget = budget::Budget::new(limits.budget(body.len()), body.len());
     match format {
         Format::V03Json => json::decode(body, &mut budget),
-        Format::V03Msgpack | Format::V04 => v04::decode(body, &mut budget),
-        Format::V05 => v05::decode(body, &mut budget),
+        Format::V03Msgpack | Format::V04 => {
+            let mut sink = sink::Structs::new(&mut budget);
+            v04::decode(body, &mut sink)?;
+            Ok(sink.traces)
+        }
+        Format::V05 => {
+            let mut sink = sink::Structs::new(&mut budget);
+            v05::decode(body, &mut sink)?;
+            Ok(sink.traces)
+        }
+    }
+}
+
+/// A payload transcoded to the relay's protobuf (see [`transcode`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transcoded {
+    /// `TracePayload.traces` fields (2), one per trace: a `TracePayload` encoding without
+    /// its `client`.
+    pub bytes: Vec<u8>,
+    /// Traces and spans in it.
+    pub traces: usize,
+    pub spans: usize,
+}
+
+/// Transcodes a trace payload to the relay's protobuf with the default [`Limits`].
+pub fn transcode(format: Format, body: &[u8]) -> Result<Transcoded, DecodeError> {
+    transcode_with(format, body, &Limits::DEFAULT)
+}
+
+/// Transcodes a trace payload to the relay's protobuf: the spans [`decode_with`] would
+/// make, as relay.proto `Trace`s in `TracePayload.traces` fields, without building them.
+/// Read as a `TracePayload`, the bytes are those traces (a field given twice in a span, or
+/// an invalid UTF-8 sequence, is read as `decode` reads it). The output takes at most
+/// `limits.budget(body.len())` bytes of heap, the v0.5 string table included.
+pub fn transcode_with(
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Transcoded, DecodeError> {
+    let mut budget = budget::Budget::new(limits.budget(body.len()), body.len());
+    let at_payload = |f: error::Fail| f.at(Location::default());
+    // A v0.4 span's protobuf is about the size of its msgpack; room for the `client`
+    // field the relay appends.
+    let capacity = body
+        .len()
+        .saturating_add(body.len() / 8)
+        .saturating_add(256);
+    let v05 = match format {
+        Format::V03Json => return json_transcode(body, &mut budget),
+        Format::V03Msgpack | Format::V04 => false,
+        Format::V05 => true,
+    };
+    let mut sink = proto::ProtoSink::new(&mut budget, capacity).map_err(at_payload)?;
+    if v05 {
+        v05::decode(body, &mut sink)?;
+    } else {
+        v04::decode(body, &mut sink)?;
+    }
+    Ok(Transcoded {
+        bytes: sink.out,
+        traces: sink.traces,
+        spans: sink.spans,
+    })
+}
+
+/// JSON is decoded to `Trace`s and those encoded (the output charged too).
+fn json_transcode(body: &[u8], budget: &mut budget::Budget) -> Result<Transcoded, DecodeError> {
+    let traces = json::decode(body, budget)?;
+    let len: usize = traces
+        .iter()
+        .map(|t| prost::encoding::message::encoded_len(2, t))
+        .sum();
+    budget
+        .charge(len, body.len())
+        .map_err(|f| f.at(Location::default()))?;
+    let mut bytes = Vec::with_capacity(len);
+    for trace in &traces {
+        prost::encoding::message::encode(2, trace, &mut bytes);
+    }
+    Ok(Transcoded {
+        bytes,
+        traces: traces.len(),
+        spans: traces.iter().map(|t| t.spans.len()).sum(),
+    })
+}
+
+impl Transcoded {
+    /// The traces, decoded (for tests and tools; the relay sends the bytes).
+    pub fn decode(&self) -> Result<Vec<Trace>, prost::DecodeError> {
+        sts_proto::daemon::v1::TracePayload::decode(self.bytes.as_slice()).map(|p| p.traces)
     }
 }
 

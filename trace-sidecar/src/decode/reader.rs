@@ -166,6 +166,20 @@ impl<'a> Reader<'a> {
     /// A string or binary value, as its bytes.
     #[inline]
     pub fn str_bytes(&mut self, expected: &'static str) -> Result<&'a [u8], Fail> {
+        // Fast path: a fixstr (up to 31 bytes) that is all there.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b & 0xe0 == 0xa0 {
+                let start = self.pos + 1;
+                if let Some(text) = self.buf.get(start..start + usize::from(b & 0x1f)) {
+                    self.pos = start + text.len();
+                    return Ok(text);
+                }
+            }
+        }
+        self.any_str_bytes(expected)
+    }
+
+    fn any_str_bytes(&mut self, expected: &'static str) -> Result<&'a [u8], Fail> {
         let start = self.pos;
         let n = match Marker::from_u8(self.byte()?) {
             Marker::FixStr(n) => usize::from(n),
@@ -200,6 +214,34 @@ impl<'a> Reader<'a> {
     /// Any MessagePack integer, of any width and sign.
     #[inline]
     pub fn int(&mut self, expected: &'static str) -> Result<Int, Fail> {
+        // Fast paths: a positive fixint, a uint64 (ids and times), a uint32.
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                return Ok(Int::U(u64::from(b)));
+            }
+            Some(0xcf) => {
+                if let Some(bytes) = self.buf.get(self.pos + 1..self.pos + 9) {
+                    self.pos += 9;
+                    let mut be = [0; 8];
+                    be.copy_from_slice(bytes);
+                    return Ok(Int::U(u64::from_be_bytes(be)));
+                }
+            }
+            Some(0xce) => {
+                if let Some(bytes) = self.buf.get(self.pos + 1..self.pos + 5) {
+                    self.pos += 5;
+                    let mut be = [0; 4];
+                    be.copy_from_slice(bytes);
+                    return Ok(Int::U(u64::from(u32::from_be_bytes(be))));
+                }
+            }
+            _ => {}
+        }
+        self.any_int(expected)
+    }
+
+    fn any_int(&mut self, expected: &'static str) -> Result<Int, Fail> {
         let start = self.pos;
         let signed = |i: i64| if i < 0 { Int::I(i) } else { Int::U(i as u64) };
         Ok(match Marker::from_u8(self.byte()?) {

@@ -2,109 +2,170 @@
 //! each span a map from field name to value.
 //!
 //! Unknown fields (`meta_struct`, `span_links`, `span_events`, ...) are skipped. A nil
-//! field value leaves the field at its default; a nil trace or span is skipped; a nil
-//! `meta` value reads as an empty string and a nil `metrics` value drops that metric.
+//! field value sets the field to its default (empty, 0); a nil trace or span is skipped; a
+//! nil `meta` or `metrics` adds nothing, a nil `meta` value reads as an empty string and a
+//! nil `metrics` value leaves that metric out.
 
-use std::collections::HashMap;
-
-use sts_proto::daemon::v1::{Span, Trace};
-
-use super::budget::Budget;
 use super::error::{DecodeError, Fail, Location};
 use super::reader::Reader;
+use super::sink::{Id, Sink, Text, Time};
 
-pub(crate) fn decode(body: &[u8], budget: &mut Budget) -> Result<Vec<Trace>, DecodeError> {
+pub(crate) fn decode<S: Sink>(body: &[u8], sink: &mut S) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     let n = r
         .array_len("an array of traces", 1)
-        .and_then(|n| budget.charge_vec::<Trace>(n, 0).map(|()| n))
+        .and_then(|n| sink.traces(n, 0).map(|()| n))
         .map_err(|f| f.at(Location::payload()))?;
-    let mut traces = Vec::with_capacity(n);
     for t in 0..n {
         if r.nil() {
             continue;
         }
-        let at = r.pos();
-        let n = r
-            .array_len("an array of spans", 1)
-            .and_then(|n| budget.charge_vec::<Span>(n, at).map(|()| n))
-            .map_err(|f| f.at(Location::trace(t)))?;
-        let mut spans = Vec::with_capacity(n);
-        for s in 0..n {
-            if r.nil() {
-                continue;
-            }
-            spans.push(span(&mut r, budget).map_err(|f| f.at(Location::span(t, s)))?);
-        }
-        traces.push(Trace { spans });
+        trace(&mut r, sink, t)?;
     }
     r.finish().map_err(|f| f.at(Location::payload()))?;
-    Ok(traces)
+    Ok(())
 }
 
-/// One span map; its `Span` was charged with the trace's array.
-fn span(r: &mut Reader<'_>, budget: &mut Budget) -> Result<Span, Fail> {
-    let n = r.map_len("a map (span)")?;
-    let mut span = Span::default();
-    for _ in 0..n {
-        let key = r.str_bytes("a string (span field name)")?;
-        match key {
-            b"service" => span.service = text(r, budget).map_err(|f| f.field("service"))?,
-            b"name" => span.name = text(r, budget).map_err(|f| f.field("name"))?,
-            b"resource" => span.resource = text(r, budget).map_err(|f| f.field("resource"))?,
-            b"type" => span.r#type = text(r, budget).map_err(|f| f.field("type"))?,
-            b"trace_id" => span.trace_id = r.id().map_err(|f| f.field("trace_id"))?,
-            b"span_id" => span.span_id = r.id().map_err(|f| f.field("span_id"))?,
-            b"parent_id" => span.parent_id = r.id().map_err(|f| f.field("parent_id"))?,
-            b"start" => span.start = r.i64().map_err(|f| f.field("start"))?,
-            b"duration" => span.duration = r.i64().map_err(|f| f.field("duration"))?,
-            b"error" => span.error = r.i32().map_err(|f| f.field("error"))?,
-            b"meta" => span.meta = meta(r, budget).map_err(|f| f.field("meta"))?,
-            b"metrics" => span.metrics = metrics(r, budget).map_err(|f| f.field("metrics"))?,
-            _ => r.skip()?,
-        }
-    }
-    Ok(span)
-}
-
-#[inline]
-fn text(r: &mut Reader<'_>, budget: &mut Budget) -> Result<String, Fail> {
+fn trace<S: Sink>(r: &mut Reader<'_>, sink: &mut S, t: usize) -> Result<(), DecodeError> {
     let at = r.pos();
-    let bytes = r.str_or_nil("a string")?;
-    budget.string(bytes, at)
-}
-
-fn meta(r: &mut Reader<'_>, budget: &mut Budget) -> Result<HashMap<String, String>, Fail> {
-    if r.nil() {
-        return Ok(HashMap::new());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    budget.charge_map::<String, String>(n, at)?;
-    let mut meta = HashMap::with_capacity(n);
-    for e in 0..n {
-        let key = text(r, budget).map_err(|f| f.entry(e))?;
-        let value = text(r, budget).map_err(|f| f.entry(e))?;
-        meta.insert(key, value);
-    }
-    Ok(meta)
-}
-
-fn metrics(r: &mut Reader<'_>, budget: &mut Budget) -> Result<HashMap<String, f64>, Fail> {
-    if r.nil() {
-        return Ok(HashMap::new());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    budget.charge_map::<String, f64>(n, at)?;
-    let mut metrics = HashMap::with_capacity(n);
-    for e in 0..n {
-        let key = text(r, budget).map_err(|f| f.entry(e))?;
+    let n = r
+        .array_len("an array of spans", 1)
+        .and_then(|n| sink.trace(n, at).map(|()| n))
+        .map_err(|f| f.at(Location::trace(t)))?;
+    for s in 0..n {
         if r.nil() {
             continue;
         }
-        let value = r.f64().map_err(|f| f.entry(e))?;
-        metrics.insert(key, value);
+        span(r, sink).map_err(|f| f.at(Location::span(t, s)))?;
     }
-    Ok(metrics)
+    sink.trace_end(r.pos())
+        .map_err(|f| f.at(Location::trace(t)))
+}
+
+/// One span map.
+#[inline]
+fn span<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
+    let at = r.pos();
+    let n = r.map_len("a map (span)")?;
+    sink.span(at)?;
+    for _ in 0..n {
+        let key = r.str_bytes("a string (span field name)")?;
+        match field(key) {
+            Field::Text(field, name) => text(r, sink, field).map_err(|f| f.field(name))?,
+            Field::Id(field, name) => id(r, sink, field).map_err(|f| f.field(name))?,
+            Field::Time(field, name) => time(r, sink, field).map_err(|f| f.field(name))?,
+            Field::Error => {
+                let at = r.pos();
+                let error = r.i32().map_err(|f| f.field("error"))?;
+                sink.error(error, at).map_err(|f| f.field("error"))?;
+            }
+            Field::Meta => meta(r, sink).map_err(|f| f.field("meta"))?,
+            Field::Metrics => metrics(r, sink).map_err(|f| f.field("metrics"))?,
+            Field::Unknown => r.skip()?,
+        }
+    }
+    sink.span_end(r.pos())
+}
+
+/// A span field by its name in the map (with the name, for errors).
+enum Field {
+    Text(Text, &'static str),
+    Id(Id, &'static str),
+    Time(Time, &'static str),
+    Error,
+    Meta,
+    Metrics,
+    Unknown,
+}
+
+/// The field a span map key names: by length first, then by its bytes.
+#[inline]
+fn field(key: &[u8]) -> Field {
+    match key.len() {
+        4 => match key {
+            b"name" => Field::Text(Text::Name, "name"),
+            b"meta" => Field::Meta,
+            b"type" => Field::Text(Text::Type, "type"),
+            _ => Field::Unknown,
+        },
+        5 => match key {
+            b"start" => Field::Time(Time::Start, "start"),
+            b"error" => Field::Error,
+            _ => Field::Unknown,
+        },
+        7 => match key {
+            b"service" => Field::Text(Text::Service, "service"),
+            b"span_id" => Field::Id(Id::Span, "span_id"),
+            b"metrics" => Field::Metrics,
+            _ => Field::Unknown,
+        },
+        8 => match key {
+            b"resource" => Field::Text(Text::Resource, "resource"),
+            b"trace_id" => Field::Id(Id::Trace, "trace_id"),
+            b"duration" => Field::Time(Time::Duration, "duration"),
+            _ => Field::Unknown,
+        },
+        9 if key == b"parent_id" => Field::Id(Id::Parent, "parent_id"),
+        _ => Field::Unknown,
+    }
+}
+
+#[inline]
+fn text<S: Sink>(r: &mut Reader<'_>, sink: &mut S, field: Text) -> Result<(), Fail> {
+    let at = r.pos();
+    let bytes = r.str_or_nil("a string")?;
+    sink.text(field, bytes, at)
+}
+
+#[inline]
+fn id<S: Sink>(r: &mut Reader<'_>, sink: &mut S, field: Id) -> Result<(), Fail> {
+    let at = r.pos();
+    let id = r.id()?;
+    sink.id(field, id, at)
+}
+
+#[inline]
+fn time<S: Sink>(r: &mut Reader<'_>, sink: &mut S, field: Time) -> Result<(), Fail> {
+    let at = r.pos();
+    let value = r.i64()?;
+    sink.time(field, value, at)
+}
+
+fn meta<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
+    if r.nil() {
+        return Ok(());
+    }
+    let at = r.pos();
+    let n = r.map_len("a map")?;
+    sink.meta(n, at)?;
+    for e in 0..n {
+        let at = r.pos();
+        let key = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
+        sink.meta_key(key, at).map_err(|f| f.entry(e))?;
+        let at = r.pos();
+        let value = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
+        sink.meta_entry(key, value, at).map_err(|f| f.entry(e))?;
+    }
+    Ok(())
+}
+
+fn metrics<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
+    if r.nil() {
+        return Ok(());
+    }
+    let at = r.pos();
+    let n = r.map_len("a map")?;
+    sink.metrics(n, at)?;
+    for e in 0..n {
+        let at = r.pos();
+        let key = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
+        sink.metric_key(key, at).map_err(|f| f.entry(e))?;
+        if r.nil() {
+            continue;
+        }
+        let at = r.pos();
+        let value = r.f64().map_err(|f| f.entry(e))?;
+        sink.metric_entry(key, value, at).map_err(|f| f.entry(e))?;
+    }
+    Ok(())
 }

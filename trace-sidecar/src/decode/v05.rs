@@ -7,20 +7,18 @@
 //! larger than the body (15x for realistic spans): the budget (see `Limits`) bounds them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-
-use sts_proto::daemon::v1::{Span, Trace};
 
 use super::budget::Budget;
 use super::error::{DecodeError, Fail, Location, Reason};
 use super::reader::{Int, Reader};
+use super::sink::{Id, Sink, Text, Time};
 
 /// Span fields on the wire.
 const SPAN_FIELDS: usize = 12;
 /// The smallest span: an array header and 12 one-byte values.
 const MIN_SPAN_BYTES: usize = 1 + SPAN_FIELDS;
 
-pub(crate) fn decode(body: &[u8], budget: &mut Budget) -> Result<Vec<Trace>, DecodeError> {
+pub(crate) fn decode<S: Sink>(body: &[u8], sink: &mut S) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     let payload = |f: Fail| f.at(Location::payload());
     let n = r
@@ -35,14 +33,13 @@ pub(crate) fn decode(body: &[u8], budget: &mut Budget) -> Result<Vec<Trace>, Dec
             0,
         )));
     }
-    let table = string_table(&mut r, budget)?;
+    let table = string_table(&mut r, sink.budget())?;
 
     let at = r.pos();
     let n = r
         .array_len("an array of traces", 1)
-        .and_then(|n| budget.charge_vec::<Trace>(n, at).map(|()| n))
+        .and_then(|n| sink.traces(n, at).map(|()| n))
         .map_err(payload)?;
-    let mut traces = Vec::with_capacity(n);
     for t in 0..n {
         if r.nil() {
             continue;
@@ -50,20 +47,19 @@ pub(crate) fn decode(body: &[u8], budget: &mut Budget) -> Result<Vec<Trace>, Dec
         let at = r.pos();
         let n = r
             .array_len("an array of spans", MIN_SPAN_BYTES)
-            .and_then(|n| budget.charge_vec::<Span>(n, at).map(|()| n))
+            .and_then(|n| sink.trace(n, at).map(|()| n))
             .map_err(|f| f.at(Location::trace(t)))?;
-        let mut spans = Vec::with_capacity(n);
         for s in 0..n {
             if r.nil() {
                 continue;
             }
-            let span = span(&mut r, &table, budget).map_err(|f| f.at(Location::span(t, s)))?;
-            spans.push(span);
+            span(&mut r, &table, sink).map_err(|f| f.at(Location::span(t, s)))?;
         }
-        traces.push(Trace { spans });
+        sink.trace_end(r.pos())
+            .map_err(|f| f.at(Location::trace(t)))?;
     }
     r.finish().map_err(payload)?;
-    Ok(traces)
+    Ok(())
 }
 
 /// The string table, borrowing from the body (only invalid UTF-8 is copied, repaired).
@@ -91,7 +87,7 @@ fn string_table<'a>(
     Ok(table)
 }
 
-fn span(r: &mut Reader<'_>, table: &[Cow<'_, str>], budget: &mut Budget) -> Result<Span, Fail> {
+fn span<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Result<(), Fail> {
     let at = r.pos();
     let n = r.array_len("an array (span)", 1)?;
     if n != SPAN_FIELDS {
@@ -103,40 +99,44 @@ fn span(r: &mut Reader<'_>, table: &[Cow<'_, str>], budget: &mut Budget) -> Resu
             at,
         ));
     }
-    let mut text = |r: &mut Reader<'_>, field| lookup(r, table, budget).map_err(|f| f.field(field));
-    let service = text(r, "service")?;
-    let name = text(r, "name")?;
-    let resource = text(r, "resource")?;
-    let trace_id = r.id().map_err(|f| f.field("trace_id"))?;
-    let span_id = r.id().map_err(|f| f.field("span_id"))?;
-    let parent_id = r.id().map_err(|f| f.field("parent_id"))?;
-    let start = r.i64().map_err(|f| f.field("start"))?;
-    let duration = r.i64().map_err(|f| f.field("duration"))?;
+    sink.span(at)?;
+    let text = |r: &mut Reader<'_>, sink: &mut S, field, name| {
+        let at = r.pos();
+        lookup(r, table)
+            .and_then(|text| sink.text(field, text, at))
+            .map_err(|f| f.field(name))
+    };
+    text(r, sink, Text::Service, "service")?;
+    text(r, sink, Text::Name, "name")?;
+    text(r, sink, Text::Resource, "resource")?;
+    for (field, name) in [
+        (Id::Trace, "trace_id"),
+        (Id::Span, "span_id"),
+        (Id::Parent, "parent_id"),
+    ] {
+        let at = r.pos();
+        let id = r.id().map_err(|f| f.field(name))?;
+        sink.id(field, id, at).map_err(|f| f.field(name))?;
+    }
+    for (field, name) in [(Time::Start, "start"), (Time::Duration, "duration")] {
+        let at = r.pos();
+        let value = r.i64().map_err(|f| f.field(name))?;
+        sink.time(field, value, at).map_err(|f| f.field(name))?;
+    }
+    let at = r.pos();
     let error = r.i32().map_err(|f| f.field("error"))?;
-    let meta = meta(r, table, budget).map_err(|f| f.field("meta"))?;
-    let metrics = metrics(r, table, budget).map_err(|f| f.field("metrics"))?;
-    let r#type = lookup(r, table, budget).map_err(|f| f.field("type"))?;
-    Ok(Span {
-        service,
-        name,
-        resource,
-        trace_id,
-        span_id,
-        parent_id,
-        start,
-        duration,
-        error,
-        meta,
-        metrics,
-        r#type,
-    })
+    sink.error(error, at).map_err(|f| f.field("error"))?;
+    meta(r, table, sink).map_err(|f| f.field("meta"))?;
+    metrics(r, table, sink).map_err(|f| f.field("metrics"))?;
+    text(r, sink, Text::Type, "type")?;
+    sink.span_end(r.pos())
 }
 
 /// A string given as its index in the table (nil reads as the empty string).
 #[inline]
-fn lookup(r: &mut Reader<'_>, table: &[Cow<'_, str>], budget: &mut Budget) -> Result<String, Fail> {
+fn lookup<'t>(r: &mut Reader<'_>, table: &'t [Cow<'_, str>]) -> Result<&'t [u8], Fail> {
     if r.nil() {
-        return Ok(String::new());
+        return Ok(&[]);
     }
     let at = r.pos();
     let index = match r.int("an integer (string table index)")? {
@@ -144,10 +144,7 @@ fn lookup(r: &mut Reader<'_>, table: &[Cow<'_, str>], budget: &mut Budget) -> Re
         Int::I(i) => i128::from(i),
     };
     match usize::try_from(index).ok().and_then(|i| table.get(i)) {
-        Some(text) => {
-            budget.charge(text.len(), at)?;
-            Ok(String::from(&**text))
-        }
+        Some(text) => Ok(text.as_bytes()),
         None => Err(Fail::new(
             Reason::StringIndex {
                 index,
@@ -158,45 +155,41 @@ fn lookup(r: &mut Reader<'_>, table: &[Cow<'_, str>], budget: &mut Budget) -> Re
     }
 }
 
-fn meta(
-    r: &mut Reader<'_>,
-    table: &[Cow<'_, str>],
-    budget: &mut Budget,
-) -> Result<HashMap<String, String>, Fail> {
+fn meta<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Result<(), Fail> {
     if r.nil() {
-        return Ok(HashMap::new());
+        return Ok(());
     }
     let at = r.pos();
     let n = r.map_len("a map")?;
-    budget.charge_map::<String, String>(n, at)?;
-    let mut meta = HashMap::with_capacity(n);
+    sink.meta(n, at)?;
     for e in 0..n {
-        let key = lookup(r, table, budget).map_err(|f| f.entry(e))?;
-        let value = lookup(r, table, budget).map_err(|f| f.entry(e))?;
-        meta.insert(key, value);
+        let at = r.pos();
+        let key = lookup(r, table).map_err(|f| f.entry(e))?;
+        sink.meta_key(key, at).map_err(|f| f.entry(e))?;
+        let at = r.pos();
+        let value = lookup(r, table).map_err(|f| f.entry(e))?;
+        sink.meta_entry(key, value, at).map_err(|f| f.entry(e))?;
     }
-    Ok(meta)
+    Ok(())
 }
 
-fn metrics(
-    r: &mut Reader<'_>,
-    table: &[Cow<'_, str>],
-    budget: &mut Budget,
-) -> Result<HashMap<String, f64>, Fail> {
+fn metrics<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Result<(), Fail> {
     if r.nil() {
-        return Ok(HashMap::new());
+        return Ok(());
     }
     let at = r.pos();
     let n = r.map_len("a map")?;
-    budget.charge_map::<String, f64>(n, at)?;
-    let mut metrics = HashMap::with_capacity(n);
+    sink.metrics(n, at)?;
     for e in 0..n {
-        let key = lookup(r, table, budget).map_err(|f| f.entry(e))?;
+        let at = r.pos();
+        let key = lookup(r, table).map_err(|f| f.entry(e))?;
+        sink.metric_key(key, at).map_err(|f| f.entry(e))?;
         if r.nil() {
             continue;
         }
+        let at = r.pos();
         let value = r.f64().map_err(|f| f.entry(e))?;
-        metrics.insert(key, value);
+        sink.metric_entry(key, value, at).map_err(|f| f.entry(e))?;
     }
-    Ok(metrics)
+    Ok(())
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes};
 use prost::encoding::{self, WireType};
 use prost::Message;
-use sts_proto::daemon::v1::{SpanBatch, TracePayload};
+use sts_proto::daemon::v1::{ClientInfo, SpanBatch, TracePayload};
+
+use crate::decode::Transcoded;
 
 /// When a batch is cut from the pending payloads.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +157,25 @@ impl EncodedPayload {
             spans: span_count(payload),
         }
     }
+
+    /// A transcoded payload (its `traces` fields) with the `client` field appended: the
+    /// same `TracePayload`, its fields in another order.
+    pub fn transcoded(transcoded: Transcoded, client: &ClientInfo) -> Self {
+        let mut bytes = transcoded.bytes;
+        encoding::message::encode(CLIENT, client, &mut bytes);
+        // The transcoder's buffer is sized for the worst case; keep only what is used.
+        if bytes.capacity() - bytes.len() > bytes.len() / 16 {
+            bytes.shrink_to_fit();
+        }
+        Self {
+            bytes: Bytes::from(bytes),
+            spans: transcoded.spans,
+        }
+    }
 }
+
+/// `TracePayload.client`.
+const CLIENT: u32 = 1;
 
 #[derive(Debug)]
 struct Pending {
@@ -399,6 +419,35 @@ mod tests {
         assert_eq!(b.dropped_spans(), 10);
         b.refused(sent.batch_id);
         assert_eq!(b.dropped_spans(), 20);
+    }
+
+    #[test]
+    fn transcoded_payloads_carry_their_client() {
+        let want = payload(3);
+        let mut body = vec![0x91];
+        rmp::encode::write_array_len(&mut body, 3).unwrap();
+        for span in &want.traces[0].spans {
+            rmp::encode::write_map_len(&mut body, 2).unwrap();
+            rmp::encode::write_str(&mut body, "span_id").unwrap();
+            rmp::encode::write_uint(&mut body, span.span_id).unwrap();
+            rmp::encode::write_str(&mut body, "name").unwrap();
+            rmp::encode::write_str(&mut body, &span.name).unwrap();
+        }
+        let transcoded = crate::decode::transcode(crate::decode::Format::V04, &body).unwrap();
+        let client = sts_proto::daemon::v1::ClientInfo {
+            lang: "python".into(),
+            peer_pid: 42,
+            ..Default::default()
+        };
+        let encoded = EncodedPayload::transcoded(transcoded, &client);
+        assert_eq!(encoded.spans, 3);
+        let got = TracePayload::decode(encoded.bytes.clone()).unwrap();
+        assert_eq!(got.client.as_ref(), Some(&client));
+        assert_eq!(got.traces, want.traces);
+        let mut b = Buffer::new("s", 1 << 20, limits(1000));
+        b.push_encoded(encoded);
+        let batch = b.next_batch(true).unwrap().to_span_batch().unwrap();
+        assert_eq!(batch.payloads, vec![got]);
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use sts_proto::daemon::v1::{BatchAck, TracePayload};
+use sts_proto::daemon::v1::{BatchAck, ClientInfo, TracePayload};
 use tokio::sync::{mpsc, watch, Notify};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tracing::{debug, info, warn};
 
 use super::buffer::{Buffer, EncodedPayload, OutgoingBatch};
+use crate::decode::Transcoded;
 
 /// The largest batch message the sidecar sends (the daemon decodes up to 32 MiB).
 const MAX_MESSAGE: usize = 32 << 20;
@@ -51,6 +52,15 @@ impl Relay {
     pub fn push(&self, payload: TracePayload) {
         let encoded = EncodedPayload::new(&payload);
         drop(payload);
+        self.push_encoded(encoded);
+    }
+
+    /// Buffers a transcoded payload with what is known of its client.
+    pub fn push_transcoded(&self, transcoded: Transcoded, client: &ClientInfo) {
+        self.push_encoded(EncodedPayload::transcoded(transcoded, client));
+    }
+
+    fn push_encoded(&self, encoded: EncodedPayload) {
         self.buffer().push_encoded(encoded);
         self.wake.notify_one();
     }

@@ -5,7 +5,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use sts_proto::daemon::v1::{ClientInfo, TracePayload};
+use sts_proto::daemon::v1::ClientInfo;
 use tracing::debug;
 
 use super::{Connection, Shared};
@@ -148,8 +148,8 @@ async fn traces(
             return reply;
         }
     };
-    let traces = match decode::decode(format, &body) {
-        Ok(traces) => traces,
+    let transcoded = match decode::transcode(format, &body) {
+        Ok(transcoded) => transcoded,
         Err(e) => {
             shared
                 .stats
@@ -162,20 +162,18 @@ async fn traces(
             );
         }
     };
-    if !declared_traces.is_empty() && declared_traces != traces.len().to_string() {
-        debug!(%declared_traces, decoded = traces.len(), "X-Datadog-Trace-Count differs from the payload");
+    drop(body);
+    if !declared_traces.is_empty() && declared_traces != transcoded.traces.to_string() {
+        debug!(%declared_traces, decoded = transcoded.traces, "X-Datadog-Trace-Count differs from the payload");
     }
-    let spans: usize = traces.iter().map(|t| t.spans.len()).sum();
+    let spans = transcoded.spans;
     if spans > 0 {
         client.peer_pid = connection.peer_pid().await.unwrap_or(0);
         shared
             .stats
             .received_spans
             .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
-        shared.relay.push(TracePayload {
-            client: Some(client),
-            traces,
-        });
+        shared.relay.push_transcoded(transcoded, &client);
     }
     match format {
         Format::V03Json | Format::V03Msgpack => text(StatusCode::OK, "OK"),

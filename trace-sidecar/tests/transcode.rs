@@ -1,0 +1,511 @@
+//! The transcoder (msgpack straight to the relay's protobuf) against the decoder: for every
+//! payload, valid, malformed or random, `transcode` read back as protobuf gives exactly the
+//! traces `decode` makes, or fails with the same error (each may run out of its own memory
+//! budget first); its peak heap use stays within its budget; its bytes are protobuf as prost
+//! writes it.
+
+mod decode_common;
+
+use std::collections::HashMap;
+
+use decode_common::alloc::{peak_during, Counting};
+use decode_common::encode::{self, Style};
+use proptest::prelude::*;
+use prost::Message;
+use rmp::encode as mp;
+use sts_proto::daemon::v1::{Span, Trace};
+use trace_sidecar::decode::{
+    decode, decode_with, transcode, transcode_with, DecodeError, Format, Limits, Reason, Transcoded,
+};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const FORMATS: [Format; 4] = [
+    Format::V03Json,
+    Format::V03Msgpack,
+    Format::V04,
+    Format::V05,
+];
+
+const V04: &[u8] = include_bytes!("../testdata/ddtrace-v0.4.msgpack");
+const V05: &[u8] = include_bytes!("../testdata/ddtrace-v0.5.msgpack");
+
+/// A span with its metrics as bit patterns, so that NaN compares equal to itself (and -0.0
+/// to 0.0, as `==` has it: prost leaves out both, and a compact encoder writes -0.0 as 0).
+/// A span without its metrics, and its metrics as sorted (name, bits).
+type Comparable = (Span, Vec<(String, u64)>);
+
+fn comparable(traces: &[Trace]) -> Vec<Vec<Comparable>> {
+    traces
+        .iter()
+        .map(|t| {
+            t.spans
+                .iter()
+                .map(|s| {
+                    let mut metrics: Vec<_> = s
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), bits(*v)))
+                        .collect();
+                    metrics.sort();
+                    let span = Span {
+                        metrics: HashMap::new(),
+                        ..s.clone()
+                    };
+                    (span, metrics)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn bits(v: f64) -> u64 {
+    if v == 0.0 {
+        0
+    } else {
+        v.to_bits()
+    }
+}
+
+/// Transcodes under `limits`, asserting that the peak heap use stays within the budget.
+fn checked(format: Format, body: &[u8], limits: &Limits) -> Result<Transcoded, DecodeError> {
+    let (result, peak) = peak_during(|| transcode_with(format, body, limits));
+    let bound = limits.budget(body.len()) + 1024;
+    assert!(
+        peak <= bound,
+        "{format:?}: {peak} bytes at peak for a {}-byte body, over the bound of {bound}",
+        body.len()
+    );
+    result
+}
+
+/// The transcoder and the decoder agree on `body`.
+fn agree(format: Format, body: &[u8], limits: &Limits) {
+    let transcoded = checked(format, body, limits);
+    let decoded = decode_with(format, body, limits);
+    let too_large = |e: Option<&DecodeError>| matches!(e, Some(e) if matches!(e.reason, Reason::TooLarge { .. }));
+    if too_large(transcoded.as_ref().err()) || too_large(decoded.as_ref().err()) {
+        return;
+    }
+    match (transcoded, decoded) {
+        (Ok(t), Ok(d)) => {
+            let read = t.decode().expect("the transcoder writes valid protobuf");
+            assert_eq!(comparable(&read), comparable(&d), "{format:?} {body:x?}");
+            assert_eq!(t.traces, d.len());
+            assert_eq!(t.spans, d.iter().map(|t| t.spans.len()).sum::<usize>());
+        }
+        (Err(t), Err(d)) => assert_eq!(t, d, "{format:?}: the same error"),
+        (t, d) => panic!(
+            "{format:?} {body:x?}: transcode {:?}, decode {:?}",
+            t.map(|t| t.spans),
+            d.map(|d| d.len())
+        ),
+    }
+}
+
+/// A span field: its name and what writes its value.
+type Field<'a> = (&'a str, &'a dyn Fn(&mut Vec<u8>));
+
+fn v04_one_span(fields: &[Field<'_>]) -> Vec<u8> {
+    let mut buf = vec![0x91, 0x91];
+    mp::write_map_len(&mut buf, fields.len() as u32).unwrap();
+    for (key, write) in fields {
+        mp::write_str(&mut buf, key).unwrap();
+        write(&mut buf);
+    }
+    buf
+}
+
+#[test]
+fn ddtrace_recordings_transcode_to_what_they_decode_to() {
+    for (format, body) in [
+        (Format::V04, V04),
+        (Format::V03Msgpack, V04),
+        (Format::V05, V05),
+    ] {
+        let t = transcode(format, body).unwrap();
+        assert_eq!(t.decode().unwrap(), decode(format, body).unwrap());
+        assert_eq!((t.traces, t.spans), (2, 3));
+        agree(format, body, &Limits::DEFAULT);
+    }
+}
+
+#[test]
+fn realistic_batches_in_every_format() {
+    let traces = encode::realistic_traces(1000);
+    let ddtrace = Style {
+        skip_defaults: true,
+        ..Style::default()
+    };
+    for (format, body) in [
+        (Format::V04, encode::v04(&traces, ddtrace)),
+        (Format::V05, encode::v05(&traces, ddtrace)),
+        (Format::V03Json, encode::v03_json(&traces)),
+    ] {
+        let t = checked(format, &body, &Limits::DEFAULT).unwrap();
+        assert_eq!(t.decode().unwrap(), traces, "{format:?}");
+        let ratio = t.bytes.len() as f64 / body.len() as f64;
+        println!(
+            "{format:?}: {} bytes to {} ({ratio:.2}x)",
+            body.len(),
+            t.bytes.len()
+        );
+    }
+}
+
+#[test]
+fn bytes_are_what_prost_writes_for_the_same_trace() {
+    // Fields in field-number order, one entry per map, every value set: prost's own bytes.
+    let span = Span {
+        service: "web".into(),
+        name: "flask.request".into(),
+        resource: "GET /".into(),
+        trace_id: u64::MAX,
+        span_id: 2,
+        parent_id: 1,
+        start: 1_700_000_000_000_000_000,
+        duration: -5,
+        error: -1,
+        meta: HashMap::from([("_dd.p.tid".into(), "6b06dd4a00000000".into())]),
+        metrics: HashMap::from([("process_id".into(), 42.0)]),
+        r#type: "web".into(),
+    };
+    let trace = Trace {
+        spans: vec![span.clone(), Span::default()],
+    };
+    let body = encode::v04(std::slice::from_ref(&trace), Style::default());
+    let mut want = Vec::new();
+    prost::encoding::message::encode(2, &trace, &mut want);
+    let t = transcode(Format::V04, &body).unwrap();
+    assert_eq!(t.bytes, want);
+    // What ddtrace leaves out is left out of the protobuf too.
+    let body = encode::v04(
+        &[trace],
+        Style {
+            skip_defaults: true,
+            ..Style::default()
+        },
+    );
+    assert_eq!(transcode(Format::V04, &body).unwrap().bytes, want);
+}
+
+#[test]
+fn a_field_given_twice_keeps_the_last_value_and_maps_merge() {
+    let body = v04_one_span(&[
+        ("service", &|b| mp::write_str(b, "first").unwrap()),
+        ("trace_id", &|b| mp::write_u64(b, 7).unwrap()),
+        ("meta", &|b| {
+            mp::write_map_len(b, 2).unwrap();
+            for (k, v) in [("a", "1"), ("b", "1")] {
+                mp::write_str(b, k).unwrap();
+                mp::write_str(b, v).unwrap();
+            }
+        }),
+        ("service", &|b| mp::write_nil(b).unwrap()),
+        ("trace_id", &|b| mp::write_u64(b, 0).unwrap()),
+        ("meta", &|b| mp::write_nil(b).unwrap()),
+        ("meta", &|b| {
+            mp::write_map_len(b, 2).unwrap();
+            for (k, v) in [("b", "2"), ("b", "3")] {
+                mp::write_str(b, k).unwrap();
+                mp::write_str(b, v).unwrap();
+            }
+        }),
+        ("metrics", &|b| {
+            mp::write_map_len(b, 2).unwrap();
+            mp::write_str(b, "m").unwrap();
+            mp::write_f64(b, 1.0).unwrap();
+            mp::write_str(b, "m").unwrap();
+            mp::write_nil(b).unwrap();
+        }),
+        ("metrics", &|b| {
+            mp::write_map_len(b, 1).unwrap();
+            mp::write_str(b, "z").unwrap();
+            mp::write_f64(b, -0.0).unwrap();
+        }),
+    ]);
+    let decoded = decode(Format::V04, &body).unwrap();
+    let span = &decoded[0].spans[0];
+    assert_eq!(span.service, "");
+    assert_eq!(span.trace_id, 0);
+    assert_eq!(
+        span.meta,
+        HashMap::from([("a".into(), "1".into()), ("b".into(), "3".into())])
+    );
+    assert_eq!(span.metrics.len(), 2);
+    assert!(span.metrics["z"].is_sign_negative());
+    agree(Format::V04, &body, &Limits::DEFAULT);
+}
+
+#[test]
+fn invalid_utf8_is_repaired_everywhere() {
+    let body = v04_one_span(&[
+        ("service", &|b| {
+            mp::write_bin(b, b"caf\xc3\xa9 \xff").unwrap()
+        }),
+        ("meta", &|b| {
+            mp::write_map_len(b, 1).unwrap();
+            mp::write_bin(b, b"k\xfe").unwrap();
+            mp::write_bin(b, b"\xc3(").unwrap();
+        }),
+        ("metrics", &|b| {
+            mp::write_map_len(b, 1).unwrap();
+            mp::write_bin(b, b"\x80").unwrap();
+            mp::write_f64(b, 2.0).unwrap();
+        }),
+    ]);
+    let span = transcode(Format::V04, &body).unwrap().decode().unwrap()[0].spans[0].clone();
+    assert_eq!(span.service, "café \u{fffd}");
+    assert_eq!(span.meta["k\u{fffd}"], "\u{fffd}(");
+    assert_eq!(span.metrics["\u{fffd}"], 2.0);
+    agree(Format::V04, &body, &Limits::DEFAULT);
+}
+
+#[test]
+fn spans_and_traces_of_every_size() {
+    // Lengths of 1, 2 and 3 varint bytes for spans and traces.
+    for resource in [0usize, 10, 120, 200, 16_000, 20_000, 70_000] {
+        for spans in [1usize, 3, 40] {
+            let trace = Trace {
+                spans: (0..spans)
+                    .map(|i| Span {
+                        span_id: i as u64,
+                        resource: "r".repeat(resource),
+                        ..Span::default()
+                    })
+                    .collect(),
+            };
+            for format in [Format::V04, Format::V05] {
+                let body = match format {
+                    // v0.5 repeats one table entry: 64x the body at most.
+                    Format::V05 if resource * spans > 200_000 => continue,
+                    Format::V05 => encode::v05(std::slice::from_ref(&trace), Style::default()),
+                    _ => encode::v04(std::slice::from_ref(&trace), Style::default()),
+                };
+                let t = transcode(format, &body).unwrap();
+                assert_eq!(
+                    t.decode().unwrap(),
+                    vec![trace.clone()],
+                    "{resource} x {spans}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_payloads_fail_as_decode_fails() {
+    let cases: Vec<(Format, Vec<u8>)> = vec![
+        (Format::V04, vec![]),
+        (Format::V04, vec![0x81, 0xa0, 0x90]),
+        (Format::V04, vec![0x91, 0x91, 0x81, 0x01, 0x02]),
+        (Format::V04, vec![0xdd, 0xff, 0xff, 0xff, 0xff]),
+        (
+            Format::V04,
+            vec![0x91, 0x91, 0x81, 0xdb, 0x7f, 0xff, 0xff, 0xff, b'x'],
+        ),
+        (Format::V04, vec![0x90, 0x00]),
+        (
+            Format::V04,
+            vec![
+                0x91, 0x91, 0x81, 0xa5, b's', b't', b'a', b'r', b't', 0xcf, 1, 2,
+            ],
+        ),
+        (
+            Format::V04,
+            vec![0x91, 0x91, 0x81, 0xa4, b'm', b'e', b't', b'a', 0xa1, b'x'],
+        ),
+        (Format::V04, vec![0x91, 0x91, 0x81, 0xa1, b'x', 0xc1]),
+        (Format::V05, vec![0x93, 0x90, 0x90, 0x90]),
+        (Format::V05, vec![0x92, 0x92, 0xa0, 0x01, 0x90]),
+        (
+            Format::V05,
+            vec![
+                0x92, 0x91, 0xa0, 0x91, 0x91, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        ),
+        (Format::V03Json, b"[[{\"meta\": 5}]]".to_vec()),
+        (Format::V03Json, b"[] x".to_vec()),
+    ];
+    for (format, body) in cases {
+        let t = transcode(format, &body).expect_err("refused");
+        let d = decode(format, &body).expect_err("refused");
+        assert_eq!(t, d, "{format:?} {body:x?}");
+    }
+    // Every cut of a real payload.
+    for (format, body) in [(Format::V04, V04), (Format::V05, V05)] {
+        for len in 0..body.len() {
+            let t = transcode(format, &body[..len]).expect_err("truncated");
+            assert_eq!(t, decode(format, &body[..len]).unwrap_err());
+        }
+    }
+}
+
+#[test]
+fn v05_string_bomb_is_bounded() {
+    // One 64 KiB string as every meta key and value of 2000 spans: 260 KB of body whose
+    // protobuf would take 2000 * 2 * 64 KiB = 262 MB.
+    let big = "x".repeat(64 << 10);
+    let mut body = vec![0x92, 0x92, 0xa0];
+    mp::write_str(&mut body, &big).unwrap();
+    body.extend_from_slice(&[0x91, 0xdc, 0x07, 0xd0]);
+    for _ in 0..2000 {
+        body.extend_from_slice(&[0x9c, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0x81, 1, 1, 0x80, 0]);
+    }
+    let (result, peak) = peak_during(|| transcode(Format::V05, &body));
+    let e = result.expect_err("refused");
+    assert!(matches!(e.reason, Reason::TooLarge { .. }), "{e}");
+    let budget = Limits::DEFAULT.budget(body.len());
+    assert!(peak <= budget, "{peak} > {budget}");
+}
+
+#[test]
+fn tight_budgets_refuse_with_too_large() {
+    let traces = encode::realistic_traces(100);
+    let body = encode::v05(&traces, Style::default());
+    let tight = Limits {
+        expansion: 2,
+        slack: 0,
+        max_bytes: usize::MAX,
+    };
+    let e = transcode_with(Format::V05, &body, &tight).unwrap_err();
+    assert_eq!(
+        e.reason,
+        Reason::TooLarge {
+            limit: 2 * body.len(),
+            body: body.len()
+        }
+    );
+    // v0.4's protobuf is about as large as the body: it fits in 2x.
+    let body = encode::v04(&traces, Style::default());
+    let t = checked(Format::V04, &body, &tight).unwrap();
+    assert_eq!(t.decode().unwrap(), traces);
+}
+
+#[test]
+fn probes_and_empty_traces() {
+    for (format, body) in [
+        (Format::V04, vec![0x90]),
+        (Format::V05, vec![0x92, 0x90, 0x90]),
+        (Format::V03Json, b"[]".to_vec()),
+    ] {
+        let t = transcode(format, &body).unwrap();
+        assert_eq!((t.traces, t.spans, t.bytes.len()), (0, 0, 0));
+    }
+    // [[], nil, [nil]]: two traces without spans.
+    let t = transcode(Format::V04, &[0x93, 0x90, 0xc0, 0x91, 0xc0]).unwrap();
+    assert_eq!((t.traces, t.spans), (2, 0));
+    assert_eq!(
+        t.decode().unwrap(),
+        vec![Trace::default(), Trace::default()]
+    );
+    let payload = sts_proto::daemon::v1::TracePayload::decode(t.bytes.as_slice()).unwrap();
+    assert_eq!(payload.traces.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z._]{0,12}",
+        "\\PC{0,24}",
+        Just(String::new()),
+        Just("span.pid".to_owned()),
+    ]
+}
+
+prop_compose! {
+    fn span()(
+        service in text(), name in text(), resource in text(), r#type in text(),
+        trace_id in any::<u64>(), span_id in any::<u64>(), parent_id in any::<u64>(),
+        start in any::<i64>(), duration in any::<i64>(), error in any::<i32>(),
+        meta in prop::collection::hash_map(text(), text(), 0..12),
+        metrics in prop::collection::hash_map(text(), any::<f64>(), 0..5),
+    ) -> Span {
+        Span { service, name, resource, trace_id, span_id, parent_id, start, duration, error,
+               meta, metrics, r#type }
+    }
+}
+
+fn traces() -> impl Strategy<Value = Vec<Trace>> {
+    prop::collection::vec(
+        prop::collection::vec(span(), 0..6).prop_map(|spans| Trace { spans }),
+        0..5,
+    )
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    any::<[bool; 5]>().prop_map(|b| Style {
+        signed_ids: b[0],
+        compact_metrics: b[1],
+        skip_defaults: b[2],
+        unknown_fields: b[3],
+        bin_strings: b[4],
+    })
+}
+
+fn encode_as(format: Format, traces: &[Trace], style: Style) -> Vec<u8> {
+    match format {
+        Format::V03Json => encode::v03_json(traces),
+        Format::V03Msgpack | Format::V04 => encode::v04(traces, style),
+        Format::V05 => encode::v05(traces, style),
+    }
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        Just(Limits::DEFAULT),
+        (1usize..8, 0usize..4096).prop_map(|(expansion, slack)| Limits {
+            expansion,
+            slack,
+            max_bytes: usize::MAX
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_spans_transcode_to_themselves(
+        traces in traces(),
+        style in style(),
+        format in prop::sample::select(vec![Format::V04, Format::V05]),
+    ) {
+        let body = encode_as(format, &traces, style);
+        let t = checked(format, &body, &Limits::DEFAULT).expect("valid payload");
+        prop_assert_eq!(comparable(&t.decode().unwrap()), comparable(&traces));
+    }
+
+    #[test]
+    fn mutated_payloads_agree_with_decode(
+        traces in traces(),
+        style in style(),
+        format in prop::sample::select(FORMATS.to_vec()),
+        cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        limits in limits(),
+    ) {
+        let mut body = encode_as(format, &traces, style);
+        for (at, byte) in &cuts {
+            if body.is_empty() {
+                break;
+            }
+            match byte % 3 {
+                0 => { let i = at.index(body.len()); body[i] = *byte; }
+                1 => { let i = at.index(body.len()); body.truncate(i); }
+                _ => { let i = at.index(body.len()); body.insert(i, *byte); }
+            }
+        }
+        for other in FORMATS {
+            agree(other, &body, &limits);
+        }
+    }
+
+    #[test]
+    fn random_bytes_agree_with_decode(body in prop::collection::vec(any::<u8>(), 0..1024)) {
+        for format in FORMATS {
+            agree(format, &body, &Limits::DEFAULT);
+        }
+    }
+}
