@@ -170,6 +170,8 @@ impl Collectors {
                     self.registry
                         .add_drops("network.closed_lost", c.closed_lost);
                     self.registry.add_drops("network.untracked", c.untracked);
+                    self.registry
+                        .add_drops("network.nat_lookups_skipped", c.nat_lookups_skipped);
                     connections = scan.connections;
                     translations = scan.translations;
                     Ok(vec![
@@ -184,6 +186,7 @@ impl Collectors {
                         ("malformed", c.malformed),
                         ("diag_failed", c.diag_failed),
                         ("table_full", c.table_full),
+                        ("nat_lookups", c.nat_lookups),
                     ])
                 }
                 Err(e) => Err(e.to_string()),

@@ -3,13 +3,15 @@
 //! end's remote address is then one no server end has; the conntrack entry says which
 //! address the server end really has, so the two ends can be paired.
 //!
-//! Read from the daemon's own network namespace (the host's, on ECS), where Docker's NAT
-//! rules live.
+//! Only such unpaired client ends are looked up, one exact query each (a dump of the whole
+//! table would cost more than the rest of a cycle on a busy host: every loopback
+//! connection is tracked too). Asked in the daemon's own network namespace (the host's, on
+//! ECS), where Docker's NAT rules live.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::netlink::{self, NetlinkSocket, NLMSG_HDRLEN};
+use super::netlink::{self, attr, NetlinkSocket, NLA_F_NESTED, NLM_F_REQUEST};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
 /// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET`.
@@ -34,6 +36,8 @@ const CTA_PROTO_DST_PORT: u16 = 3;
 /// `IPS_DST_NAT` of `CTA_STATUS`.
 const IPS_DST_NAT: u32 = 1 << 5;
 const IPPROTO_TCP: u8 = 6;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 /// One translated TCP connection: the addresses as the client sees them and as the server
 /// sees them.
@@ -133,37 +137,84 @@ fn parse_entry(body: &[u8]) -> Option<Translation> {
     })
 }
 
-/// Asks the kernel for every tracked connection of this namespace and keeps the TCP ones
-/// with destination NAT, `cap` at most.
-pub fn translations(buf: &mut Vec<u8>, cap: usize) -> io::Result<Vec<Translation>> {
-    let socket = NetlinkSocket::open(NETLINK_NETFILTER)?;
-    const LEN: usize = NLMSG_HDRLEN + NFGENMSG_LEN;
-    let mut request = [0u8; LEN];
-    request[..NLMSG_HDRLEN].copy_from_slice(&netlink::request_header(LEN, CT_GET));
-    // nfgenmsg: AF_UNSPEC (both families), NFNETLINK_V0, res_id 0.
-    let mut out = Vec::new();
-    socket.dump(&request, buf, |kind, body| {
-        if kind == CT_NEW && out.len() < cap {
-            out.extend(parse_entry(body));
+/// Exact conntrack lookups over one netlink socket, opened on first use.
+#[derive(Default)]
+pub struct Conntrack {
+    socket: Option<NetlinkSocket>,
+    buf: Vec<u8>,
+}
+
+impl Conntrack {
+    /// The translation of the TCP connection from `local` to `remote` (as its client sees
+    /// it); None when conntrack does not know it or does not rewrite its destination.
+    pub fn lookup(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<Option<Translation>> {
+        let Some(request) = request(local, remote) else {
+            return Ok(None);
+        };
+        let socket = match &mut self.socket {
+            Some(socket) => socket,
+            empty => empty.insert(NetlinkSocket::open(NETLINK_NETFILTER)?),
+        };
+        let mut found = None;
+        let asked = socket.ask(&request, &mut self.buf, |kind, body| {
+            if kind == CT_NEW {
+                found = parse_entry(body);
+            }
+        });
+        match asked {
+            Ok(()) => Ok(found),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => {
+                self.socket = None;
+                Err(e)
+            }
         }
-    })?;
-    Ok(out)
+    }
+}
+
+/// `IPCTNL_MSG_CT_GET` of the original tuple `local -> remote` (TCP); None when the two
+/// addresses are not of one family.
+fn request(local: SocketAddr, remote: SocketAddr) -> Option<Vec<u8>> {
+    let (family, src_kind, dst_kind, src, dst) = match (local.ip(), remote.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (
+            AF_INET,
+            CTA_IP_V4_SRC,
+            CTA_IP_V4_DST,
+            s.octets().to_vec(),
+            d.octets().to_vec(),
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (
+            AF_INET6,
+            CTA_IP_V6_SRC,
+            CTA_IP_V6_DST,
+            s.octets().to_vec(),
+            d.octets().to_vec(),
+        ),
+        _ => return None,
+    };
+    let mut ip = attr(src_kind, &src);
+    ip.extend(attr(dst_kind, &dst));
+    let mut proto = attr(CTA_PROTO_NUM, &[IPPROTO_TCP]);
+    proto.extend(attr(CTA_PROTO_SRC_PORT, &local.port().to_be_bytes()));
+    proto.extend(attr(CTA_PROTO_DST_PORT, &remote.port().to_be_bytes()));
+    let mut tuple = attr(NLA_F_NESTED | CTA_TUPLE_IP, &ip);
+    tuple.extend(attr(NLA_F_NESTED | CTA_TUPLE_PROTO, &proto));
+    let orig = attr(NLA_F_NESTED | CTA_TUPLE_ORIG, &tuple);
+    let len = netlink::NLMSG_HDRLEN + NFGENMSG_LEN + orig.len();
+    let mut r = netlink::header(len, CT_GET, NLM_F_REQUEST).to_vec();
+    // nfgenmsg: the family, NFNETLINK_V0, res_id 0.
+    r.extend_from_slice(&[family, 0, 0, 0]);
+    r.extend(orig);
+    Some(r)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(payload);
-        while a.len() % 4 != 0 {
-            a.push(0);
-        }
-        a
-    }
 
     fn tuple(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
         let mut ip = attr(CTA_IP_V4_SRC, &src);
@@ -171,8 +222,8 @@ mod tests {
         let mut proto = attr(CTA_PROTO_NUM, &[IPPROTO_TCP]);
         proto.extend(attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()));
         proto.extend(attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()));
-        let mut t = attr(0x8000 | CTA_TUPLE_IP, &ip);
-        t.extend(attr(0x8000 | CTA_TUPLE_PROTO, &proto));
+        let mut t = attr(NLA_F_NESTED | CTA_TUPLE_IP, &ip);
+        t.extend(attr(NLA_F_NESTED | CTA_TUPLE_PROTO, &proto));
         t
     }
 
@@ -200,5 +251,32 @@ mod tests {
         assert_eq!(parse_entry(&entry(0x8)), None, "no destination NAT");
         assert_eq!(parse_entry(&[2, 0]), None);
         assert_eq!(parse_entry(&entry(IPS_DST_NAT)[..30]), None, "cut short");
+    }
+
+    #[test]
+    fn the_request_names_the_original_tuple() {
+        let r = request(
+            "10.0.0.5:40000".parse().unwrap(),
+            "10.0.0.5:8080".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(u16::from_ne_bytes([r[4], r[5]]), CT_GET);
+        assert_eq!(
+            r.len(),
+            u32::from_ne_bytes(r[..4].try_into().unwrap()) as usize
+        );
+        assert_eq!(r[16], AF_INET);
+        let (kind, orig) = netlink::attrs(&r[20..]).next().unwrap();
+        assert_eq!(kind, CTA_TUPLE_ORIG);
+        let t = Tuple::parse(orig);
+        assert_eq!(
+            t.ends(),
+            Some((
+                "10.0.0.5:40000".parse().unwrap(),
+                "10.0.0.5:8080".parse().unwrap()
+            ))
+        );
+        assert_eq!(t.protocol, Some(IPPROTO_TCP));
+        assert!(request("10.0.0.5:1".parse().unwrap(), "[::1]:2".parse().unwrap()).is_none());
     }
 }

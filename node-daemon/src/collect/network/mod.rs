@@ -20,10 +20,13 @@ pub mod proc_net;
 pub mod socket;
 pub mod table;
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::config::{NetworkBackend, NetworkConfig};
 use crate::model::Connection;
+use conntrack::Conntrack;
 pub use conntrack::Translation;
 use direction::Topology;
 use proc_net::TCP_LISTEN;
@@ -63,6 +66,9 @@ pub struct NetworkCounts {
     pub closed_lost: u64,
     /// Sockets the kernel programs could not keep state for.
     pub untracked: u64,
+    /// Conntrack lookups of unpaired client ends (published ports).
+    pub nat_lookups: u64,
+    pub nat_lookups_skipped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -77,9 +83,9 @@ pub struct NetworkCollector {
     backend: Box<dyn Backend>,
     table: Table,
     ephemeral: std::ops::RangeInclusive<u16>,
-    /// Why the last conntrack dump failed, for status.
+    conntrack: Conntrack,
+    /// Why the last conntrack lookup failed, for status.
     conntrack_error: Option<String>,
-    conntrack_buf: Vec<u8>,
 }
 
 impl NetworkCollector {
@@ -109,8 +115,8 @@ impl NetworkCollector {
             backend,
             table: Table::new(max_connections),
             ephemeral: direction::ephemeral_ports(),
+            conntrack: Conntrack::default(),
             conntrack_error: None,
-            conntrack_buf: Vec::new(),
         }
     }
 
@@ -154,17 +160,7 @@ impl NetworkCollector {
             .filter_map(|s| record(&topology, s))
             .collect();
         let update = self.table.update(fresh, closed, obs.reports_closes, now);
-        let cap = self.table.capacity();
-        let translations = match conntrack::translations(&mut self.conntrack_buf, cap) {
-            Ok(t) => {
-                self.conntrack_error = None;
-                t
-            }
-            Err(e) => {
-                self.conntrack_error = Some(e.to_string());
-                Vec::new()
-            }
-        };
+        let translations = self.translations(&update.connections, &mut counts);
         counts.connections = update.open;
         counts.closed = update.closed;
         counts.table_full = update.overflow;
@@ -181,6 +177,52 @@ impl NetworkCollector {
         })
     }
 }
+
+impl NetworkCollector {
+    /// The destination NAT of client ends whose remote address is on this host but that no
+    /// server end answers to (a published port); `NAT_LOOKUPS_PER_CYCLE` at most.
+    fn translations(
+        &mut self,
+        connections: &[Connection],
+        counts: &mut NetworkCounts,
+    ) -> Vec<Translation> {
+        let ends: HashSet<(SocketAddr, SocketAddr)> = connections
+            .iter()
+            .filter(|c| c.protocol == "tcp")
+            .map(|c| (c.local, c.remote))
+            .collect();
+        let unpaired = connections.iter().filter(|c| {
+            c.protocol == "tcp"
+                && !c.closed
+                && c.side == Some("client")
+                && c.direction == "local"
+                && !ends.contains(&(c.remote, c.local))
+        });
+        let mut out = Vec::new();
+        for c in unpaired {
+            if counts.nat_lookups == NAT_LOOKUPS_PER_CYCLE {
+                counts.nat_lookups_skipped += 1;
+                continue;
+            }
+            counts.nat_lookups += 1;
+            match self.conntrack.lookup(c.local, c.remote) {
+                Ok(found) => {
+                    self.conntrack_error = None;
+                    out.extend(found);
+                }
+                Err(e) => {
+                    self.conntrack_error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Conntrack lookups per cycle at most (unpaired client ends beyond are not stitched and
+/// are counted in `nat_lookups_skipped`).
+pub const NAT_LOOKUPS_PER_CYCLE: u64 = 4096;
 
 /// The connection record of an owned socket; None for sockets without an owner and for
 /// TCP sockets without a peer (bound, not connected).

@@ -50,14 +50,20 @@ impl NetlinkSocket {
         Ok(Self(fd))
     }
 
-    /// Sends `request` (a whole netlink message asking for a dump) and calls `on_message`
-    /// with the type and body of every answer until the kernel says the dump is done.
-    pub fn dump(
+    /// Sends `request` (a single-answer request) and calls `on_message` with the type and
+    /// body of the answer; an error answer is an error.
+    pub fn ask(
         &self,
         request: &[u8],
         buf: &mut Vec<u8>,
         mut on_message: impl FnMut(u16, &[u8]),
     ) -> io::Result<()> {
+        self.send(request)?;
+        let n = self.receive(buf)?;
+        messages(&buf[..n], &mut on_message).map(drop)
+    }
+
+    fn send(&self, request: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain data; zeroed it addresses the kernel.
         let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -75,19 +81,38 @@ impl NetlinkSocket {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// One datagram into `buf`; its length.
+    fn receive(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         buf.resize(RECV_BUF, 0);
         loop {
             // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
             let n =
                 unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
-            if messages(&buf[..n as usize], &mut on_message)? {
+        }
+    }
+
+    /// Sends `request` (a whole netlink message asking for a dump) and calls `on_message`
+    /// with the type and body of every answer until the kernel says the dump is done.
+    pub fn dump(
+        &self,
+        request: &[u8],
+        buf: &mut Vec<u8>,
+        mut on_message: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
+        self.send(request)?;
+        loop {
+            let n = self.receive(buf)?;
+            if messages(&buf[..n], &mut on_message)? {
                 return Ok(());
             }
         }
@@ -96,13 +121,31 @@ impl NetlinkSocket {
 
 /// A request header: `nlmsghdr` of `len` bytes in all (header included), dump flags.
 pub fn request_header(len: usize, kind: u16) -> [u8; NLMSG_HDRLEN] {
+    header(len, kind, NLM_F_REQUEST | NLM_F_DUMP)
+}
+
+/// A `nlmsghdr` of `len` bytes in all with the given flags.
+pub fn header(len: usize, kind: u16, flags: u16) -> [u8; NLMSG_HDRLEN] {
     let mut h = [0u8; NLMSG_HDRLEN];
     h[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     h[4..6].copy_from_slice(&kind.to_ne_bytes());
-    h[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    h[6..8].copy_from_slice(&flags.to_ne_bytes());
     h[8..12].copy_from_slice(&1u32.to_ne_bytes());
     h
 }
+
+/// One attribute, padded to 4 bytes; nest by giving another's bytes as the payload (with
+/// [`NLA_F_NESTED`] in `kind`).
+pub fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(align4(4 + payload.len()));
+    a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(payload);
+    a.resize(align4(a.len()), 0);
+    a
+}
+
+pub const NLA_F_NESTED: u16 = 0x8000;
 
 pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
@@ -165,19 +208,10 @@ pub fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 mod tests {
     use super::*;
 
-    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(payload);
-        a.resize(align4(a.len()), 0);
-        a
-    }
-
     #[test]
     fn attributes_padded_nested_and_malformed() {
         let mut data = attr(1, &[7]);
-        data.extend(attr(0x8000 | 2, &attr(3, &[1, 2, 3, 4])));
+        data.extend(attr(NLA_F_NESTED | 2, &attr(3, &[1, 2, 3, 4])));
         let all: Vec<_> = attrs(&data).collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], (1, &[7u8][..]));

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, Iter};
-use aya::{Btf, Ebpf};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::record::RECORD_LEN;
 use super::EbpfError;
@@ -124,7 +124,11 @@ impl Drop for ClosedReader {
 impl Programs {
     pub fn load() -> Result<Self, EbpfError> {
         let btf = Btf::from_sys_fs().map_err(|e| EbpfError::Btf(e.to_string()))?;
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| EbpfError::Load(e.to_string()))?;
+        // One parsed copy of the kernel's BTF (several MB) for relocations and attaching.
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
         // Probing by doing: a tracepoint this kernel lacks (or refuses) costs what the
         // table says, not the whole backend.
         let mut refused = Vec::new();
