@@ -34,15 +34,14 @@
 //! `bench/trace-pipeline.sh` or `cargo bench -p integration-tests --bench trace_pipeline`.
 //! Exit status 1 when a target is missed.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::free_port;
+use integration_tests::load::{Client, TracesRequest};
 use integration_tests::traces::{Daemon, Sidecar};
+use integration_tests::{free_port, rss_bytes, RssSampler};
 use sts_proto::daemon::v1::status_client::StatusClient;
 use sts_proto::daemon::v1::GetStatusRequest;
 
@@ -59,170 +58,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 // ---------------------------------------------------------------------------------------
-// Payloads: a minimal msgpack writer, enough for v0.4 spans.
-
-fn mp_len(buf: &mut Vec<u8>, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
-    if n <= fix_max {
-        buf.push(fix | n as u8);
-    } else if n <= 0xffff {
-        buf.push(m16);
-        buf.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        buf.push(m32);
-        buf.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-}
-
-fn mp_array(buf: &mut Vec<u8>, n: usize) {
-    mp_len(buf, n, 0x90, 15, 0xdc, 0xdd);
-}
-
-fn mp_map(buf: &mut Vec<u8>, n: usize) {
-    mp_len(buf, n, 0x80, 15, 0xde, 0xdf);
-}
-
-fn mp_str(buf: &mut Vec<u8>, s: &str) {
-    let n = s.len();
-    if n <= 31 {
-        buf.push(0xa0 | n as u8);
-    } else if n <= 0xff {
-        buf.extend_from_slice(&[0xd9, n as u8]);
-    } else {
-        mp_len(buf, n, 0, 0, 0xda, 0xdb);
-    }
-    buf.extend_from_slice(s.as_bytes());
-}
-
-fn mp_uint(buf: &mut Vec<u8>, v: u64) {
-    if v < 128 {
-        buf.push(v as u8);
-    } else if v <= u64::from(u32::MAX) {
-        buf.push(0xce);
-        buf.extend_from_slice(&(v as u32).to_be_bytes());
-    } else {
-        buf.push(0xcf);
-        buf.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn mp_f64(buf: &mut Vec<u8>, v: f64) {
-    buf.push(0xcb);
-    buf.extend_from_slice(&v.to_be_bytes());
-}
-
-/// One v0.4 payload: `traces` traces of `spans` spans; `variant` varies the ids.
-fn payload(variant: u64, traces: usize, spans: usize, pid: u32) -> Vec<u8> {
-    let mix = |x: u64| x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (x >> 29);
-    let mut buf = Vec::new();
-    mp_array(&mut buf, traces);
-    for t in 0..traces as u64 {
-        let trace_id = mix(variant << 32 | t) | 1 << 62;
-        let root_id = mix(trace_id);
-        let start = 1_764_000_000_000_000_000 + (variant * 1000 + t) as i64 * 1_000_000;
-        mp_array(&mut buf, spans);
-        for s in 0..spans as u64 {
-            let root = s == 0;
-            let span_id = if root { root_id } else { mix(root_id ^ s) };
-            mp_map(&mut buf, 12);
-            mp_str(&mut buf, "service");
-            mp_str(&mut buf, "shop-web");
-            mp_str(&mut buf, "name");
-            mp_str(
-                &mut buf,
-                if root {
-                    "flask.request"
-                } else {
-                    "postgres.query"
-                },
-            );
-            mp_str(&mut buf, "resource");
-            if root {
-                mp_str(&mut buf, &format!("GET /api/v1/items/{}", t % 13));
-            } else {
-                mp_str(
-                    &mut buf,
-                    &format!("SELECT id, name, price FROM items WHERE id = {}", s % 7),
-                );
-            }
-            mp_str(&mut buf, "type");
-            mp_str(&mut buf, if root { "web" } else { "sql" });
-            mp_str(&mut buf, "trace_id");
-            mp_uint(&mut buf, trace_id);
-            mp_str(&mut buf, "span_id");
-            mp_uint(&mut buf, span_id);
-            mp_str(&mut buf, "parent_id");
-            mp_uint(&mut buf, if root { 0 } else { root_id });
-            mp_str(&mut buf, "start");
-            mp_uint(&mut buf, (start + s as i64 * 20_000) as u64);
-            mp_str(&mut buf, "duration");
-            mp_uint(&mut buf, 349_151 + s * 1_717);
-            mp_str(&mut buf, "error");
-            mp_uint(&mut buf, u64::from(t % 50 == 0 && root));
-            mp_str(&mut buf, "meta");
-            mp_map(&mut buf, 10);
-            let meta = [
-                ("env", "production".to_string()),
-                ("version", "2.14.1".to_string()),
-                ("language", "python".to_string()),
-                (
-                    "component",
-                    if root { "flask" } else { "psycopg" }.to_string(),
-                ),
-                (
-                    "span.kind",
-                    if root { "server" } else { "client" }.to_string(),
-                ),
-                ("http.method", "GET".to_string()),
-                ("http.status_code", "200".to_string()),
-                (
-                    "http.url",
-                    format!("http://shop.internal:8080/api/v1/items/{}", t % 97),
-                ),
-                ("runtime-id", "3d440d753efa4b4b9cb9ed1695f9d9e0".to_string()),
-                ("_dd.p.tid", format!("{:016x}", 0x6920_0000_0000_0000 | t)),
-            ];
-            for (k, v) in &meta {
-                mp_str(&mut buf, k);
-                mp_str(&mut buf, v);
-            }
-            mp_str(&mut buf, "metrics");
-            mp_map(&mut buf, 3);
-            mp_str(&mut buf, "_sampling_priority_v1");
-            mp_f64(&mut buf, 1.0);
-            if root {
-                mp_str(&mut buf, "_dd.top_level");
-                mp_f64(&mut buf, 1.0);
-                mp_str(&mut buf, "process_id");
-                mp_f64(&mut buf, f64::from(pid));
-            } else {
-                mp_str(&mut buf, "_dd.measured");
-                mp_f64(&mut buf, 1.0);
-                mp_str(&mut buf, "db.row_count");
-                mp_f64(&mut buf, (s % 5) as f64);
-            }
-        }
-    }
-    buf
-}
-
-/// A complete `PUT /v0.4/traces` request as ddtrace sends it.
-fn request(port: u16, body: &[u8], traces: usize) -> Vec<u8> {
-    let mut request = format!(
-        "PUT /v0.4/traces HTTP/1.1\r\n\
-         Host: 127.0.0.1:{port}\r\n\
-         Content-Type: application/msgpack\r\n\
-         Content-Length: {}\r\n\
-         Datadog-Meta-Lang: python\r\n\
-         Datadog-Meta-Lang-Version: 3.12.7\r\n\
-         Datadog-Meta-Lang-Interpreter: CPython\r\n\
-         Datadog-Meta-Tracer-Version: 2.14.1\r\n\
-         X-Datadog-Trace-Count: {traces}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    request
-}
+// Payloads (`integration_tests::load`): 8 requests with ids of their own, sent in turn.
 
 struct Payloads {
     /// Complete requests, sent in turn.
@@ -233,86 +69,18 @@ struct Payloads {
 
 impl Payloads {
     fn new(port: u16, traces: usize, spans: usize) -> Self {
-        let pid = std::process::id();
-        let mut body_bytes = 0;
+        let mut request = TracesRequest::new(port, traces, spans, std::process::id());
         let requests = (0..8)
-            .map(|v| {
-                let body = payload(v, traces, spans, pid);
-                body_bytes = body.len();
-                request(port, &body, traces)
+            .map(|n| {
+                request.stamp(n);
+                request.bytes().to_vec()
             })
             .collect();
         Self {
             requests,
-            spans_each: (traces * spans) as u64,
-            body_bytes,
+            spans_each: request.spans() as u64,
+            body_bytes: request.body_len(),
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A keep-alive HTTP/1.1 client on a raw TcpStream.
-
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sidecar");
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Self {
-            stream,
-            buf: Vec::with_capacity(4096),
-        }
-    }
-
-    /// Sends one request, reads the whole response; returns the status code.
-    fn send(&mut self, request: &[u8]) -> io::Result<u16> {
-        self.stream.write_all(request)?;
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill()?;
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end])
-            .map_err(|_| io::Error::other("non-UTF-8 response head"))?;
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line: {head}")))?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .ok_or_else(|| io::Error::other(format!("no Content-Length: {head}")))?;
-        while self.buf.len() < head_end + length {
-            self.fill()?;
-        }
-        self.buf.drain(..head_end + length);
-        Ok(status)
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "sidecar closed the connection",
-            ));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
     }
 }
 
@@ -345,16 +113,6 @@ fn run_delay(pid: u32) -> Duration {
         .filter_map(|s| s.split(' ').nth(1)?.parse::<u64>().ok())
         .sum();
     Duration::from_nanos(ns)
-}
-
-/// VmRSS in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// The daemon's `spans_received_total` over one kept gRPC connection.
@@ -434,18 +192,18 @@ impl Stack {
     }
 }
 
-/// RSS maxima of two processes, sampled every 250 ms until stopped.
-fn sample_rss(pids: [u32; 2], stop: Arc<AtomicBool>) -> thread::JoinHandle<[u64; 2]> {
-    thread::spawn(move || {
-        let mut max = [0u64; 2];
-        while !stop.load(Ordering::Relaxed) {
-            for (m, pid) in max.iter_mut().zip(pids) {
-                *m = (*m).max(rss_bytes(pid));
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
-        max
-    })
+/// Samples the VmRSS of the sidecar and the daemon every 250 ms.
+fn sample_rss(sidecar: u32, daemon: u32) -> RssSampler {
+    let sampler = RssSampler::start(Duration::from_millis(250));
+    sampler.watch("sidecar", sidecar);
+    sampler.watch("daemon", daemon);
+    sampler
+}
+
+/// The maxima of `sample_rss`: sidecar, daemon.
+fn rss_maxima(sampler: RssSampler) -> [u64; 2] {
+    let maxima = sampler.finish();
+    [maxima[0].max_bytes, maxima[1].max_bytes]
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -515,7 +273,7 @@ fn blast(
         .map(|c| {
             let (payloads, flow) = (payloads.clone(), flow.clone());
             thread::spawn(move || {
-                let mut client = Client::connect(port);
+                let mut client = Client::connect(port).expect("connect to the sidecar");
                 let mut i = c;
                 while flow.reserve(payloads.spans_each) {
                     let request = &payloads.requests[i % payloads.requests.len()];
@@ -589,8 +347,7 @@ fn phase_a(traces: usize, spans: usize) -> Throughput {
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
         u
     };
-    let rss_stop = Arc::new(AtomicBool::new(false));
-    let rss = sample_rss([sidecar, daemon], rss_stop.clone());
+    let rss = sample_rss(sidecar, daemon);
     let started = Instant::now();
     run(Duration::from_secs_f64(seconds), &mut counter);
     let send_window = started.elapsed();
@@ -605,8 +362,7 @@ fn phase_a(traces: usize, spans: usize) -> Throughput {
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
         u
     };
-    rss_stop.store(true, Ordering::Relaxed);
-    let [rss_sidecar, rss_daemon] = rss.join().unwrap();
+    let [rss_sidecar, rss_daemon] = rss_maxima(rss);
     let delivered = counter.spans() - spans0;
     let sent_window = sent_total - sent0;
     let dropped = stack.sidecar_stat("spans_dropped");
@@ -717,11 +473,11 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
         payloads.spans_each,
         interval.as_secs_f64() * 1e3
     );
-    let rss_before = rss_bytes(sidecar);
+    let rss_before = rss_bytes(sidecar).unwrap_or(0);
 
     // One payload first, on the connection used below (the sidecar looks up the client
     // process of a new connection); alone, it waits for the 1 s batch delay.
-    let mut client = Client::connect(stack.sidecar.port);
+    let mut client = Client::connect(stack.sidecar.port).expect("connect to the sidecar");
     let first = Instant::now();
     assert_eq!(
         client.send(&payloads.requests[0]).expect("sidecar answers"),
@@ -738,8 +494,7 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
     // (send start, spans sent including this payload), in sending order.
     let records: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
-    let rss_stop = Arc::new(AtomicBool::new(false));
-    let rss = sample_rss([sidecar, daemon], rss_stop.clone());
+    let rss = sample_rss(sidecar, daemon);
 
     // Polls the daemon every 5 ms; a payload's latency runs from the start of its request
     // to the first poll answer whose count includes it (the relay keeps the order).
@@ -820,8 +575,7 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
         i += 1;
     }
     let (mut latencies, missing, poll_period, poll_rtt) = poller.join().unwrap();
-    rss_stop.store(true, Ordering::Relaxed);
-    let [rss_sidecar, rss_daemon] = rss.join().unwrap();
+    let [rss_sidecar, rss_daemon] = rss_maxima(rss);
     let cpu_side = (cpu1.0 - cpu0.0) as f64 / clock_ticks();
     let cpu_daemon = (cpu1.1 - cpu0.1) as f64 / clock_ticks();
 

@@ -2,12 +2,17 @@
 //! Python environment, starting processes that are cleaned up, free ports.
 
 pub mod docker;
+pub mod forwarding;
+pub mod load;
 pub mod receiver;
 pub mod traces;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// The workspace root (the parent of this crate).
@@ -140,5 +145,94 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// VmRSS of a process in bytes (/proc/<pid>/status); None when it is gone.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// The largest VmRSS seen of one watched process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RssMax {
+    pub label: String,
+    pub pid: u32,
+    pub max_bytes: u64,
+    /// Samples that found the process.
+    pub samples: u64,
+}
+
+/// Samples the VmRSS of the watched processes on a thread, every `period`, until
+/// `finish`; processes can be added while it runs (a restarted daemon).
+pub struct RssSampler {
+    watched: Arc<Mutex<Vec<RssMax>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start(period: Duration) -> Self {
+        let watched: Arc<Mutex<Vec<RssMax>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (watched, stop) = (watched.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for w in watched.lock().unwrap().iter_mut() {
+                        if let Some(rss) = rss_bytes(w.pid) {
+                            w.max_bytes = w.max_bytes.max(rss);
+                            w.samples += 1;
+                        }
+                    }
+                    thread::sleep(period);
+                }
+            })
+        };
+        Self {
+            watched,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Samples `pid` from now on (at once, then every period), under `label`.
+    pub fn watch(&self, label: &str, pid: u32) {
+        let first = rss_bytes(pid);
+        self.watched.lock().unwrap().push(RssMax {
+            label: label.to_string(),
+            pid,
+            max_bytes: first.unwrap_or(0),
+            samples: u64::from(first.is_some()),
+        });
+    }
+
+    /// The maxima so far, in the order the processes were added.
+    pub fn maxima(&self) -> Vec<RssMax> {
+        self.watched.lock().unwrap().clone()
+    }
+
+    /// Stops sampling; returns the maxima.
+    pub fn finish(mut self) -> Vec<RssMax> {
+        self.stop_thread();
+        self.maxima()
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop_thread();
     }
 }

@@ -7,78 +7,17 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
+use integration_tests::forwarding::{component_ids, topologies, ForwardSetup, API_KEY as KEY};
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
-use integration_tests::traces::{ddtrace_env, run_client, Daemon, Sidecar};
+use integration_tests::traces::{ddtrace_env, run_client, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
 use serde_json::Value;
-
-const KEY: &str = "it-forward-api-key-0042";
-
-struct Setup {
-    _queue: TempDir,
-    env: Vec<(String, String)>,
-}
-
-/// A fresh queue directory, removed at the end.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn setup(receiver: &CaptureReceiver, extra: &[(&str, &str)]) -> Setup {
-    let dir =
-        std::env::temp_dir().join(format!("sts-queue-{}-{}", std::process::id(), free_port()));
-    let mut env: Vec<(String, String)> = vec![
-        ("STS_STS_URL".into(), receiver.url()),
-        ("STS_API_KEY".into(), KEY.into()),
-        ("STS_QUEUE_DIR".into(), dir.display().to_string()),
-        ("STS_COLLECTION_INTERVAL".into(), "1".into()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Setup {
-        _queue: TempDir(dir),
-        env,
-    }
-}
-
-fn start_daemon(port: u16, setup: &Setup) -> Daemon {
-    let env: Vec<(&str, &str)> = setup
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Daemon::start_with_interval(port, "1", &env)
-}
-
-/// Topology messages of one instance type, oldest first.
-fn topologies(receiver: &CaptureReceiver, instance: &str) -> Vec<Value> {
-    receiver
-        .intake_messages()
-        .into_iter()
-        .flat_map(|m| m["topologies"].as_array().cloned().unwrap_or_default())
-        .filter(|t| t["instance"]["type"] == instance)
-        .collect()
-}
-
-fn component_ids(topology: &Value) -> Vec<String> {
-    topology["components"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .map(|c| c["externalId"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     let receiver = CaptureReceiver::http();
-    let setup = setup(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
-    let daemon = start_daemon(free_port(), &setup);
+    let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
+    let daemon = setup.start_daemon(free_port());
     let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
     let mut sleeper = Guard::spawn(Command::new("/bin/sleep").arg("3633"));
     let pid = sleeper.pid();
@@ -189,8 +128,8 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
 #[test]
 fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     let receiver = CaptureReceiver::https();
-    let strict = setup(&receiver, &[]);
-    let daemon = start_daemon(free_port(), &strict);
+    let strict = ForwardSetup::new(&receiver, &[]);
+    let daemon = strict.start_daemon(free_port());
     let error = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
         let sink = status["collectors"]
@@ -212,8 +151,8 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     );
     drop(daemon);
 
-    let lax = setup(&receiver, &[("STS_SKIP_SSL_VALIDATION", "true")]);
-    let _daemon = start_daemon(free_port(), &lax);
+    let lax = ForwardSetup::new(&receiver, &[("STS_SKIP_SSL_VALIDATION", "true")]);
+    let _daemon = lax.start_daemon(free_port());
     assert!(receiver.wait_for(
         |r| r.iter().any(|r| r.endpoint == Endpoint::Intake && r.tls),
         Duration::from_secs(20)
@@ -223,8 +162,8 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
 #[test]
 fn process_agent_disabled_sends_no_processes_or_containers() {
     let receiver = CaptureReceiver::http();
-    let setup = setup(&receiver, &[("STS_PROCESS_AGENT_ENABLED", "false")]);
-    let _daemon = start_daemon(free_port(), &setup);
+    let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_AGENT_ENABLED", "false")]);
+    let _daemon = setup.start_daemon(free_port());
     assert!(receiver.wait_for(|r| r.len() >= 12, Duration::from_secs(20)));
     for t in topologies(&receiver, "ecs-processes") {
         assert!(component_ids(&t).is_empty(), "process sent: {t}");
@@ -254,8 +193,8 @@ fn process_agent_disabled_sends_no_processes_or_containers() {
 #[test]
 fn apm_disabled_refuses_sidecars_which_keep_buffering() {
     let receiver = CaptureReceiver::http();
-    let setup = setup(&receiver, &[("STS_APM_ENABLED", "false")]);
-    let daemon = start_daemon(free_port(), &setup);
+    let setup = ForwardSetup::new(&receiver, &[("STS_APM_ENABLED", "false")]);
+    let daemon = setup.start_daemon(free_port());
     let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
     let url = format!("http://127.0.0.1:{}", sidecar.port);
     let run = run_client(&ddtrace_env(&url, "v0.4", "it-apm-off", 5, 2));
@@ -284,9 +223,9 @@ fn apm_disabled_refuses_sidecars_which_keep_buffering() {
 #[test]
 fn outage_with_a_sigkill_loses_nothing_and_sends_no_batch_twice() {
     let receiver = CaptureReceiver::http();
-    let setup = setup(&receiver, &[]);
+    let setup = ForwardSetup::new(&receiver, &[]);
     let port = free_port();
-    let mut daemon = start_daemon(port, &setup);
+    let mut daemon = setup.start_daemon(port);
     let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), port, &[]);
     assert!(receiver.wait_for(|r| !r.is_empty(), Duration::from_secs(20)));
     // The receiver goes away: connections refused.
@@ -308,7 +247,7 @@ fn outage_with_a_sigkill_loses_nothing_and_sends_no_batch_twice() {
         .guard
         .signal_and_wait(libc::SIGKILL, Duration::from_secs(2))
         .expect("killed");
-    let _daemon = start_daemon(port, &setup);
+    let _daemon = setup.start_daemon(port);
     std::thread::sleep(Duration::from_secs(2));
     receiver.clear_failure();
     let spans = receiver.wait_spans(10_000, Duration::from_secs(60));

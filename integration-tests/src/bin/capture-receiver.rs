@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         port: args.port,
         bind: args.bind,
         max_requests: args.max_requests,
+        ..ReceiverOptions::default()
     };
     let receiver = match Receiver::start(options).await {
         Ok(r) => r,

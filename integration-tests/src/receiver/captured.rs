@@ -69,6 +69,9 @@ pub struct CollectorMessage {
 pub enum Decoded {
     IntakeJson(Value),
     Traces(TracePayload),
+    /// A traces request kept as the (trace id, span id) of its spans only
+    /// (`TraceDetail::IdsOnly`).
+    TraceIds(Vec<(u64, u64)>),
     Collector(CollectorMessage),
     /// Not one of the endpoints (or not decoded because it was not a POST).
     Unknown,
@@ -129,10 +132,29 @@ impl Captured {
         }
     }
 
+    /// The spans of a fully kept traces request (none for `Decoded::TraceIds`).
     pub fn spans(&self) -> Vec<&Span> {
         self.traces()
             .map(|t| t.all_spans().collect())
             .unwrap_or_default()
+    }
+
+    /// (trace id, span id) of the spans of a traces request, however it was kept.
+    pub fn span_ids(&self) -> Vec<(u64, u64)> {
+        match &self.decoded {
+            Decoded::Traces(t) => t.all_spans().map(|s| (s.trace_id, s.span_id)).collect(),
+            Decoded::TraceIds(ids) => ids.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// How many spans a traces request carried, however it was kept.
+    pub fn span_count(&self) -> usize {
+        match &self.decoded {
+            Decoded::Traces(t) => t.all_spans().count(),
+            Decoded::TraceIds(ids) => ids.len(),
+            _ => 0,
+        }
     }
 
     pub fn intake_json(&self) -> Option<&Value> {

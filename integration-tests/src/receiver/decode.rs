@@ -10,7 +10,18 @@ use super::captured::{CollectorMessage, Decoded, Endpoint};
 use super::envelope::{
     Envelope, EnvelopeError, ENCODING_PROTOBUF, ENCODING_ZSTD1X_PB, ENCODING_ZSTD_PB,
 };
-use super::proto::TracePayload;
+use super::proto::{TracePayload, TracePayloadIds};
+
+/// How much of a traces request the receiver keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TraceDetail {
+    /// The whole decoded `TracePayload` ([`Decoded::Traces`]).
+    #[default]
+    Full,
+    /// The (trace id, span id) of each span only ([`Decoded::TraceIds`]): 16 bytes a
+    /// span, for tests that forward millions of them.
+    IdsOnly,
+}
 
 #[derive(Debug, Error)]
 pub enum DecodeError {
@@ -52,13 +63,28 @@ pub fn decode(
     content_encoding: Option<&str>,
     body: &[u8],
 ) -> Result<Decoded, DecodeError> {
+    decode_as(endpoint, content_encoding, body, TraceDetail::Full)
+}
+
+/// As [`decode`], keeping traces requests with the given detail.
+pub fn decode_as(
+    endpoint: Endpoint,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    traces: TraceDetail,
+) -> Result<Decoded, DecodeError> {
     if endpoint == Endpoint::Unknown {
         return Ok(Decoded::Unknown);
     }
     let plain = content_decode(content_encoding, body)?;
     Ok(match endpoint {
         Endpoint::Intake => Decoded::IntakeJson(serde_json::from_slice(&plain)?),
-        Endpoint::Traces => Decoded::Traces(TracePayload::decode(plain.as_slice())?),
+        Endpoint::Traces => match traces {
+            TraceDetail::Full => Decoded::Traces(TracePayload::decode(plain.as_slice())?),
+            TraceDetail::IdsOnly => {
+                Decoded::TraceIds(TracePayloadIds::decode(plain.as_slice())?.ids())
+            }
+        },
         Endpoint::Collector => Decoded::Collector(collector(plain)?),
         Endpoint::Unknown => Decoded::Unknown,
     })

@@ -36,10 +36,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use blocking::CaptureReceiver;
 pub use captured::{Captured, CollectorMessage, Decoded, Endpoint};
-pub use decode::{content_decode, decode, DecodeError};
+pub use decode::{content_decode, decode, decode_as, DecodeError, TraceDetail};
 pub use error::ReceiverError;
 pub use failure::{FailureMode, FailureStep, Lasting, Scope};
-pub use proto::{ApiTrace, Span, TracePayload};
+pub use proto::{ApiTrace, Span, TracePayload, TracePayloadIds};
 pub use store::{Counters, Store, DEFAULT_MAX_REQUESTS};
 
 use server::Shared;
@@ -54,6 +54,8 @@ pub struct ReceiverOptions {
     pub bind: IpAddr,
     /// Requests kept in memory; older ones are dropped and counted.
     pub max_requests: usize,
+    /// What is kept of a traces request: everything, or only the span ids.
+    pub traces: TraceDetail,
 }
 
 impl Default for ReceiverOptions {
@@ -63,6 +65,7 @@ impl Default for ReceiverOptions {
             port: 0,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             max_requests: DEFAULT_MAX_REQUESTS,
+            traces: TraceDetail::Full,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Receiver {
         let acceptor = certs.as_ref().map(|c| TlsAcceptor::from(c.config.clone()));
         let shared = Arc::new(Shared::new(
             Store::new(options.max_requests),
+            options.traces,
             acceptor,
             shutdown_rx,
         ));
@@ -222,8 +226,19 @@ impl Receiver {
     }
 
     /// Spans of the accepted traces requests (a failed attempt's spans are left out).
+    /// Empty with `TraceDetail::IdsOnly`: see `span_ids`.
     pub fn spans(&self) -> Vec<Span> {
         self.shared.store.spans()
+    }
+
+    /// (trace id, span id) of the spans of the accepted traces requests.
+    pub fn span_ids(&self) -> Vec<(u64, u64)> {
+        self.shared.store.span_ids()
+    }
+
+    /// How many spans the accepted traces requests carried.
+    pub fn span_count(&self) -> usize {
+        self.shared.store.span_count()
     }
 
     /// JSON bodies of the accepted intake requests.

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use super::body::{full, Closed, Partial, ReplyBody};
 use super::captured::{Captured, Decoded, Endpoint};
 use super::control;
-use super::decode::decode;
+use super::decode::{decode_as, TraceDetail};
 use super::error::ReceiverError;
 use super::failure::{ConnAction, FailureMode, ListenerState, Schedule};
 use super::store::Store;
@@ -33,6 +33,7 @@ const RECHECK: Duration = Duration::from_millis(20);
 
 pub(crate) struct Shared {
     pub store: Store,
+    traces: TraceDetail,
     schedule: Mutex<Schedule>,
     /// Bumped whenever the schedule may have moved on.
     changed: watch::Sender<u64>,
@@ -45,9 +46,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, tls: Option<TlsAcceptor>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Store,
+        traces: TraceDetail,
+        tls: Option<TlsAcceptor>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             store,
+            traces,
             schedule: Mutex::new(Schedule::default()),
             changed: watch::channel(0).0,
             refuse_epoch: watch::channel(0).0,
@@ -280,7 +287,7 @@ async fn handle(
         .headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let (status, text) = match decode(endpoint, encoding, &bytes) {
+    let (status, text) = match decode_as(endpoint, encoding, &bytes, shared.traces) {
         Ok(decoded) => {
             record.decoded = decoded;
             match endpoint {

@@ -114,6 +114,27 @@ impl Store {
         })
     }
 
+    /// (trace id, span id) of the spans of every accepted traces request, in arrival
+    /// order (also when only the ids are kept).
+    pub fn span_ids(&self) -> Vec<(u64, u64)> {
+        self.with(|all| {
+            all.iter()
+                .filter(|c| c.accepted())
+                .flat_map(|c| c.span_ids())
+                .collect()
+        })
+    }
+
+    /// How many spans the accepted traces requests carried.
+    pub fn span_count(&self) -> usize {
+        self.with(|all| {
+            all.iter()
+                .filter(|c| c.accepted())
+                .map(Captured::span_count)
+                .sum()
+        })
+    }
+
     /// The JSON bodies of every accepted intake request, in arrival order.
     pub fn intake_messages(&self) -> Vec<Value> {
         self.with(|all| {

@@ -1,0 +1,499 @@
+//! Trace load for a sidecar: `/v0.4/traces` msgpack requests as a Python web app's tracer
+//! sends them, encoded once with fixed-width ids that are rewritten in place for each
+//! request; a keep-alive HTTP/1.1 client on a raw `TcpStream`; and a paced sender that
+//! records the (trace id, span id) of every span the sidecar accepted.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// A minimal msgpack writer, enough for v0.4 spans.
+
+fn mp_len(buf: &mut Vec<u8>, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
+    if n <= fix_max {
+        buf.push(fix | n as u8);
+    } else if n <= 0xffff {
+        buf.push(m16);
+        buf.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        buf.push(m32);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+fn mp_array(buf: &mut Vec<u8>, n: usize) {
+    mp_len(buf, n, 0x90, 15, 0xdc, 0xdd);
+}
+
+fn mp_map(buf: &mut Vec<u8>, n: usize) {
+    mp_len(buf, n, 0x80, 15, 0xde, 0xdf);
+}
+
+fn mp_str(buf: &mut Vec<u8>, s: &str) {
+    let n = s.len();
+    if n <= 31 {
+        buf.push(0xa0 | n as u8);
+    } else if n <= 0xff {
+        buf.extend_from_slice(&[0xd9, n as u8]);
+    } else {
+        mp_len(buf, n, 0, 0, 0xda, 0xdb);
+    }
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn mp_uint(buf: &mut Vec<u8>, v: u64) {
+    if v < 128 {
+        buf.push(v as u8);
+    } else if v <= u64::from(u32::MAX) {
+        buf.push(0xce);
+        buf.extend_from_slice(&(v as u32).to_be_bytes());
+    } else {
+        buf.push(0xcf);
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// A uint64 always in its 9-byte form; returns where its 8 value bytes start.
+fn mp_u64_slot(buf: &mut Vec<u8>) -> usize {
+    buf.push(0xcf);
+    buf.extend_from_slice(&[0; 8]);
+    buf.len() - 8
+}
+
+fn mp_f64(buf: &mut Vec<u8>, v: f64) {
+    buf.push(0xcb);
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
+// ---------------------------------------------------------------------------------------
+// Ids.
+
+/// The trace id of the `k`th trace of a run: distinct for every `k` (a multiplication by
+/// an odd constant is a bijection of u64), spread over all 64 bits, never 0.
+pub fn trace_id(k: u64) -> u64 {
+    let id = (k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    if id == 0 {
+        1 << 63
+    } else {
+        id
+    }
+}
+
+/// The id of span `s` of trace `trace` (span 0 is the root): distinct within the trace.
+pub fn span_id(trace: u64, s: u64) -> u64 {
+    (trace.rotate_left(29) | 1).wrapping_add(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests.
+
+/// Where one span's ids sit in the request bytes.
+#[derive(Debug, Clone, Copy)]
+struct IdSlots {
+    trace: usize,
+    span: usize,
+    parent: usize,
+}
+
+/// A complete `PUT /v0.4/traces` request of `traces` traces of `spans` spans each, as
+/// ddtrace sends it: 10 meta entries and 3 metrics per span, the root span of each trace
+/// carrying the `process_id` metric of `pid` (so the daemon correlates against a live
+/// process). The ids are rewritten in place by [`TracesRequest::stamp`].
+#[derive(Debug, Clone)]
+pub struct TracesRequest {
+    bytes: Vec<u8>,
+    slots: Vec<IdSlots>,
+    traces: usize,
+    spans: usize,
+    body_len: usize,
+    first_trace: u64,
+}
+
+impl TracesRequest {
+    /// The request with the ids of request number 0 (see `stamp`).
+    pub fn new(port: u16, traces: usize, spans: usize, pid: u32) -> Self {
+        let (body, body_slots) = body(traces, spans, pid);
+        let mut bytes = format!(
+            "PUT /v0.4/traces HTTP/1.1\r\n\
+             Host: 127.0.0.1:{port}\r\n\
+             Content-Type: application/msgpack\r\n\
+             Content-Length: {}\r\n\
+             Datadog-Meta-Lang: python\r\n\
+             Datadog-Meta-Lang-Version: 3.12.7\r\n\
+             Datadog-Meta-Lang-Interpreter: CPython\r\n\
+             Datadog-Meta-Tracer-Version: 2.14.1\r\n\
+             X-Datadog-Trace-Count: {traces}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        let head = bytes.len();
+        bytes.extend_from_slice(&body);
+        let slots = body_slots
+            .into_iter()
+            .map(|s| IdSlots {
+                trace: head + s.trace,
+                span: head + s.span,
+                parent: head + s.parent,
+            })
+            .collect();
+        let mut request = Self {
+            bytes,
+            slots,
+            traces,
+            spans,
+            body_len: body.len(),
+            first_trace: 0,
+        };
+        request.stamp(0);
+        request
+    }
+
+    /// Gives the request the ids of request number `n`: its traces are the run's traces
+    /// `n * traces ..` (see [`trace_id`], [`span_id`]), so every request number has ids of
+    /// its own.
+    pub fn stamp(&mut self, n: u64) {
+        self.first_trace = n * self.traces as u64;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let trace = trace_id(self.first_trace + (i / self.spans) as u64);
+            let s = (i % self.spans) as u64;
+            let root = span_id(trace, 0);
+            let parent = if s == 0 { 0 } else { root };
+            for (at, value) in [
+                (slot.trace, trace),
+                (slot.span, span_id(trace, s)),
+                (slot.parent, parent),
+            ] {
+                self.bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
+            }
+        }
+    }
+
+    /// (trace id, span id) of every span, as stamped now.
+    pub fn span_ids(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let (first, spans) = (self.first_trace, self.spans as u64);
+        (0..self.traces as u64).flat_map(move |t| {
+            let trace = trace_id(first + t);
+            (0..spans).map(move |s| (trace, span_id(trace, s)))
+        })
+    }
+
+    /// The whole request: head and body.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn spans(&self) -> usize {
+        self.traces * self.spans
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.body_len
+    }
+}
+
+/// The msgpack body and the offsets of each span's id values in it.
+fn body(traces: usize, spans: usize, pid: u32) -> (Vec<u8>, Vec<IdSlots>) {
+    let mut buf = Vec::new();
+    let mut slots = Vec::with_capacity(traces * spans);
+    mp_array(&mut buf, traces);
+    for t in 0..traces as u64 {
+        let start = 1_764_000_000_000_000_000 + t as i64 * 1_000_000;
+        mp_array(&mut buf, spans);
+        for s in 0..spans as u64 {
+            let root = s == 0;
+            mp_map(&mut buf, 12);
+            mp_str(&mut buf, "service");
+            mp_str(&mut buf, "shop-web");
+            mp_str(&mut buf, "name");
+            mp_str(
+                &mut buf,
+                if root {
+                    "flask.request"
+                } else {
+                    "postgres.query"
+                },
+            );
+            mp_str(&mut buf, "resource");
+            if root {
+                mp_str(&mut buf, &format!("GET /api/v1/items/{}", t % 13));
+            } else {
+                mp_str(
+                    &mut buf,
+                    &format!("SELECT id, name, price FROM items WHERE id = {}", s % 7),
+                );
+            }
+            mp_str(&mut buf, "type");
+            mp_str(&mut buf, if root { "web" } else { "sql" });
+            mp_str(&mut buf, "trace_id");
+            let trace = mp_u64_slot(&mut buf);
+            mp_str(&mut buf, "span_id");
+            let span = mp_u64_slot(&mut buf);
+            mp_str(&mut buf, "parent_id");
+            let parent = mp_u64_slot(&mut buf);
+            slots.push(IdSlots {
+                trace,
+                span,
+                parent,
+            });
+            mp_str(&mut buf, "start");
+            mp_uint(&mut buf, (start + s as i64 * 20_000) as u64);
+            mp_str(&mut buf, "duration");
+            mp_uint(&mut buf, 349_151 + s * 1_717);
+            mp_str(&mut buf, "error");
+            mp_uint(&mut buf, u64::from(t % 50 == 0 && root));
+            mp_str(&mut buf, "meta");
+            mp_map(&mut buf, 10);
+            let meta = [
+                ("env", "production".to_string()),
+                ("version", "2.14.1".to_string()),
+                ("language", "python".to_string()),
+                (
+                    "component",
+                    if root { "flask" } else { "psycopg" }.to_string(),
+                ),
+                (
+                    "span.kind",
+                    if root { "server" } else { "client" }.to_string(),
+                ),
+                ("http.method", "GET".to_string()),
+                ("http.status_code", "200".to_string()),
+                (
+                    "http.url",
+                    format!("http://shop.internal:8080/api/v1/items/{}", t % 97),
+                ),
+                ("runtime-id", "3d440d753efa4b4b9cb9ed1695f9d9e0".to_string()),
+                ("_dd.p.tid", format!("{:016x}", 0x6920_0000_0000_0000 | t)),
+            ];
+            for (k, v) in &meta {
+                mp_str(&mut buf, k);
+                mp_str(&mut buf, v);
+            }
+            mp_str(&mut buf, "metrics");
+            mp_map(&mut buf, 3);
+            mp_str(&mut buf, "_sampling_priority_v1");
+            mp_f64(&mut buf, 1.0);
+            if root {
+                mp_str(&mut buf, "_dd.top_level");
+                mp_f64(&mut buf, 1.0);
+                mp_str(&mut buf, "process_id");
+                mp_f64(&mut buf, f64::from(pid));
+            } else {
+                mp_str(&mut buf, "_dd.measured");
+                mp_f64(&mut buf, 1.0);
+                mp_str(&mut buf, "db.row_count");
+                mp_f64(&mut buf, (s % 5) as f64);
+            }
+        }
+    }
+    (buf, slots)
+}
+
+// ---------------------------------------------------------------------------------------
+// A keep-alive HTTP/1.1 client on a raw TcpStream.
+
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> io::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends one request, reads the whole response; returns the status code.
+    pub fn send(&mut self, request: &[u8]) -> io::Result<u16> {
+        self.stream.write_all(request)?;
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill()?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| io::Error::other("non-UTF-8 response head"))?;
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line: {head}")))?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .ok_or_else(|| io::Error::other(format!("no Content-Length: {head}")))?;
+        while self.buf.len() < head_end + length {
+            self.fill()?;
+        }
+        self.buf.drain(..head_end + length);
+        Ok(status)
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Paced sending.
+
+/// What a [`PacedLoad`] did.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// (trace id, span id) of every span in a request the sidecar answered 200, sorted.
+    pub sent: Vec<(u64, u64)>,
+    pub requests: u64,
+    /// Requests answered otherwise, or that failed on the connection (their spans are not
+    /// in `sent`; one cut off after the sidecar read it may still arrive).
+    pub failed: u64,
+    /// The first failure, for the message of a test.
+    pub first_error: Option<String>,
+    /// How far sending fell behind the schedule at worst.
+    pub behind_max: Duration,
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    fn failure(&mut self, error: String) {
+        self.failed += 1;
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// One thread sending requests of `traces` x `spans` spans over one keep-alive connection
+/// at a fixed pace, each with ids of its own, until stopped.
+pub struct PacedLoad {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
+    thread: thread::JoinHandle<LoadReport>,
+}
+
+impl PacedLoad {
+    /// Starts sending `spans_per_s` spans a second to the sidecar on `port`.
+    pub fn start(port: u16, spans_per_s: f64, traces: usize, spans: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, accepted) = (stop.clone(), accepted.clone());
+            let request = TracesRequest::new(port, traces, spans, std::process::id());
+            thread::Builder::new()
+                .name("paced-load".into())
+                .spawn(move || send_paced(port, request, spans_per_s, &stop, &accepted))
+                .expect("spawn the load thread")
+        };
+        Self {
+            stop,
+            accepted,
+            thread,
+        }
+    }
+
+    /// Spans the sidecar has accepted so far.
+    pub fn accepted_spans(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("load thread")
+    }
+}
+
+fn send_paced(
+    port: u16,
+    mut request: TracesRequest,
+    spans_per_s: f64,
+    stop: &AtomicBool,
+    accepted: &AtomicU64,
+) -> LoadReport {
+    let interval = Duration::from_secs_f64(request.spans() as f64 / spans_per_s);
+    let mut report = LoadReport {
+        sent: Vec::new(),
+        requests: 0,
+        failed: 0,
+        first_error: None,
+        behind_max: Duration::ZERO,
+        elapsed: Duration::ZERO,
+    };
+    let mut client: Option<Client> = None;
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let due = started + interval.mul_f64(report.requests as f64);
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        } else {
+            report.behind_max = report.behind_max.max(now - due);
+        }
+        request.stamp(report.requests);
+        report.requests += 1;
+        let connected = match client.take() {
+            Some(c) => Ok(c),
+            None => Client::connect(port),
+        };
+        let outcome = connected.and_then(|mut c| c.send(request.bytes()).map(|s| (c, s)));
+        match outcome {
+            Ok((c, 200)) => {
+                client = Some(c);
+                report.sent.extend(request.span_ids());
+                accepted.fetch_add(request.spans() as u64, Ordering::Relaxed);
+            }
+            Ok((c, status)) => {
+                client = Some(c);
+                report.failure(format!("the sidecar answered {status}"));
+            }
+            Err(e) => report.failure(format!("request failed: {e}")),
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.sent.sort_unstable();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_ids_are_in_the_body_and_distinct_per_request() {
+        let mut request = TracesRequest::new(8126, 3, 4, 42);
+        let head = request.bytes().len() - request.body_len();
+        let mut all = std::collections::HashSet::new();
+        for n in [0, 1, 7] {
+            request.stamp(n);
+            let ids: Vec<(u64, u64)> = request.span_ids().collect();
+            assert_eq!(ids.len(), 12);
+            for (slot, (trace, span)) in request.slots.iter().zip(&ids) {
+                let at = |i: usize| u64::from_be_bytes(request.bytes[i..i + 8].try_into().unwrap());
+                assert_eq!((at(slot.trace), at(slot.span)), (*trace, *span));
+                assert!(slot.trace > head);
+            }
+            assert!(ids.iter().all(|id| all.insert(*id)), "ids repeat");
+        }
+        assert!(request
+            .bytes()
+            .starts_with(b"PUT /v0.4/traces HTTP/1.1\r\n"));
+    }
+}
