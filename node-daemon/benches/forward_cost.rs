@@ -12,6 +12,7 @@ use node_daemon::forward::intake;
 use node_daemon::forward::queue::DiskQueue;
 use node_daemon::forward::{gzip_json, traces};
 use node_daemon::model::{Host, HostTelemetry, Process, Relation, Snapshot};
+use node_daemon::traces::CorrelatedSpan;
 use sts_proto::daemon::v1::Span;
 
 fn thread_cpu() -> Duration {
@@ -23,7 +24,8 @@ fn thread_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn spans(n: u64) -> Vec<Span> {
+/// Correlated spans as the relay keeps them: encoded (outside the timed part).
+fn spans(n: u64) -> Vec<CorrelatedSpan> {
     (0..n)
         .map(|i| {
             let meta: HashMap<String, String> = (0..10)
@@ -59,6 +61,7 @@ fn spans(n: u64) -> Vec<Span> {
                 r#type: "web".into(),
             }
         })
+        .map(|span| CorrelatedSpan::from_span(&span))
         .collect()
 }
 

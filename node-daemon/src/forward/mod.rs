@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sts_proto::daemon::v1::Span;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::config::{ApiKey, Config};
 use crate::model::Snapshot;
+use crate::traces::CorrelatedSpan;
 use batch::Batch;
 use client::ReceiverClient;
 use diff::TopologyDiff;
@@ -275,7 +275,7 @@ impl Forwarder {
     }
 
     /// Correlated spans from the relay.
-    pub fn submit_spans(&self, spans: Vec<Span>) {
+    pub fn submit_spans(&self, spans: Vec<CorrelatedSpan>) {
         let full = lock(&self.batcher).add(spans);
         for spans in full {
             self.send_spans(spans);
@@ -283,8 +283,12 @@ impl Forwarder {
     }
 
     /// Forwards the spans; returns them back when `keep` (for the recent window), else
-    /// an empty list, so they are copied only when both need them.
-    pub fn submit_spans_keeping(&self, spans: Vec<Span>, keep: bool) -> Vec<Span> {
+    /// an empty list (a copy shares the spans' bytes).
+    pub fn submit_spans_keeping(
+        &self,
+        spans: Vec<CorrelatedSpan>,
+        keep: bool,
+    ) -> Vec<CorrelatedSpan> {
         if keep {
             self.submit_spans(spans.clone());
             spans
@@ -301,7 +305,7 @@ impl Forwarder {
         }
     }
 
-    fn send_spans(&self, spans: Vec<Span>) {
+    fn send_spans(&self, spans: Vec<CorrelatedSpan>) {
         let count = spans.len() as u64;
         let body = Bytes::from(traces::encode(&self.hostname, spans));
         let headers = vec![

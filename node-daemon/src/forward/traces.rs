@@ -1,13 +1,17 @@
 //! Correlated spans into the receiver's trace payload: grouped by trace id, protobuf,
 //! gzip. Spans are batched by count, size and age.
+//!
+//! The payload is written by hand: each span goes in as the bytes the sidecar relayed and
+//! the entries correlation added (the receiver's `Span` has the relay `Span`'s field
+//! numbers), never decoded; the rest is as prost writes `TracePayload`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use sts_proto::daemon::v1::Span;
-use sts_proto::receiver::v1::{ApiTrace, Span as WireSpan, TracePayload};
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use crate::traces::CorrelatedSpan;
 
 pub const MAX_SPANS: usize = 5_000;
 pub const MAX_BYTES: usize = 3 << 20;
@@ -16,14 +20,14 @@ pub const MAX_DELAY: Duration = Duration::from_secs(1);
 /// Spans waiting to become one batch.
 #[derive(Debug, Default)]
 pub struct SpanBatcher {
-    spans: Vec<Span>,
+    spans: Vec<CorrelatedSpan>,
     bytes: usize,
     since: Option<Instant>,
 }
 
 impl SpanBatcher {
     /// Adds spans; returns the spans of every batch that became full.
-    pub fn add(&mut self, spans: Vec<Span>) -> Vec<Vec<Span>> {
+    pub fn add(&mut self, spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
         let mut full = Vec::new();
         for span in spans {
             self.since.get_or_insert_with(Instant::now);
@@ -37,57 +41,85 @@ impl SpanBatcher {
     }
 
     /// The pending spans if the oldest has waited `MAX_DELAY` (or `force`).
-    pub fn due(&mut self, force: bool) -> Option<Vec<Span>> {
+    pub fn due(&mut self, force: bool) -> Option<Vec<CorrelatedSpan>> {
         let waited = self.since.is_some_and(|t| t.elapsed() >= MAX_DELAY);
         (!self.spans.is_empty() && (force || waited)).then(|| self.take())
     }
 
-    fn take(&mut self) -> Vec<Span> {
+    fn take(&mut self) -> Vec<CorrelatedSpan> {
         self.bytes = 0;
         self.since = None;
         std::mem::take(&mut self.spans)
     }
 }
 
-/// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
-pub fn encode(hostname: &str, spans: Vec<Span>) -> Vec<u8> {
-    let mut by_trace: BTreeMap<u64, Vec<WireSpan>> = BTreeMap::new();
-    for s in spans {
-        by_trace.entry(s.trace_id).or_default().push(WireSpan {
-            service: s.service,
-            name: s.name,
-            resource: s.resource,
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            parent_id: s.parent_id,
-            start: s.start,
-            duration: s.duration,
-            error: s.error,
-            meta: s.meta,
-            metrics: s.metrics,
-            r#type: s.r#type,
-        });
+// Field numbers of receiver/v1/trace.proto: TracePayload, APITrace.
+const HOST_NAME: u32 = 1;
+const TRACES: u32 = 3;
+const TRACE_ID: u32 = 1;
+const SPANS: u32 = 2;
+const START_TIME: u32 = 6;
+const END_TIME: u32 = 7;
+
+fn key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
+    encode_varint(u64::from(field << 3 | wire_type), buf);
+}
+
+/// A varint field as prost writes it: left out at 0.
+fn varint_field(buf: &mut Vec<u8>, field: u32, value: u64) {
+    if value != 0 {
+        key(buf, field, 0);
+        encode_varint(value, buf);
     }
-    let traces = by_trace
-        .into_iter()
-        .map(|(trace_id, spans)| ApiTrace {
-            trace_id,
-            start_time: spans.iter().map(|s| s.start).min().unwrap_or(0),
-            end_time: spans
-                .iter()
-                .map(|s| s.start.saturating_add(s.duration))
-                .max()
-                .unwrap_or(0),
-            spans,
-        })
-        .collect();
-    let payload = TracePayload {
-        host_name: hostname.to_string(),
-        env: String::new(),
-        traces,
-        transactions: Vec::new(),
-    };
-    let raw = payload.encode_to_vec();
+}
+
+fn varint_field_len(field: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        encoded_len_varint(u64::from(field << 3)) + encoded_len_varint(value)
+    }
+}
+
+/// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
+pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
+    let mut by_trace: BTreeMap<u64, Vec<&CorrelatedSpan>> = BTreeMap::new();
+    for s in &spans {
+        by_trace.entry(s.trace_id).or_default().push(s);
+    }
+    let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
+    let mut raw = Vec::with_capacity(span_bytes + by_trace.len() * 32 + hostname.len() + 8);
+    if !hostname.is_empty() {
+        key(&mut raw, HOST_NAME, 2);
+        encode_varint(hostname.len() as u64, &mut raw);
+        raw.extend_from_slice(hostname.as_bytes());
+    }
+    for (trace_id, spans) in by_trace {
+        let start_time = spans.iter().map(|s| s.start).min().unwrap_or(0);
+        let end_time = spans
+            .iter()
+            .map(|s| s.start.saturating_add(s.duration))
+            .max()
+            .unwrap_or(0);
+        let spans_len: usize = spans
+            .iter()
+            .map(|s| 1 + encoded_len_varint(s.encoded_len() as u64) + s.encoded_len())
+            .sum();
+        let len = varint_field_len(TRACE_ID, trace_id)
+            + spans_len
+            + varint_field_len(START_TIME, start_time as u64)
+            + varint_field_len(END_TIME, end_time as u64);
+        key(&mut raw, TRACES, 2);
+        encode_varint(len as u64, &mut raw);
+        varint_field(&mut raw, TRACE_ID, trace_id);
+        for span in spans {
+            key(&mut raw, SPANS, 2);
+            encode_varint(span.encoded_len() as u64, &mut raw);
+            span.write_to(&mut raw);
+        }
+        varint_field(&mut raw, START_TIME, start_time as u64);
+        varint_field(&mut raw, END_TIME, end_time as u64);
+    }
     let mut gz = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 4),
         flate2::Compression::fast(),
@@ -99,17 +131,26 @@ pub fn encode(hostname: &str, spans: Vec<Span>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
     use std::io::Read;
+    use sts_proto::daemon::v1::Span;
+    use sts_proto::receiver::v1::{ApiTrace, Span as WireSpan, TracePayload};
 
-    fn span(trace: u64, id: u64) -> Span {
+    fn relay_span(trace: u64, id: u64) -> Span {
         Span {
             trace_id: trace,
             span_id: id,
             start: 100 * id as i64,
             duration: 10,
             service: "s".into(),
+            meta: [("k".to_string(), format!("v{id}"))].into(),
+            metrics: [("m".to_string(), 0.5)].into(),
             ..Span::default()
         }
+    }
+
+    fn span(trace: u64, id: u64) -> CorrelatedSpan {
+        CorrelatedSpan::from_span(&relay_span(trace, id))
     }
 
     #[test]
@@ -127,6 +168,69 @@ mod tests {
             (t1.trace_id, t1.spans.len(), t1.start_time, t1.end_time),
             (1, 2, 100, 310)
         );
+        // What prost would write for the same payload, the spans decoded.
+        let wire = |s: Span| WireSpan {
+            service: s.service,
+            name: s.name,
+            resource: s.resource,
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            parent_id: s.parent_id,
+            start: s.start,
+            duration: s.duration,
+            error: s.error,
+            meta: s.meta,
+            metrics: s.metrics,
+            r#type: s.r#type,
+        };
+        let want = TracePayload {
+            host_name: "h1".into(),
+            env: String::new(),
+            traces: vec![
+                ApiTrace {
+                    trace_id: 1,
+                    spans: vec![wire(relay_span(1, 1)), wire(relay_span(1, 3))],
+                    start_time: 100,
+                    end_time: 310,
+                },
+                ApiTrace {
+                    trace_id: 2,
+                    spans: vec![wire(relay_span(2, 2))],
+                    start_time: 200,
+                    end_time: 210,
+                },
+            ],
+            transactions: Vec::new(),
+        };
+        assert_eq!(payload, want);
+    }
+
+    #[test]
+    fn added_entries_reach_the_receiver() {
+        let mut correlated = span(7, 1);
+        let mut entries = Vec::new();
+        put(&mut entries, "span.serviceURN", "urn:service:/s");
+        put(&mut entries, "k", "overridden");
+        correlated.extra = entries.into();
+        let body = encode("", vec![correlated]);
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        let payload = TracePayload::decode(&raw[..]).unwrap();
+        assert_eq!(payload.host_name, "");
+        let meta = &payload.traces[0].spans[0].meta;
+        assert_eq!(meta["span.serviceURN"], "urn:service:/s");
+        assert_eq!(meta["k"], "overridden");
+    }
+
+    /// A meta entry, written independently of the daemon's writer.
+    fn put(buf: &mut Vec<u8>, key: &str, value: &str) {
+        let entry = WireSpan {
+            meta: [(key.to_string(), value.to_string())].into(),
+            ..WireSpan::default()
+        };
+        entry.encode(buf).unwrap();
     }
 
     #[test]

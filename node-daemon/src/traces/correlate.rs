@@ -5,12 +5,19 @@
 //! the sidecar found it in the host /proc; the `Datadog-Container-ID` header (container
 //! only). The pid found on any span of a trace applies to the whole trace. The process
 //! create time always comes from /proc, so spans merge with `urn:process:/<host>:<pid>:<ms>`.
+//!
+//! Spans are not decoded: what correlation adds is a run of `meta` entries appended to each
+//! span's bytes (see [`CorrelatedSpan`]). The entries are the same for every span of one
+//! process and service, so they are made once per batch for each (process, service) and
+//! shared by reference.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sts_proto::daemon::v1::{ClientInfo, Span, Trace};
+use bytes::Bytes;
 
+use super::span::{put_meta, CorrelatedSpan};
+use super::wire::{BatchView, SpanView};
 use crate::collect::container::ContainerStore;
 use crate::collect::kernel::Kernel;
 use crate::collect::process::container_id;
@@ -41,11 +48,26 @@ struct ProcFacts {
     read_at: Instant,
 }
 
+/// What the spans of one client process get, for one batch.
+struct Process {
+    /// The pid the trace named (or the peer's) and the container header of its payload.
+    pid: Option<u32>,
+    header_container: String,
+    /// pid and create time, when /proc knows the pid.
+    identity: Option<(u32, u64)>,
+    /// The entries every span of the process gets.
+    entries: Vec<u8>,
+    /// Those and the service URNs, by service.
+    by_service: HashMap<Vec<u8>, Bytes>,
+}
+
 pub struct Correlator {
     hostname: String,
     kernel: Option<Kernel>,
     containers: Option<ContainerStore>,
     pids: HashMap<u32, ProcFacts>,
+    /// The processes of the batch being correlated.
+    batch: Vec<Process>,
 }
 
 impl Correlator {
@@ -55,36 +77,74 @@ impl Correlator {
             kernel: Kernel::read().ok(),
             containers,
             pids: HashMap::new(),
+            batch: Vec::new(),
         }
     }
 
-    /// Fills the correlation meta of every span of `trace`.
-    pub fn correlate(&mut self, client: &ClientInfo, trace: &mut Trace) {
-        let pid = trace_pid(&trace.spans).or((client.peer_pid != 0).then_some(client.peer_pid));
+    /// Correlates every span of `batch`, in batch order, into `out`.
+    pub fn correlate(&mut self, batch: &BatchView, out: &mut Vec<CorrelatedSpan>) {
+        self.batch.clear();
+        out.reserve(batch.spans.len());
+        for payload in &batch.payloads {
+            let client = &payload.client;
+            for trace in &batch.traces[payload.traces.clone()] {
+                let spans = &batch.spans[trace.spans.clone()];
+                let pid = trace_pid(spans).or((client.peer_pid != 0).then_some(client.peer_pid));
+                let process = self.process(pid, &client.container_id);
+                // Spans of a trace mostly share one service: the last one's entries again.
+                let mut last: Option<(&[u8], Bytes)> = None;
+                for span in spans {
+                    let service = &batch.bytes[span.service.clone()];
+                    let extra = match &last {
+                        Some((name, extra)) if *name == service => extra.clone(),
+                        _ => {
+                            let extra = self.service_entries(process, service);
+                            last = Some((service, extra.clone()));
+                            extra
+                        }
+                    };
+                    out.push(CorrelatedSpan {
+                        raw: batch.bytes.slice(span.bytes.clone()),
+                        extra,
+                        trace_id: span.trace_id,
+                        start: span.start,
+                        duration: span.duration,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The batch's entry for a process, made on first use.
+    fn process(&mut self, pid: Option<u32>, header_container: &str) -> usize {
+        if let Some(i) = self
+            .batch
+            .iter()
+            .position(|p| p.pid == pid && p.header_container == header_container)
+        {
+            return i;
+        }
         let facts = pid.and_then(|pid| self.facts(pid));
         let container_id = facts
             .as_ref()
             .and_then(|f| f.container_id.clone())
-            .or_else(|| (!client.container_id.is_empty()).then(|| client.container_id.clone()));
+            .or_else(|| (!header_container.is_empty()).then(|| header_container.to_string()));
         let ecs = container_id.as_deref().and_then(|id| self.ecs_of(id));
-        let process = pid.zip(facts.map(|f| f.create_time_ms));
+        let identity = pid.zip(facts.map(|f| f.create_time_ms));
 
-        // What is the same for every span of the trace, formatted once per trace.
-        let mut common: Vec<(&'static str, String)> = Vec::with_capacity(9);
-        common.push((META_HOSTNAME, self.hostname.clone()));
-        if let Some((pid, ms)) = process {
-            common.push((META_PID, pid.to_string()));
-            common.push((META_STARTTIME, ms.to_string()));
-            common.push((
-                META_PROCESS_URN,
-                crate::model::process_urn(&self.hostname, pid, ms),
-            ));
+        let mut entries = Vec::with_capacity(256);
+        put_meta(&mut entries, META_HOSTNAME, &self.hostname);
+        if let Some((pid, ms)) = identity {
+            put_meta(&mut entries, META_PID, &pid.to_string());
+            put_meta(&mut entries, META_STARTTIME, &ms.to_string());
+            let urn = crate::model::process_urn(&self.hostname, pid, ms);
+            put_meta(&mut entries, META_PROCESS_URN, &urn);
         }
-        if let Some(id) = container_id {
-            common.push((META_CONTAINER_ID, id));
+        if let Some(id) = &container_id {
+            put_meta(&mut entries, META_CONTAINER_ID, id);
         }
         if let Some(ecs) = ecs {
-            common.push((META_TASK_ARN, ecs.task_arn));
+            put_meta(&mut entries, META_TASK_ARN, &ecs.task_arn);
             let optional = [
                 (META_TASK_FAMILY, ecs.family),
                 (META_TASK_REVISION, ecs.revision),
@@ -92,39 +152,43 @@ impl Correlator {
             ];
             for (key, value) in optional {
                 if let Some(value) = value {
-                    common.push((key, value));
+                    put_meta(&mut entries, key, &value);
                 }
             }
         }
+        self.batch.push(Process {
+            pid,
+            header_container: header_container.to_string(),
+            identity,
+            entries,
+            by_service: HashMap::new(),
+        });
+        self.batch.len() - 1
+    }
 
-        // The service URNs, formatted again only when the service changes from one span to
-        // the next (the spans of a trace mostly share one): (service, URN, instance URN).
-        let mut service: Option<(String, String, Option<String>)> = None;
-        for span in &mut trace.spans {
-            if !matches!(&service, Some((name, ..)) if *name == span.service) {
-                service = Some((
-                    span.service.clone(),
-                    format!("urn:service:/{}", span.service),
-                    process.map(|(pid, ms)| {
-                        format!(
-                            "urn:service-instance:/{}:/{}:{pid}:{ms}",
-                            span.service, self.hostname
-                        )
-                    }),
-                ));
-            }
-            let (_, service_urn, instance_urn) = service.as_ref().expect("set above");
-            let meta = &mut span.meta;
-            // One table growth at most for all the entries added.
-            meta.reserve(common.len() + 1 + usize::from(instance_urn.is_some()));
-            for (key, value) in &common {
-                meta.insert((*key).to_string(), value.clone());
-            }
-            meta.insert(META_SERVICE_URN.into(), service_urn.clone());
-            if let Some(urn) = instance_urn {
-                meta.insert(META_SERVICE_INSTANCE_URN.into(), urn.clone());
-            }
+    /// What a span of `service` from the batch's process `process` gets: the process's
+    /// entries and the service URNs.
+    fn service_entries(&mut self, process: usize, service: &[u8]) -> Bytes {
+        let hostname = &self.hostname;
+        let process = &mut self.batch[process];
+        if let Some(extra) = process.by_service.get(service) {
+            return extra.clone();
         }
+        // Checked to be UTF-8 when the batch was read.
+        let name = String::from_utf8_lossy(service);
+        let mut extra = process.entries.clone();
+        put_meta(
+            &mut extra,
+            META_SERVICE_URN,
+            &format!("urn:service:/{name}"),
+        );
+        if let Some((pid, ms)) = process.identity {
+            let urn = format!("urn:service-instance:/{name}:/{hostname}:{pid}:{ms}");
+            put_meta(&mut extra, META_SERVICE_INSTANCE_URN, &urn);
+        }
+        let extra = Bytes::from(extra);
+        process.by_service.insert(service.to_vec(), extra.clone());
+        extra
     }
 
     fn facts(&mut self, pid: u32) -> Option<ProcFacts> {
@@ -157,21 +221,33 @@ impl Correlator {
 }
 
 /// The client pid a trace names: `span.pid` meta, else the `process_id` metric.
-fn trace_pid(spans: &[Span]) -> Option<u32> {
-    let from_meta = spans
+fn trace_pid(spans: &[SpanView]) -> Option<u32> {
+    spans
         .iter()
-        .find_map(|s| s.meta.get(META_PID).and_then(|p| p.trim().parse().ok()));
-    from_meta.or_else(|| {
-        spans.iter().find_map(|s| {
-            let v = *s.metrics.get(METRIC_PROCESS_ID)?;
-            (v >= 1.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0).then_some(v as u32)
-        })
-    })
+        .find_map(|s| s.meta_pid)
+        .or_else(|| spans.iter().find_map(|s| s.metric_pid))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
+    use sts_proto::daemon::v1::{ClientInfo, Span, SpanBatch, Trace, TracePayload};
+
+    /// Correlates one trace as the relay would, and decodes the result.
+    fn correlate(correlator: &mut Correlator, client: &ClientInfo, trace: &mut Trace) {
+        let batch = SpanBatch {
+            payloads: vec![TracePayload {
+                client: Some(client.clone()),
+                traces: vec![trace.clone()],
+            }],
+            ..SpanBatch::default()
+        };
+        let view = BatchView::parse(Bytes::from(batch.encode_to_vec())).unwrap();
+        let mut out = Vec::new();
+        correlator.correlate(&view, &mut out);
+        trace.spans = out.iter().map(|s| s.decode().unwrap()).collect();
+    }
 
     fn span(service: &str) -> Span {
         Span {
@@ -194,7 +270,11 @@ mod tests {
         let mut trace = Trace {
             spans: vec![root, span("web")],
         };
-        Correlator::new("h1", None).correlate(&ClientInfo::default(), &mut trace);
+        correlate(
+            &mut Correlator::new("h1", None),
+            &ClientInfo::default(),
+            &mut trace,
+        );
         let ms = own_create_time();
         for s in &trace.spans {
             assert_eq!(s.meta[META_PID], me.to_string());
@@ -220,7 +300,11 @@ mod tests {
         let mut trace = Trace {
             spans: vec![root, span("db"), span("db"), span("web"), span("")],
         };
-        Correlator::new("h1", None).correlate(&ClientInfo::default(), &mut trace);
+        correlate(
+            &mut Correlator::new("h1", None),
+            &ClientInfo::default(),
+            &mut trace,
+        );
         let ms = own_create_time();
         for s in &trace.spans {
             assert_eq!(
@@ -246,7 +330,7 @@ mod tests {
             ..ClientInfo::default()
         };
         let mut trace = Trace { spans: vec![s] };
-        Correlator::new("h1", None).correlate(&client, &mut trace);
+        correlate(&mut Correlator::new("h1", None), &client, &mut trace);
         assert_eq!(trace.spans[0].meta[META_PID], me.to_string());
     }
 
@@ -261,7 +345,7 @@ mod tests {
         let mut trace = Trace {
             spans: vec![span("x")],
         };
-        Correlator::new("h1", None).correlate(&client, &mut trace);
+        correlate(&mut Correlator::new("h1", None), &client, &mut trace);
         let meta = &trace.spans[0].meta;
         assert_eq!(meta[META_PID], me.to_string());
         assert_eq!(
@@ -275,8 +359,66 @@ mod tests {
         let mut s = span("x");
         s.metrics.insert(METRIC_PROCESS_ID.into(), 4_194_305.0);
         let mut trace = Trace { spans: vec![s] };
-        Correlator::new("h1", None).correlate(&ClientInfo::default(), &mut trace);
+        correlate(
+            &mut Correlator::new("h1", None),
+            &ClientInfo::default(),
+            &mut trace,
+        );
         assert!(!trace.spans[0].meta.contains_key(META_PID));
         assert_eq!(trace.spans[0].meta[META_HOSTNAME], "h1");
+    }
+
+    #[test]
+    fn a_batch_of_several_clients_shares_entries_per_process_and_service() {
+        let me = std::process::id();
+        let mut root = span("web");
+        root.metrics.insert(METRIC_PROCESS_ID.into(), f64::from(me));
+        let python = TracePayload {
+            client: Some(ClientInfo::default()),
+            traces: vec![
+                Trace {
+                    spans: vec![root.clone(), span("web"), span("db")],
+                },
+                Trace {
+                    spans: vec![root, span("db")],
+                },
+            ],
+        };
+        let mut liar = span("x");
+        liar.meta.insert(META_HOSTNAME.into(), "client-said".into());
+        let other = TracePayload {
+            client: Some(ClientInfo {
+                container_id: "abc".into(),
+                ..ClientInfo::default()
+            }),
+            traces: vec![Trace { spans: vec![liar] }],
+        };
+        let batch = SpanBatch {
+            payloads: vec![python, other],
+            ..SpanBatch::default()
+        };
+        let view = BatchView::parse(Bytes::from(batch.encode_to_vec())).unwrap();
+        let mut out = Vec::new();
+        Correlator::new("h1", None).correlate(&view, &mut out);
+        assert_eq!(out.len(), 6);
+        let spans: Vec<Span> = out.iter().map(|s| s.decode().unwrap()).collect();
+        for s in &spans[..5] {
+            assert_eq!(s.meta[META_PID], me.to_string());
+            assert_eq!(
+                s.meta[META_SERVICE_URN],
+                format!("urn:service:/{}", s.service)
+            );
+        }
+        // One set of entries per (process, service), shared by its spans.
+        let same = |a: usize, b: usize| out[a].extra.as_ptr() == out[b].extra.as_ptr();
+        assert!(same(0, 1) && same(0, 3) && same(2, 4));
+        assert!(!same(0, 2));
+        // The other client: no pid, its container header, and the daemon's hostname.
+        let x = &spans[5];
+        assert!(!x.meta.contains_key(META_PID));
+        assert_eq!(x.meta[META_CONTAINER_ID], "abc");
+        assert_eq!(x.meta[META_HOSTNAME], "h1", "the daemon's value wins");
+        assert_eq!(x.meta[META_SERVICE_URN], "urn:service:/x");
+        assert!(!x.meta.contains_key(META_SERVICE_INSTANCE_URN));
     }
 }

@@ -4,8 +4,11 @@
 mod correlate;
 mod dedup;
 mod relay;
+mod span;
 mod state;
+pub mod wire;
 
 pub use correlate::Correlator;
-pub use relay::{RelayService, MAX_BATCH_BYTES};
+pub use relay::{RelayServer, RelayService, MAX_BATCH_BYTES};
+pub use span::CorrelatedSpan;
 pub use state::TraceState;

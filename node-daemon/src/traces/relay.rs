@@ -1,19 +1,29 @@
 //! The daemon's end of the sidecar relay: takes span batches, drops resent ones by batch
 //! id, checks the optional shared token, correlates and acknowledges.
+//!
+//! Batches are read as their bytes (see `wire.rs`), not decoded by prost: the service is
+//! served by [`RelayServer`], a hand-written tonic service for `sts.daemon.v1.Relay` whose
+//! codec hands each message over as it came.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use sts_proto::daemon::v1::relay_server::{Relay, RelayServer};
-use sts_proto::daemon::v1::{BatchAck, SpanBatch};
+use bytes::{Buf, Bytes};
+use sts_proto::daemon::v1::BatchAck;
 use tokio_stream::{Stream, StreamExt};
+use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
+use tonic::codegen::{empty_body, http, Body, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use super::correlate::Correlator;
 use super::dedup::SeenBatches;
 use super::state::TraceState;
+use super::wire::{BatchHeader, BatchView, WireError};
 use crate::forward::Forwarder;
 
 /// Sidecars whose seen batch ids are remembered at most.
@@ -44,57 +54,59 @@ impl RelayService {
         }
     }
 
-    pub fn into_server(self) -> RelayServer<Self> {
-        RelayServer::new(self).max_decoding_message_size(MAX_BATCH_BYTES)
+    pub fn into_server(self) -> RelayServer {
+        RelayServer {
+            service: Arc::new(self),
+        }
     }
 
-    fn take(&self, batch: SpanBatch, peer: &str) -> BatchAck {
-        let ack = |accepted: bool, reason: &str| BatchAck {
-            sidecar_id: batch.sidecar_id.clone(),
-            batch_id: batch.batch_id,
+    /// Takes one encoded `SpanBatch`. A batch whose header cannot be read cannot be
+    /// acknowledged: that ends the stream, as a message prost could not decode would.
+    fn take(&self, bytes: Bytes, peer: &str) -> Result<BatchAck, WireError> {
+        let (header, payloads) = BatchHeader::read(&bytes)?;
+        let ack = |accepted: bool, reason: String| BatchAck {
+            sidecar_id: header.sidecar_id.clone(),
+            batch_id: header.batch_id,
             accepted,
-            reason: reason.to_string(),
+            reason,
         };
         if let Some(token) = &self.token {
-            if &batch.token != token {
-                return ack(false, "wrong or missing relay token (STS_RELAY_TOKEN)");
+            if &header.token != token {
+                let reason = "wrong or missing relay token (STS_RELAY_TOKEN)";
+                return Ok(ack(false, reason.into()));
             }
         }
-        let spans: usize = batch
-            .payloads
-            .iter()
-            .flat_map(|p| &p.traces)
-            .map(|t| t.spans.len())
-            .sum();
+        // Read (and checked) whole before the batch id counts as seen: a malformed batch
+        // is refused for good, and the sidecar drops and counts its spans.
+        let batch = match BatchView::read(bytes.clone(), header.clone(), &payloads) {
+            Ok(batch) => batch,
+            Err(e) => return Ok(ack(false, format!("malformed span batch: {e}"))),
+        };
+        let spans = batch.span_count();
         let fresh = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if !seen.contains_key(&batch.sidecar_id) && seen.len() >= MAX_TRACKED_SIDECARS {
+            if !seen.contains_key(&header.sidecar_id) && seen.len() >= MAX_TRACKED_SIDECARS {
                 seen.clear();
             }
-            seen.entry(batch.sidecar_id.clone())
+            seen.entry(header.sidecar_id.clone())
                 .or_default()
-                .insert(batch.batch_id)
+                .insert(header.batch_id)
         };
         if !fresh {
-            debug!(sidecar = %batch.sidecar_id, batch = batch.batch_id, "duplicate batch dropped");
+            debug!(sidecar = %header.sidecar_id, batch = header.batch_id, "duplicate batch dropped");
             self.state.add_duplicates(spans as u64);
-            return ack(true, "duplicate");
+            return Ok(ack(true, "duplicate".into()));
         }
-        let mut correlated = Vec::with_capacity(spans);
-        {
-            let mut correlator = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
-            for payload in batch.payloads {
-                let client = payload.client.unwrap_or_default();
-                for mut trace in payload.traces {
-                    correlator.correlate(&client, &mut trace);
-                    correlated.extend(trace.spans);
-                }
-            }
-        }
-        let addr = if batch.sidecar_addr.is_empty() {
+        let mut correlated = Vec::new();
+        self.correlator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .correlate(&batch, &mut correlated);
+        drop(batch);
+        let addr = if header.sidecar_addr.is_empty() {
             peer
         } else {
-            &batch.sidecar_addr
+            &header.sidecar_addr
         };
         let count = correlated.len() as u64;
         let kept = match &self.forwarder {
@@ -104,54 +116,45 @@ impl RelayService {
             None => correlated,
         };
         self.state.taken(
-            &batch.sidecar_id,
+            &header.sidecar_id,
             addr,
-            &batch.task_arn,
-            batch.dropped_spans,
+            &header.task_arn,
+            header.dropped_spans,
             count,
             kept,
         );
-        ack(true, "")
+        Ok(ack(true, String::new()))
     }
-}
-
-/// The largest batch the daemon decodes (the sidecar batches well below this).
-pub const MAX_BATCH_BYTES: usize = 32 << 20;
-
-type AckStream = Pin<Box<dyn Stream<Item = Result<BatchAck, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Relay for RelayService {
-    type StreamStream = AckStream;
 
     async fn stream(
-        &self,
-        request: Request<Streaming<SpanBatch>>,
+        self: Arc<Self>,
+        request: Request<Streaming<Bytes>>,
     ) -> Result<Response<AckStream>, Status> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut inbound = request.into_inner();
-        let this = RelayService {
-            state: self.state.clone(),
-            forwarder: self.forwarder.clone(),
-            token: self.token.clone(),
-            correlator: self.correlator.clone(),
-            seen: self.seen.clone(),
-        };
         let acks = async_stream_acks(move |tx| async move {
             let mut sidecar = None;
             while let Some(message) = inbound.next().await {
-                let batch = match message {
-                    Ok(batch) => batch,
+                let bytes = match message {
+                    Ok(bytes) => bytes,
                     Err(status) => {
                         debug!(%peer, "relay stream ended: {}", status.message());
                         break;
                     }
                 };
-                sidecar.get_or_insert_with(|| batch.sidecar_id.clone());
-                let ack = this.take(batch, &peer);
+                let ack = match self.take(bytes, &peer) {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        warn!(%peer, "relay stream closed: malformed span batch: {e}");
+                        let status = Status::invalid_argument(format!("malformed span batch: {e}"));
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                sidecar.get_or_insert_with(|| ack.sidecar_id.clone());
                 if !ack.accepted {
                     warn!(%peer, "relay batch refused: {}", ack.reason);
                 }
@@ -160,10 +163,109 @@ impl Relay for RelayService {
                 }
             }
             if let Some(id) = sidecar {
-                this.state.disconnected(&id);
+                self.state.disconnected(&id);
             }
         });
         Ok(Response::new(acks))
+    }
+}
+
+/// The largest batch the daemon decodes (the sidecar batches well below this).
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<BatchAck, Status>> + Send>>;
+
+/// The `sts.daemon.v1.Relay` gRPC service, as tonic-build would generate it for
+/// relay.proto except for its codec: batches come in as their bytes.
+#[derive(Clone)]
+pub struct RelayServer {
+    service: Arc<RelayService>,
+}
+
+impl NamedService for RelayServer {
+    const NAME: &'static str = "sts.daemon.v1.Relay";
+}
+
+impl<B> Service<http::Request<B>> for RelayServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != "/sts.daemon.v1.Relay/Stream" {
+            return Box::pin(async {
+                let mut response = http::Response::new(empty_body());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let method = StreamMethod(self.service.clone());
+        Box::pin(async move {
+            let mut grpc = Grpc::new(RelayCodec::default())
+                .apply_max_message_size_config(Some(MAX_BATCH_BYTES), None);
+            Ok(grpc.streaming(method, request).await)
+        })
+    }
+}
+
+struct StreamMethod(Arc<RelayService>);
+
+impl StreamingService<Bytes> for StreamMethod {
+    type Response = BatchAck;
+    type ResponseStream = AckStream;
+    type Future = BoxFuture<Response<AckStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
+        Box::pin(self.0.clone().stream(request))
+    }
+}
+
+/// Batches in as their bytes (no copy: a slice of tonic's buffer), acks out through prost.
+#[derive(Debug, Default)]
+struct RelayCodec {
+    acks: ProstCodec<BatchAck, BatchAck>,
+}
+
+impl Codec for RelayCodec {
+    type Encode = BatchAck;
+    type Decode = Bytes;
+    type Encoder = <ProstCodec<BatchAck, BatchAck> as Codec>::Encoder;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.acks.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+#[derive(Debug)]
+struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 

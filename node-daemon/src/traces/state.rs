@@ -1,5 +1,5 @@
 //! What the trace relay has received: totals, each sidecar, and a window of recent
-//! correlated spans for `GetRecentSpans`.
+//! correlated spans for `GetRecentSpans` (kept as their bytes, decoded when asked for).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sts_proto::daemon::v1::{SidecarStatus, Span};
+
+use super::span::CorrelatedSpan;
 
 #[derive(Debug)]
 struct Sidecar {
@@ -24,7 +26,7 @@ struct Sidecar {
 
 #[derive(Debug)]
 struct Inner {
-    recent: VecDeque<Span>,
+    recent: VecDeque<CorrelatedSpan>,
     sidecars: BTreeMap<String, Sidecar>,
 }
 
@@ -70,9 +72,8 @@ impl TraceState {
         self.duplicates.fetch_add(spans, Ordering::Relaxed);
     }
 
-    /// Records a taken batch of a sidecar and keeps its spans in the recent window.
-    /// Records a taken batch of `count` spans; `spans` (for the recent window) may be
-    /// empty when they went to the forwarder and no window is kept.
+    /// Records a taken batch of `count` spans of a sidecar and keeps `spans` in the recent
+    /// window (they may be none when no window is kept).
     pub fn taken(
         &self,
         sidecar_id: &str,
@@ -80,7 +81,7 @@ impl TraceState {
         task_arn: &str,
         dropped: u64,
         count: u64,
-        spans: Vec<Span>,
+        spans: Vec<CorrelatedSpan>,
     ) {
         self.received.fetch_add(count, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -101,7 +102,9 @@ impl TraceState {
         if self.recent_capacity == 0 {
             return;
         }
-        for span in spans {
+        // Only the last `recent_capacity` of the batch can stay.
+        let skip = spans.len().saturating_sub(self.recent_capacity);
+        for span in spans.into_iter().skip(skip) {
             if inner.recent.len() == self.recent_capacity {
                 inner.recent.pop_front();
             }
@@ -116,14 +119,19 @@ impl TraceState {
         }
     }
 
+    /// The last `limit` spans of the window (all for 0), decoded. Every span was checked
+    /// when its batch was read; one that would not decode is left out.
     pub fn recent(&self, limit: usize) -> Vec<Span> {
-        let inner = self.lock();
-        let skip = if limit == 0 {
-            0
-        } else {
-            inner.recent.len().saturating_sub(limit)
+        let spans: Vec<CorrelatedSpan> = {
+            let inner = self.lock();
+            let skip = if limit == 0 {
+                0
+            } else {
+                inner.recent.len().saturating_sub(limit)
+            };
+            inner.recent.iter().skip(skip).cloned().collect()
         };
-        inner.recent.iter().skip(skip).cloned().collect()
+        spans.iter().filter_map(|s| s.decode().ok()).collect()
     }
 
     pub fn sidecars(&self) -> Vec<SidecarStatus> {
@@ -181,11 +189,11 @@ fn unix_ms() -> i64 {
 mod tests {
     use super::*;
 
-    fn span(id: u64) -> Span {
-        Span {
+    fn span(id: u64) -> CorrelatedSpan {
+        CorrelatedSpan::from_span(&Span {
             span_id: id,
             ..Span::default()
-        }
+        })
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! A correlated span as the daemon keeps and forwards it: the bytes the sidecar relayed and
+//! the meta entries correlation added, never decoded on the way (see `wire.rs`).
+
+use bytes::{Buf, Bytes};
+use prost::Message;
+use sts_proto::daemon::v1::Span;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorrelatedSpan {
+    /// The relay `Span` encoding, as the sidecar sent it.
+    pub raw: Bytes,
+    /// `meta` map entries (field 10) the daemon adds: written after `raw`, so they win
+    /// over any entry of the same key the client set, as protobuf merges maps.
+    pub extra: Bytes,
+    pub trace_id: u64,
+    /// Unix nanoseconds, and the duration.
+    pub start: i64,
+    pub duration: i64,
+}
+
+impl CorrelatedSpan {
+    /// A span of the same bytes as `span` (tests, benchmarks, tools).
+    pub fn from_span(span: &Span) -> Self {
+        CorrelatedSpan {
+            raw: Bytes::from(span.encode_to_vec()),
+            extra: Bytes::new(),
+            trace_id: span.trace_id,
+            start: span.start,
+            duration: span.duration,
+        }
+    }
+
+    /// The length of the span's encoding: the relayed bytes and the added entries.
+    pub fn encoded_len(&self) -> usize {
+        self.raw.len() + self.extra.len()
+    }
+
+    /// The span's encoding into `buf` (the receiver's `Span` has the same field numbers).
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.raw);
+        buf.extend_from_slice(&self.extra);
+    }
+
+    /// The span, decoded (for `GetRecentSpans`).
+    pub fn decode(&self) -> Result<Span, prost::DecodeError> {
+        Span::decode(self.raw.clone().chain(self.extra.clone()))
+    }
+}
+
+/// Appends a `meta` map entry `{key: value}` (field 10), as prost writes one.
+pub fn put_meta(buf: &mut Vec<u8>, key: &str, value: &str) {
+    let part = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            1 + prost::encoding::encoded_len_varint(len as u64) + len
+        }
+    };
+    let entry = part(key.len()) + part(value.len());
+    buf.push(10 << 3 | 2);
+    prost::encoding::encode_varint(entry as u64, buf);
+    for (tag, text) in [(1u8 << 3 | 2, key), (2 << 3 | 2, value)] {
+        if !text.is_empty() {
+            buf.push(tag);
+            prost::encoding::encode_varint(text.len() as u64, buf);
+            buf.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn added_entries_win_and_decode_with_the_span() {
+        let span = Span {
+            service: "web".into(),
+            trace_id: 5,
+            start: 10,
+            duration: 2,
+            meta: HashMap::from([
+                ("span.hostname".into(), "client-said".into()),
+                ("env".into(), "prod".into()),
+            ]),
+            ..Span::default()
+        };
+        let mut correlated = CorrelatedSpan::from_span(&span);
+        let mut extra = Vec::new();
+        put_meta(&mut extra, "span.hostname", "h1");
+        put_meta(&mut extra, "empty", "");
+        correlated.extra = Bytes::from(extra);
+        let decoded = correlated.decode().unwrap();
+        assert_eq!(decoded.meta["span.hostname"], "h1");
+        assert_eq!(decoded.meta["env"], "prod");
+        assert_eq!(decoded.meta["empty"], "");
+        let mut buf = Vec::new();
+        correlated.write_to(&mut buf);
+        assert_eq!(buf.len(), correlated.encoded_len());
+        assert_eq!(Span::decode(buf.as_slice()).unwrap(), decoded);
+    }
+}
