@@ -8,6 +8,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod forward;
+pub mod heap;
 pub mod join;
 pub mod model;
 pub mod status;

@@ -248,9 +248,11 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         if let Some(forwarder) = &forwarder {
             forwarder.report(&registry);
         }
-        if let Ok(snapshot) = &result {
+        if let Ok(snapshot) = result {
             latest.publish(snapshot);
         }
+        // The cycle's transient copies (socket lists, the previous snapshot) are freed.
+        crate::heap::trim();
         let serving = if registry.healthy() {
             ServingStatus::Serving
         } else {

@@ -83,9 +83,9 @@ impl Status for StatusService {
         &self,
         _request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, tonic::Status> {
-        let (json, collected_unix_ms) = self.latest.get();
+        let (json, collected_unix_ms) = self.latest.json();
         Ok(Response::new(GetSnapshotResponse {
-            json: json.map(|j| j.to_string()).unwrap_or_default(),
+            json: json.unwrap_or_default(),
             collected_unix_ms,
         }))
     }

@@ -102,13 +102,8 @@ impl EbpfBackend {
     pub fn start() -> Result<Self, EbpfError> {
         let kernel = Kernel::read().map_err(|e| EbpfError::Load(format!("/proc/stat: {e}")))?;
         let programs = Programs::load()?;
-        // Loading parsed the kernel's BTF: tens of MB of heap, freed now but kept by the
-        // allocator unless handed back.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only returns free heap pages to the kernel.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        // Loading parsed the kernel's BTF: tens of MB of heap, freed now.
+        crate::heap::trim();
         Ok(Self {
             programs,
             kernel,
