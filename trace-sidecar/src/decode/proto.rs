@@ -47,12 +47,15 @@ const LEN_RESERVED: usize = 2;
 /// The bytes a varint of `v` takes.
 #[inline]
 pub(crate) fn varint_len(v: u64) -> usize {
-    // 1 byte per started group of 7 bits; 0 takes 1 byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    if v < 0x80 {
+        return 1;
+    }
+    // 1 byte per started group of 7 bits.
+    (64 - v.leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends a varint; the caller made room for it.
-#[inline]
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -63,7 +66,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// The length of `bytes` as UTF-8 text, after repairing invalid sequences, and whether
 /// they were valid.
-#[inline]
+#[inline(always)]
 fn text_len(bytes: &[u8]) -> (usize, bool) {
     // ASCII first: what nearly all span text is, and quicker to check for short strings.
     if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
@@ -82,7 +85,7 @@ fn repaired_len(bytes: &[u8]) -> usize {
 }
 
 /// Appends text of the length [`text_len`] gave.
-#[inline]
+#[inline(always)]
 fn put_text(out: &mut Vec<u8>, bytes: &[u8], valid: bool) {
     if valid {
         out.extend_from_slice(bytes);
@@ -142,7 +145,7 @@ impl<'b> ProtoSink<'b> {
     }
 
     /// Makes room for `n` more bytes.
-    #[inline]
+    #[inline(always)]
     fn room(&mut self, n: usize, at: usize) -> Result<(), Fail> {
         if self.out.capacity() - self.out.len() >= n {
             Ok(())
@@ -209,7 +212,7 @@ impl<'b> ProtoSink<'b> {
 
     /// Whether a field at its default value must still be written: only to override an
     /// earlier value of the same field.
-    #[inline]
+    #[inline(always)]
     fn mark(&mut self, field: u8, is_default: bool) -> bool {
         let bit = 1u16 << field;
         if is_default && self.written & bit == 0 {
@@ -219,7 +222,7 @@ impl<'b> ProtoSink<'b> {
         true
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint_field(&mut self, field: u8, value: u64, at: usize) -> Result<(), Fail> {
         if self.mark(field, value == 0) {
             self.room(1 + 10, at)?;
@@ -230,10 +233,21 @@ impl<'b> ProtoSink<'b> {
     }
 
     /// A map entry `{key, value}` whose value is text.
-    #[inline]
+    #[inline(always)]
     fn text_entry(&mut self, key: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
         let (key_len, key_ok) = text_len(key);
         let (value_len, value_ok) = text_len(value);
+        // Fast path, most entries: valid text, neither empty, the whole under 128 bytes.
+        let short = 4 + key_len + value_len;
+        if key_ok && value_ok && key_len > 0 && value_len > 0 && short < 0x80 {
+            self.room(2 + short, at)?;
+            let out = &mut self.out;
+            out.extend_from_slice(&[META_KEY, short as u8, ENTRY_KEY, key_len as u8]);
+            out.extend_from_slice(key);
+            out.extend_from_slice(&[ENTRY_TEXT, value_len as u8]);
+            out.extend_from_slice(value);
+            return Ok(());
+        }
         let entry = entry_text_len(key_len) + entry_text_len(value_len);
         self.room(1 + varint_len(entry as u64) + entry, at)?;
         let out = &mut self.out;
@@ -275,21 +289,21 @@ impl Sink for ProtoSink<'_> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn span(&mut self, at: usize) -> Result<(), Fail> {
         self.span_len_at = self.open(SPAN_KEY, at)?;
         self.written = 0;
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn span_end(&mut self, at: usize) -> Result<(), Fail> {
         self.close(self.span_len_at, at)?;
         self.spans += 1;
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn text(&mut self, field: Text, text: &[u8], at: usize) -> Result<(), Fail> {
         let field = field as u8;
         if !self.mark(field, text.is_empty()) {
@@ -303,18 +317,18 @@ impl Sink for ProtoSink<'_> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn id(&mut self, field: Id, value: u64, at: usize) -> Result<(), Fail> {
         self.varint_field(field as u8, value, at)
     }
 
-    #[inline]
+    #[inline(always)]
     fn time(&mut self, field: Time, value: i64, at: usize) -> Result<(), Fail> {
         // int64: the two's complement as a varint.
         self.varint_field(field as u8, value as u64, at)
     }
 
-    #[inline]
+    #[inline(always)]
     fn error(&mut self, value: i32, at: usize) -> Result<(), Fail> {
         // int32: sign-extended to 64 bits, as protobuf writes negative int32s.
         self.varint_field(ERROR_FIELD, i64::from(value) as u64, at)
@@ -330,7 +344,7 @@ impl Sink for ProtoSink<'_> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn meta_entry(&mut self, key: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {
         self.text_entry(key, value, at)
     }
@@ -345,7 +359,7 @@ impl Sink for ProtoSink<'_> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn metric_entry(&mut self, key: &[u8], value: f64, at: usize) -> Result<(), Fail> {
         let (key_len, key_ok) = text_len(key);
         // prost leaves out a value equal to the default; -0.0 is kept as written.

@@ -28,7 +28,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Offset of the next byte to read.
-    #[inline]
+    #[inline(always)]
     pub fn pos(&self) -> usize {
         self.pos
     }
@@ -111,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes a nil if one comes next.
-    #[inline]
+    #[inline(always)]
     pub fn nil(&mut self) -> bool {
         if self.buf.get(self.pos) == Some(&0xc0) {
             self.pos += 1;
@@ -135,7 +135,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a map header (each entry takes at least 2 bytes).
-    #[inline]
+    #[inline(always)]
     pub fn map_len(&mut self, expected: &'static str) -> Result<usize, Fail> {
         let start = self.pos;
         let n = match Marker::from_u8(self.byte()?) {
@@ -164,17 +164,27 @@ impl<'a> Reader<'a> {
     }
 
     /// A string or binary value, as its bytes.
-    #[inline]
+    #[inline(always)]
     pub fn str_bytes(&mut self, expected: &'static str) -> Result<&'a [u8], Fail> {
-        // Fast path: a fixstr (up to 31 bytes) that is all there.
-        if let Some(&b) = self.buf.get(self.pos) {
-            if b & 0xe0 == 0xa0 {
+        // Fast paths: a fixstr (up to 31 bytes) or a str8 (up to 255) that is all there.
+        match self.buf.get(self.pos) {
+            Some(&b) if b & 0xe0 == 0xa0 => {
                 let start = self.pos + 1;
                 if let Some(text) = self.buf.get(start..start + usize::from(b & 0x1f)) {
                     self.pos = start + text.len();
                     return Ok(text);
                 }
             }
+            Some(0xd9) => {
+                if let Some(&n) = self.buf.get(self.pos + 1) {
+                    let start = self.pos + 2;
+                    if let Some(text) = self.buf.get(start..start + usize::from(n)) {
+                        self.pos = start + text.len();
+                        return Ok(text);
+                    }
+                }
+            }
+            _ => {}
         }
         self.any_str_bytes(expected)
     }
@@ -202,7 +212,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, binary or nil (read as empty) value.
-    #[inline]
+    #[inline(always)]
     pub fn str_or_nil(&mut self, expected: &'static str) -> Result<&'a [u8], Fail> {
         if self.nil() {
             Ok(&[])
@@ -212,7 +222,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Any MessagePack integer, of any width and sign.
-    #[inline]
+    #[inline(always)]
     pub fn int(&mut self, expected: &'static str) -> Result<Int, Fail> {
         // Fast paths: a positive fixint, a uint64 (ids and times), a uint32.
         match self.buf.get(self.pos) {
@@ -261,7 +271,7 @@ impl<'a> Reader<'a> {
 
     /// A span, trace or parent id: any integer (nil reads as 0). A negative value is taken
     /// as the two's complement of an unsigned id, as clients with signed 64-bit ids send it.
-    #[inline]
+    #[inline(always)]
     pub fn id(&mut self) -> Result<u64, Fail> {
         if self.nil() {
             return Ok(0);
@@ -273,7 +283,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A signed 64-bit integer (start, duration); nil reads as 0.
-    #[inline]
+    #[inline(always)]
     pub fn i64(&mut self) -> Result<i64, Fail> {
         if self.nil() {
             return Ok(0);
@@ -307,7 +317,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A metric value: a float of either width or an integer.
-    #[inline]
+    #[inline(always)]
     pub fn f64(&mut self) -> Result<f64, Fail> {
         match self.buf.get(self.pos) {
             Some(0xcb) => {
