@@ -74,8 +74,28 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(u64::from(b))
             }
-            _ => self.long_varint(),
+            _ => self.multi_byte_varint(),
         }
+    }
+
+    /// A varint of more than one byte (ids, times): unrolled while 10 bytes are left.
+    #[inline(always)]
+    fn multi_byte_varint(&mut self) -> Result<u64, WireError> {
+        let Some(bytes) = self.msg.get(self.pos..self.pos + 10) else {
+            return self.long_varint();
+        };
+        let mut value = 0u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == 9 && b > 1 {
+                    break;
+                }
+                self.pos += i + 1;
+                return Ok(value);
+            }
+        }
+        Err(error("a varint longer than 64 bits", self.at()))
     }
 
     #[inline(never)]
