@@ -28,7 +28,6 @@ use client::ReceiverClient;
 use diff::TopologyDiff;
 use queue::DiskQueue;
 pub use sink::Sink;
-use traces::SpanBatcher;
 
 /// A complete topology snapshot every this many cycles; changes only in between.
 const FULL_SNAPSHOT_EVERY: u64 = 6;
@@ -43,7 +42,7 @@ pub enum ForwardError {
     Queue { path: String, reason: String },
 }
 
-/// A running forwarder and its tasks (one sender per pipeline, one span flusher).
+/// A running forwarder and its tasks (one sender per pipeline).
 pub type Started = (Arc<Forwarder>, Vec<JoinHandle<()>>);
 
 /// How a pipeline's requests carry the API key (added when sending, never stored).
@@ -64,7 +63,6 @@ pub struct Forwarder {
     pub health: Sink,
     node_diff: Mutex<TopologyDiff>,
     process_diff: Mutex<TopologyDiff>,
-    batcher: Mutex<SpanBatcher>,
     sequence: AtomicU64,
     started_ms: u128,
 }
@@ -122,7 +120,6 @@ impl Forwarder {
             health: open("health", 8)?,
             node_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
             process_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
-            batcher: Mutex::default(),
             sequence: AtomicU64::new(0),
             started_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -140,23 +137,13 @@ impl Forwarder {
                     .run(client.clone(), base, key.clone(), auth, stop.clone()),
             )
         };
-        let mut tasks = vec![
+        let tasks = vec![
             spawn(&forwarder.topology, sts_url.clone(), Auth::Query),
             spawn(&forwarder.processes, process_url, Auth::Query),
             spawn(&forwarder.metrics, sts_url.clone(), Auth::Query),
             spawn(&forwarder.traces, apm_url, Auth::Header),
             spawn(&forwarder.health, sts_url, Auth::Query),
         ];
-        let flusher = forwarder.clone();
-        let mut flush_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => flusher.flush_spans(false),
-                    _ = flush_stop.wait_for(|s| *s) => { flusher.flush_spans(true); return; }
-                }
-            }
-        }));
         Ok(Some((forwarder, tasks)))
     }
 
@@ -274,11 +261,12 @@ impl Forwarder {
         );
     }
 
-    /// Correlated spans from the relay.
+    /// Correlated spans from the relay, queued (on disk with `STS_QUEUE_DIR`) when this
+    /// returns: the relay acknowledges the sidecar's batch after it, and the sidecar
+    /// forgets the spans then.
     pub fn submit_spans(&self, spans: Vec<CorrelatedSpan>) {
-        let full = lock(&self.batcher).add(spans);
-        for spans in full {
-            self.send_spans(spans);
+        for batch in traces::split(spans) {
+            self.send_spans(batch);
         }
     }
 
@@ -295,13 +283,6 @@ impl Forwarder {
         } else {
             self.submit_spans(spans);
             Vec::new()
-        }
-    }
-
-    fn flush_spans(&self, force: bool) {
-        let due = lock(&self.batcher).due(force);
-        if let Some(spans) = due {
-            self.send_spans(spans);
         }
     }
 

@@ -1,5 +1,8 @@
 //! Correlated spans into the receiver's trace payload: grouped by trace id, protobuf,
-//! gzip. Spans are batched by count, size and age.
+//! gzip. The spans of one relay batch make one batch (more when past the count or size
+//! limit); they are not held back to wait for more, since the relay acknowledges the
+//! sidecar's batch once they are queued and a span waiting in memory would be lost to a
+//! crash after the sidecar let it go.
 //!
 //! The payload is written by hand: each span goes in as the bytes the sidecar relayed and
 //! the entries correlation added (the receiver's `Span` has the relay `Span`'s field
@@ -7,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
@@ -15,42 +17,24 @@ use crate::traces::CorrelatedSpan;
 
 pub const MAX_SPANS: usize = 5_000;
 pub const MAX_BYTES: usize = 3 << 20;
-pub const MAX_DELAY: Duration = Duration::from_secs(1);
-
-/// Spans waiting to become one batch.
-#[derive(Debug, Default)]
-pub struct SpanBatcher {
-    spans: Vec<CorrelatedSpan>,
-    bytes: usize,
-    since: Option<Instant>,
-}
-
-impl SpanBatcher {
-    /// Adds spans; returns the spans of every batch that became full.
-    pub fn add(&mut self, spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
-        let mut full = Vec::new();
-        for span in spans {
-            self.since.get_or_insert_with(Instant::now);
-            self.bytes += span.encoded_len();
-            self.spans.push(span);
-            if self.spans.len() >= MAX_SPANS || self.bytes >= MAX_BYTES {
-                full.push(self.take());
-            }
+/// The spans in batches of at most `MAX_SPANS` spans and about `MAX_BYTES` (a batch ends
+/// with the span that reaches it), in order.
+pub fn split(spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for span in spans {
+        bytes += span.encoded_len();
+        batch.push(span);
+        if batch.len() >= MAX_SPANS || bytes >= MAX_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
         }
-        full
     }
-
-    /// The pending spans if the oldest has waited `MAX_DELAY` (or `force`).
-    pub fn due(&mut self, force: bool) -> Option<Vec<CorrelatedSpan>> {
-        let waited = self.since.is_some_and(|t| t.elapsed() >= MAX_DELAY);
-        (!self.spans.is_empty() && (force || waited)).then(|| self.take())
+    if !batch.is_empty() {
+        batches.push(batch);
     }
-
-    fn take(&mut self) -> Vec<CorrelatedSpan> {
-        self.bytes = 0;
-        self.since = None;
-        std::mem::take(&mut self.spans)
-    }
+    batches
 }
 
 // Field numbers of receiver/v1/trace.proto: TracePayload, APITrace.
@@ -234,13 +218,21 @@ mod tests {
     }
 
     #[test]
-    fn batches_by_count_and_age() {
-        let mut b = SpanBatcher::default();
-        let full = b.add((0..MAX_SPANS as u64 + 10).map(|i| span(1, i)).collect());
-        assert_eq!(full.len(), 1);
-        assert_eq!(full[0].len(), MAX_SPANS);
-        assert!(b.due(false).is_none());
-        assert_eq!(b.due(true).unwrap().len(), 10);
-        assert!(b.due(true).is_none());
+    fn split_by_count_and_size() {
+        let batches = split((0..MAX_SPANS as u64 + 10).map(|i| span(1, i)).collect());
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [MAX_SPANS, 10]);
+        assert_eq!(batches[1][0], span(1, MAX_SPANS as u64));
+        assert!(split(Vec::new()).is_empty());
+
+        let big = CorrelatedSpan::from_span(&Span {
+            resource: "x".repeat(MAX_BYTES / 2),
+            ..relay_span(1, 1)
+        });
+        let sizes: Vec<usize> = split(vec![big.clone(), big.clone(), big])
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [2, 1]);
     }
 }

@@ -145,7 +145,18 @@ impl RelayService {
                         break;
                     }
                 };
-                let ack = match self.take(bytes, &peer) {
+                // Correlation reads /proc and queueing writes (and syncs) the disk queue:
+                // off the runtime thread.
+                let (this, from) = (self.clone(), peer.clone());
+                let taken = match tokio::task::spawn_blocking(move || this.take(bytes, &from)).await
+                {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        warn!(%peer, "relay batch not taken: {e}");
+                        break;
+                    }
+                };
+                let ack = match taken {
                     Ok(ack) => ack,
                     Err(e) => {
                         warn!(%peer, "relay stream closed: malformed span batch: {e}");
@@ -278,4 +289,83 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(produce(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use sts_proto::daemon::v1::{Span, SpanBatch, Trace, TracePayload};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::config::{Config, RawValues};
+    use crate::traces::TraceState;
+
+    /// An encoded `SpanBatch` of sidecar `app-7`.
+    fn batch(id: u64, spans: u64) -> Bytes {
+        SpanBatch {
+            sidecar_id: "app-7".into(),
+            batch_id: id,
+            payloads: vec![TracePayload {
+                client: None,
+                traces: vec![Trace {
+                    spans: (1..=spans)
+                        .map(|s| Span {
+                            trace_id: id,
+                            span_id: s,
+                            service: "shop".into(),
+                            ..Span::default()
+                        })
+                        .collect(),
+                }],
+            }],
+            ..SpanBatch::default()
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A relay forwarding (to a receiver that is not there) through a disk queue in `dir`;
+    /// inside a runtime.
+    fn relay(dir: &std::path::Path, stop: watch::Receiver<bool>) -> RelayService {
+        let vars = [
+            ("STS_STS_URL", "http://127.0.0.1:9/stsAgent".to_string()),
+            ("STS_QUEUE_DIR", dir.display().to_string()),
+        ];
+        let raw = RawValues::load(None, |key| {
+            vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let config = Config::from_raw(&raw).unwrap();
+        let (forwarder, _tasks) = Forwarder::start(&config, "h", stop).unwrap().unwrap();
+        RelayService::new(
+            TraceState::new(0),
+            Correlator::new("h", None),
+            None,
+            Some(forwarder),
+        )
+    }
+
+    fn queued(relay: &RelayService) -> u64 {
+        relay.forwarder.as_ref().unwrap().traces.queued().0
+    }
+
+    #[test]
+    fn the_spans_of_an_acknowledged_batch_are_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        runtime().block_on(async {
+            let relay = relay(dir.path(), stopped);
+            let ack = relay.take(batch(1, 3), "peer").unwrap();
+            assert!(ack.accepted && ack.reason.is_empty(), "{ack:?}");
+            assert_eq!(queued(&relay), 1, "acknowledged spans only in memory");
+        });
+    }
 }
