@@ -135,6 +135,7 @@ fn batch(body: Vec<u8>) -> Batch {
         path: "/intake".into(),
         headers: Vec::new(),
         spans: 0,
+        relay: None,
         body: body.into(),
     }
 }

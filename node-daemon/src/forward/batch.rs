@@ -13,8 +13,20 @@ pub struct Batch {
     pub headers: Vec<(String, String)>,
     /// Spans in the batch (traces pipeline), for status.
     pub spans: u64,
+    /// The sidecar batch whose spans end with this batch (traces pipeline): kept in the
+    /// queue with it, so that a restarted daemon knows the sidecar batch was taken even
+    /// if the acknowledgement never reached the sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayBatch>,
     #[serde(skip)]
     pub body: Bytes,
+}
+
+/// A sidecar's relay batch: `SpanBatch.sidecar_id` and `batch_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayBatch {
+    pub sidecar_id: String,
+    pub batch_id: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +44,18 @@ impl Batch {
     }
 
     pub fn from_record(record: &[u8]) -> Result<Self, MalformedBatch> {
+        let (mut batch, body_at) = Self::header(record)?;
+        batch.body = Bytes::copy_from_slice(&record[body_at..]);
+        Ok(batch)
+    }
+
+    /// The batch without its body, from the start of a record (at least the header).
+    pub fn header_from_prefix(prefix: &[u8]) -> Result<Self, MalformedBatch> {
+        Self::header(prefix).map(|(batch, _)| batch)
+    }
+
+    /// The header, with an empty body, and where the body starts.
+    fn header(record: &[u8]) -> Result<(Self, usize), MalformedBatch> {
         let len = record
             .get(..4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
@@ -39,10 +63,8 @@ impl Batch {
         let header = record
             .get(4..4 + len)
             .ok_or_else(|| MalformedBatch("header runs past the record".into()))?;
-        let mut batch: Batch =
-            serde_json::from_slice(header).map_err(|e| MalformedBatch(e.to_string()))?;
-        batch.body = Bytes::copy_from_slice(&record[4 + len..]);
-        Ok(batch)
+        let batch = serde_json::from_slice(header).map_err(|e| MalformedBatch(e.to_string()))?;
+        Ok((batch, 4 + len))
     }
 
     pub fn len(&self) -> usize {
@@ -65,9 +87,23 @@ mod tests {
             path: "/api/v0.2/traces".into(),
             headers: vec![("Content-Encoding".into(), "gzip".into())],
             spans: 7,
+            relay: Some(RelayBatch {
+                sidecar_id: "app-1".into(),
+                batch_id: 12,
+            }),
             body: Bytes::from_static(b"\x1f\x8b body"),
         };
-        assert_eq!(Batch::from_record(&batch.to_record()).unwrap(), batch);
+        let record = batch.to_record();
+        assert_eq!(Batch::from_record(&record).unwrap(), batch);
+        let header_len = record.len() - batch.body.len();
+        let head = Batch::header_from_prefix(&record[..header_len + 2]).unwrap();
+        assert_eq!((head.relay, head.body.len()), (batch.relay.clone(), 0));
+        assert!(Batch::header_from_prefix(&record[..header_len - 1]).is_err());
+        // Records queued before the field existed.
+        let old = br#"{"id":"h/t/1/2","path":"/intake","headers":[],"spans":0}"#;
+        let mut record = (old.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(old);
+        assert_eq!(Batch::from_record(&record).unwrap().relay, None);
         assert!(Batch::from_record(b"\xff\xff\xff\x7f{}").is_err());
         assert!(Batch::from_record(b"\x02\x00").is_err());
         assert!(Batch::from_record(b"\x02\x00\x00\x00{x").is_err());

@@ -23,7 +23,7 @@ use url::Url;
 use crate::config::{ApiKey, Config};
 use crate::model::Snapshot;
 use crate::traces::CorrelatedSpan;
-use batch::Batch;
+use batch::{Batch, RelayBatch};
 use client::ReceiverClient;
 use diff::TopologyDiff;
 use queue::DiskQueue;
@@ -63,6 +63,8 @@ pub struct Forwarder {
     pub health: Sink,
     node_diff: Mutex<TopologyDiff>,
     process_diff: Mutex<TopologyDiff>,
+    /// The sidecar batches whose spans were in the traces queue when it was opened.
+    relay_batches_queued: Mutex<Vec<RelayBatch>>,
     sequence: AtomicU64,
     started_ms: u128,
 }
@@ -111,15 +113,19 @@ impl Forwarder {
             };
             Ok(Sink::new(name, MEMORY_CAP, disk))
         };
+        let traces = open("traces", 2)?;
+        // Before the sender can take any of them away.
+        let relay_batches_queued = Mutex::new(traces.relay_batches());
         let forwarder = Arc::new(Self {
             hostname: hostname.to_string(),
             topology: open("topology", 8)?,
             processes: open("processes", 8)?,
             metrics: open("metrics", 8)?,
-            traces: open("traces", 2)?,
+            traces,
             health: open("health", 8)?,
             node_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
             process_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            relay_batches_queued,
             sequence: AtomicU64::new(0),
             started_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -211,6 +217,7 @@ impl Forwarder {
             path: path.to_string(),
             headers,
             spans,
+            relay: None,
             body,
         }
     }
@@ -261,12 +268,18 @@ impl Forwarder {
         );
     }
 
-    /// Correlated spans from the relay, queued (on disk with `STS_QUEUE_DIR`) when this
-    /// returns: the relay acknowledges the sidecar's batch after it, and the sidecar
-    /// forgets the spans then.
-    pub fn submit_spans(&self, spans: Vec<CorrelatedSpan>) {
-        for batch in traces::split(spans) {
-            self.send_spans(batch);
+    /// The correlated spans of the sidecar batch `from`, queued (on disk with
+    /// `STS_QUEUE_DIR`) when this returns: the relay acknowledges the sidecar's batch after
+    /// it, and the sidecar forgets the spans then. The last of the batches they make
+    /// records `from` (see `relay_batches_queued`).
+    pub fn submit_spans(&self, spans: Vec<CorrelatedSpan>, from: RelayBatch) {
+        let mut batches = traces::split(spans);
+        let last = batches.pop();
+        for spans in batches {
+            self.send_spans(spans, None);
+        }
+        if let Some(spans) = last {
+            self.send_spans(spans, Some(from));
         }
     }
 
@@ -275,18 +288,27 @@ impl Forwarder {
     pub fn submit_spans_keeping(
         &self,
         spans: Vec<CorrelatedSpan>,
+        from: RelayBatch,
         keep: bool,
     ) -> Vec<CorrelatedSpan> {
         if keep {
-            self.submit_spans(spans.clone());
+            self.submit_spans(spans.clone(), from);
             spans
         } else {
-            self.submit_spans(spans);
+            self.submit_spans(spans, from);
             Vec::new()
         }
     }
 
-    fn send_spans(&self, spans: Vec<CorrelatedSpan>) {
+    /// The sidecar batches whose spans were queued but not yet sent when the daemon
+    /// started (the first call; later ones get nothing). A daemon killed after queueing a
+    /// batch's spans but before its acknowledgement reached the sidecar gets the batch
+    /// again from the sidecar; the relay drops it as a duplicate from this list.
+    pub fn relay_batches_queued(&self) -> Vec<RelayBatch> {
+        std::mem::take(&mut *lock(&self.relay_batches_queued))
+    }
+
+    fn send_spans(&self, spans: Vec<CorrelatedSpan>, from: Option<RelayBatch>) {
         let count = spans.len() as u64;
         let body = Bytes::from(traces::encode(&self.hostname, spans));
         let headers = vec![
@@ -296,8 +318,9 @@ impl Forwarder {
             ),
             ("Content-Encoding".to_string(), "gzip".to_string()),
         ];
-        self.traces
-            .submit(self.batch("traces", "/api/v0.2/traces", headers, count, body));
+        let mut batch = self.batch("traces", "/api/v0.2/traces", headers, count, body);
+        batch.relay = from;
+        self.traces.submit(batch);
     }
 }
 

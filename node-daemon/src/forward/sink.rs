@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 use url::Url;
 
-use super::batch::Batch;
+use super::batch::{Batch, RelayBatch};
 use super::client::{ReceiverClient, SendError};
 use super::queue::{DiskQueue, RecordId};
 use super::{authorize, Auth};
@@ -21,6 +21,9 @@ use crate::config::ApiKey;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How much of each queued record `relay_batches` reads: the batch header (ids, path,
+/// two headers, counts) is well under this.
+const RELAY_PREFIX: usize = 4096;
 
 /// What a sink did since start, for status.
 #[derive(Debug, Default)]
@@ -84,6 +87,22 @@ impl Sink {
             Store::Memory { batches, .. } => (batches.len() as u64, 0),
             Store::Disk(d) => (d.len(), d.dropped_records()),
         }
+    }
+
+    /// The sidecar batches recorded by the queued batches (none in memory only).
+    pub fn relay_batches(&self) -> Vec<RelayBatch> {
+        let mut found = Vec::new();
+        if let Store::Disk(disk) = &*self.store() {
+            let scanned = disk.scan_pending(RELAY_PREFIX, |record| {
+                if let Ok(Batch { relay: Some(r), .. }) = Batch::header_from_prefix(record) {
+                    found.push(r);
+                }
+            });
+            if let Err(e) = scanned {
+                warn!(sink = self.name, "cannot read the disk queue: {e}");
+            }
+        }
+        found
     }
 
     /// Queues a batch; never waits for the network.

@@ -24,6 +24,7 @@ use super::correlate::Correlator;
 use super::dedup::SeenBatches;
 use super::state::TraceState;
 use super::wire::{BatchHeader, BatchView, WireError};
+use crate::forward::batch::RelayBatch;
 use crate::forward::Forwarder;
 
 /// Sidecars whose seen batch ids are remembered at most.
@@ -45,12 +46,20 @@ impl RelayService {
         token: Option<String>,
         forwarder: Option<Arc<Forwarder>>,
     ) -> Self {
+        // Batches a previous daemon queued: a sidecar that did not get their
+        // acknowledgement sends them again.
+        let mut seen: HashMap<String, SeenBatches> = HashMap::new();
+        for queued in forwarder.iter().flat_map(|f| f.relay_batches_queued()) {
+            seen.entry(queued.sidecar_id)
+                .or_default()
+                .insert(queued.batch_id);
+        }
         Self {
             state,
             forwarder,
             token,
             correlator: Arc::new(Mutex::new(correlator)),
-            seen: Arc::default(),
+            seen: Arc::new(Mutex::new(seen)),
         }
     }
 
@@ -111,7 +120,11 @@ impl RelayService {
         let count = correlated.len() as u64;
         let kept = match &self.forwarder {
             Some(forwarder) => {
-                forwarder.submit_spans_keeping(correlated, self.state.keeps_recent())
+                let from = RelayBatch {
+                    sidecar_id: header.sidecar_id.clone(),
+                    batch_id: header.batch_id,
+                };
+                forwarder.submit_spans_keeping(correlated, from, self.state.keeps_recent())
             }
             None => correlated,
         };
@@ -366,6 +379,29 @@ mod tests {
             let ack = relay.take(batch(1, 3), "peer").unwrap();
             assert!(ack.accepted && ack.reason.is_empty(), "{ack:?}");
             assert_eq!(queued(&relay), 1, "acknowledged spans only in memory");
+        });
+    }
+
+    #[test]
+    fn a_batch_queued_before_a_crash_is_a_duplicate_after_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        // The first daemon queues batch 5 and "crashes" before the sidecar has the ack.
+        runtime().block_on(async {
+            let first = relay(dir.path(), stopped.clone());
+            assert_eq!(first.take(batch(5, 3), "peer").unwrap().reason, "");
+        });
+
+        // The sidecar sends it again, then the next one, to the next daemon.
+        runtime().block_on(async {
+            let second = relay(dir.path(), stopped);
+            let again = second.take(batch(5, 3), "peer").unwrap();
+            assert!(again.accepted);
+            assert_eq!(again.reason, "duplicate");
+            assert_eq!(second.state.spans_duplicate(), 3);
+            assert_eq!(second.take(batch(6, 2), "peer").unwrap().reason, "");
+            assert_eq!(second.state.spans_received(), 2);
+            assert_eq!(queued(&second), 2, "batches 5 and 6, once each");
         });
     }
 }

@@ -246,6 +246,42 @@ impl DiskQueue {
         }
     }
 
+    /// Calls `visit` with the first `prefix` bytes (all of a shorter payload) of every
+    /// record not yet acknowledged, oldest first, leaving the queue as it is. Payload
+    /// checksums are not verified (a prefix cannot be); a damaged header ends the walk of
+    /// its segment, as it ends reading there. Memory: one prefix.
+    pub fn scan_pending(
+        &self,
+        prefix: usize,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<(), QueueError> {
+        let mut buf = Vec::new();
+        for (i, segment) in self.segments.iter().enumerate() {
+            let path = self.segment_path(segment.id);
+            let file = File::open(&path).map_err(io_err(&path, "open"))?;
+            let mut at = if i == 0 { self.cursor.offset } else { 0 };
+            while at < segment.end {
+                let mut h = [0u8; HEADER_LEN];
+                let header = match read_exact_at(&file, &mut h, at) {
+                    Ok(true) => record::decode_header(&h),
+                    Ok(false) => None,
+                    Err(e) => return Err(io_err(&path, "read")(e)),
+                };
+                let Some(header) = header.filter(|h| at + h.record_len() <= segment.end) else {
+                    break;
+                };
+                buf.resize(prefix.min(header.len as usize), 0);
+                match read_exact_at(&file, &mut buf, at + HEADER_LEN as u64) {
+                    Ok(true) => visit(&buf),
+                    Ok(false) => break,
+                    Err(e) => return Err(io_err(&path, "read")(e)),
+                }
+                at += header.record_len();
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the oldest record, which `id` must name. `Ok(false)` if it is gone
     /// already (acknowledged before, or dropped by the cap since `peek`).
     pub fn ack(&mut self, id: RecordId) -> Result<bool, QueueError> {

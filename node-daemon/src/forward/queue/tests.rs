@@ -101,6 +101,33 @@ fn flip(path: &Path, at: u64) {
 }
 
 #[test]
+fn scan_pending_sees_the_unacknowledged_records_in_order_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = DiskQueue::open_with(dir.path(), opts(1 << 20, 4096)).unwrap();
+    for i in 0..40 {
+        q.push(&payload(i, 8 + (i as usize * 53) % 600)).unwrap();
+    }
+    for _ in 0..15 {
+        let r = q.peek().unwrap().unwrap();
+        assert!(q.ack(r.id).unwrap());
+    }
+    let scan = |q: &DiskQueue, prefix: usize| {
+        let mut seen = Vec::new();
+        q.scan_pending(prefix, |p| seen.push(p.to_vec())).unwrap();
+        seen
+    };
+    let whole = scan(&q, usize::MAX);
+    assert_eq!(whole, pending(&q));
+    assert_eq!(
+        whole.iter().map(|p| seq_of(p)).collect::<Vec<_>>(),
+        (15..40).collect::<Vec<_>>()
+    );
+    assert!(scan(&q, 8).iter().all(|p| p.len() == 8));
+    assert_eq!(q.len(), 25);
+    assert_eq!(seq_of(&q.peek().unwrap().unwrap().payload), 15);
+}
+
+#[test]
 fn push_peek_ack_keep_order_across_segment_rolls() {
     let dir = tempfile::tempdir().unwrap();
     let mut q = DiskQueue::open_with(dir.path(), opts(1 << 20, 4096)).unwrap();
