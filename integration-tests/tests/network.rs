@@ -616,9 +616,17 @@ fn published_ports_link_the_client_to_the_container(backend: Backend, test: &str
         });
         linked.then_some(())
     });
-    let vias: Vec<&str> = legs.iter().map(|(via, ..)| *via).collect();
-    assert!(
-        found.is_some(),
-        "{test}: client not linked to the container via {vias:?}"
-    );
+    if found.is_none() {
+        // What the last snapshot saw of each leg, to tell a missing end from a missing link.
+        let (snap, _) = snapshot(test, backend);
+        for (via, server, client) in &legs {
+            let ends: Vec<&Value> = connections(&snap)
+                .iter()
+                .filter(|c| c["pid"] == client.pid() || c["container_id"] == server.id.as_str())
+                .collect();
+            println!("{test}: {via} leg, client pid {}: {ends:#?}", client.pid());
+        }
+        let vias: Vec<&str> = legs.iter().map(|(via, ..)| *via).collect();
+        panic!("{test}: client not linked to the container via {vias:?}");
+    }
 }
