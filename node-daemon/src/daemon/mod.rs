@@ -138,6 +138,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .initial_stream_window_size(crate::traces::RELAY_STREAM_WINDOW)
+            .initial_connection_window_size(crate::traces::RELAY_CONNECTION_WINDOW)
+            .max_frame_size(crate::traces::RELAY_MAX_FRAME)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(status.into_server())
