@@ -1,6 +1,7 @@
 """A real ddtrace client for the trace tests: sends TRACES traces of SPANS spans each to
-DD_TRACE_AGENT_URL with DD_TRACE_API_VERSION, then prints one JSON line with its pid, its
-create time (psutil) and what it sent, so the test can check what the daemon received."""
+DD_TRACE_AGENT_URL with DD_TRACE_API_VERSION (waiting TRACE_INTERVAL seconds after each
+trace, default 0), then prints one JSON line with its pid, its create time (psutil) and what
+it sent, so the test can check what the daemon received."""
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from ddtrace.trace import tracer
 traces = int(os.environ.get("TRACES", "10"))
 spans = int(os.environ.get("SPANS", "3"))
 service = os.environ.get("SERVICE", "it-python")
+interval = float(os.environ.get("TRACE_INTERVAL", "0"))
 
 for t in range(traces):
     with tracer.trace("request", service=service, resource=f"GET /item/{t}") as root:
@@ -22,6 +24,8 @@ for t in range(traces):
                 child.set_tag("it.child", str(s))
                 if s == 0 and t % 5 == 0:
                     child.error = 1
+    if interval:
+        time.sleep(interval)
 tracer.flush()
 tracer.shutdown(timeout=10)
 # Stay alive briefly so the test can find this process in /proc if it wants to.

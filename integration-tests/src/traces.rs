@@ -51,11 +51,12 @@ impl Daemon {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let Ok(mut client) =
-                StatusClient::connect(format!("http://127.0.0.1:{}", self.port)).await
+            let Ok(client) = StatusClient::connect(format!("http://127.0.0.1:{}", self.port)).await
             else {
                 return Vec::new();
             };
+            // 10,000 correlated spans are about 7 MB, past tonic's default 4 MiB.
+            let mut client = client.max_decoding_message_size(256 << 20);
             let client = client.get_recent_spans(GetRecentSpansRequest { limit: 0 });
             client
                 .await

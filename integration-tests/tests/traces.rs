@@ -281,17 +281,22 @@ fn daemon_killed_and_restarted_while_10000_spans_flow() {
     let script = workspace_root().join("integration-tests/python/trace_client.py");
     let mut env: BTreeMap<String, String> = ddtrace_env(&url, "v0.4", "it-restart", 2500, 4);
     env.insert("DD_TRACE_PARTIAL_FLUSH_ENABLED".into(), "false".into());
+    // Spans flow for 2.5 s or more, flushed every 50 ms: the kill lands while they do (sent
+    // at once, they are all relayed and acknowledged within milliseconds).
+    env.insert("TRACE_INTERVAL".into(), "0.001".into());
+    env.insert("DD_TRACE_WRITER_INTERVAL_SECONDS".into(), "0.05".into());
     let mut client = Command::new(python())
         .arg(script)
         .envs(&env)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the daemon while spans flow; the sidecar buffers and resends after the restart.
+    // Kill the daemon while spans flow, once it has acknowledged some; the sidecar buffers
+    // and resends after the restart.
     wait_for(Duration::from_secs(30), || {
         sidecar
             .health()
-            .filter(|h| h["spans_received"].as_u64() > Some(0))
+            .filter(|h| h["spans_relayed"].as_u64() > Some(0))
             .map(|_| ())
     })
     .expect("spans flowing");
