@@ -72,14 +72,16 @@ pub fn format_for(path: &str, content_type: Option<&str>) -> Option<Format> {
     }
 }
 
-/// How much memory the decoded traces of one body may take.
+/// How much memory the decoded (or transcoded) traces of one body may take.
 ///
 /// A decoded span takes more memory than its encoding: a `Span` is 240 bytes before its
 /// strings, and each `meta`/`metrics` map is a hash table. Measured on batches of 1000
 /// realistic spans (10 meta entries, 3 metrics; `tests/decode_fuzz.rs`), the peak heap is
 /// 3.1x the body for v0.4, 2.8x for JSON and 15x for v0.5, whose strings are 1-2 byte
 /// indexes into a shared table; a hostile v0.5 body could ask for thousands of times its
-/// size. The budget of a body of `n` bytes is `min(expansion * n + slack, max_bytes)`
+/// size. Transcoded, a v0.4 body takes about its own size in protobuf (0.94x) and v0.5 4.5x
+/// (the transcoder's buffer, charged in full at each growth, and v0.5's string table count).
+/// The budget of a body of `n` bytes is `min(expansion * n + slack, max_bytes)`
 /// (counted in requested bytes, before the allocator's own overhead); a payload that would
 /// decode to more fails with [`Reason::TooLarge`], having allocated at most the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
