@@ -8,6 +8,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sts_proto::daemon::v1::{SidecarStatus, Span};
 
+use bytes::Bytes;
+
 use super::span::CorrelatedSpan;
 
 #[derive(Debug)]
@@ -104,7 +106,7 @@ impl TraceState {
         }
         // Only the last `recent_capacity` of the batch can stay.
         let skip = spans.len().saturating_sub(self.recent_capacity);
-        for span in spans.into_iter().skip(skip) {
+        for span in compact(&spans[skip..]) {
             if inner.recent.len() == self.recent_capacity {
                 inner.recent.pop_front();
             }
@@ -150,6 +152,33 @@ impl TraceState {
             })
             .collect()
     }
+}
+
+/// The spans with their relayed bytes copied into one allocation of their size: a span's
+/// bytes are a slice of the buffer its batch arrived in, which a window of small batches
+/// (a span a second) would keep alive, 8 KiB or more each, for hours.
+fn compact(spans: &[CorrelatedSpan]) -> Vec<CorrelatedSpan> {
+    let total = spans.iter().map(|s| s.raw.len()).sum();
+    let mut packed = Vec::with_capacity(total);
+    for span in spans {
+        packed.extend_from_slice(&span.raw);
+    }
+    let packed = Bytes::from(packed);
+    let mut at = 0;
+    spans
+        .iter()
+        .map(|span| {
+            let raw = packed.slice(at..at + span.raw.len());
+            at += span.raw.len();
+            CorrelatedSpan {
+                raw,
+                extra: span.extra.clone(),
+                trace_id: span.trace_id,
+                start: span.start,
+                duration: span.duration,
+            }
+        })
+        .collect()
 }
 
 /// At most this many sidecars are remembered; the longest unseen is forgotten first.
@@ -209,6 +238,15 @@ mod tests {
         );
         let ids: Vec<u64> = state.recent(0).iter().map(|s| s.span_id).collect();
         assert_eq!(ids, [3, 4, 5]);
+        // Kept in one allocation of their own, not in the buffer they came in.
+        let inner = state.lock();
+        let first = inner.recent[0].raw.as_ptr() as usize;
+        let last = &inner.recent[2].raw;
+        assert_eq!(
+            last.as_ptr() as usize + last.len() - first,
+            inner.recent.iter().map(|s| s.raw.len()).sum::<usize>()
+        );
+        drop(inner);
         assert_eq!(state.recent(2).len(), 2);
         assert_eq!(state.spans_received(), 5);
         let sidecars = state.sidecars();
