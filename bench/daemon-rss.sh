@@ -21,6 +21,8 @@ LIMIT_MB=${LIMIT_MB:-25}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 work=$(mktemp -d)
 idle_pids=()
@@ -55,20 +57,12 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 # cannot replace the binary under the running daemon.
 cp "$target_dir/release/node-daemon" "$work/node-daemon"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 rss_kb() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
 }
 
 hwm_kb() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null
-}
-
-mb() {
-    awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
 proc_count() {

@@ -58,6 +58,8 @@ GROUP_NICE=${GROUP_NICE:--20}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 work=$(mktemp -d)
 daemon_pid=
@@ -66,17 +68,6 @@ iperf_pid=
 bpf_stats_before=
 autogroup_before=
 
-stop_pid() {
-    local pid=$1 signal=$2
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill "-$signal" "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?
@@ -92,11 +83,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-fail() {
-    echo "$*" >&2
-    exit 2
-}
 
 ensure() {
     local command=$1 package=$2
@@ -137,10 +123,6 @@ if [[ $GROUP_NICE != none && -w /proc/self/autogroup ]]; then
     autogroup_before=$(sed -n 's/.* nice \(-\?[0-9]*\)$/\1/p' /proc/self/autogroup)
     echo "$GROUP_NICE" >/proc/self/autogroup
 fi
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # CPU seconds (user + system) a process has used.
 cpu_of() {

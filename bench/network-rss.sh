@@ -29,22 +29,13 @@ COMPARE_PROC=${COMPARE_PROC:-1}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 work=$(mktemp -d)
 holder_pid=
 daemon_pid=
 
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?
@@ -58,11 +49,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-fail() {
-    echo "$*" >&2
-    exit 2
-}
-
 ((EUID == 0)) || fail "run as root (the daemon's eBPF programs need it)"
 
 echo "== building node-daemon and tcp-hold (release)"
@@ -73,16 +59,8 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 # cannot replace a binary while it runs.
 cp "$target_dir/release/node-daemon" "$target_dir/release/tcp-hold" "$work/"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 kb_of() {
     awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/dev/null
-}
-
-mb() {
-    awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
 # "<ran|pending> <connections> <detail>" of the network collector, from `status --json`.
