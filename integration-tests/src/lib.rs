@@ -5,6 +5,7 @@ pub mod docker;
 pub mod forwarding;
 pub mod load;
 pub mod receiver;
+pub mod sockets;
 pub mod traces;
 
 use std::net::TcpListener;

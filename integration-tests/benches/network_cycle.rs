@@ -1,10 +1,10 @@
 //! CPU cost of one steady-state network collection cycle with 10,000 open connections,
 //! eBPF backend against the polling (/proc + sock_diag) backend measured in the same run.
 //! Target: eBPF at most 20 ms CPU per cycle (median). Run as root with
-//! `cargo bench -p node-daemon --bench network_cycle`.
+//! `cargo bench -p integration-tests --bench network_cycle`.
 //!
 //! Opens `BENCH_PAIRS` (default 5,000) loopback TCP connections in this process (both ends:
-//! twice as many sockets, RLIMIT_NOFILE raised for them; a byte sent on each), starts one
+//! twice as many sockets, RLIMIT_NOFILE raised for them; a request and an answer on each), starts one
 //! `NetworkCollector` per backend, runs a first cycle on each (the eBPF backend learns
 //! the owners of sockets that existed before it started; the polling backend fills its
 //! caches), then `BENCH_CYCLES` (default 9) steady cycles of each, interleaved, and prints
@@ -19,11 +19,10 @@
 //! Exit status: 0 when the target is met, 1 when it is missed, 2 when the eBPF backend
 //! cannot start (not root, no BPF kernel, or a build without clang/bpftool).
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use integration_tests::sockets::{loopback_pairs, raise_nofile};
 use node_daemon::collect::network::ebpf::EbpfBackend;
 use node_daemon::collect::network::{Backend, NetworkCollector};
 use node_daemon::config::{NetworkBackend, NetworkConfig};
@@ -45,43 +44,6 @@ fn thread_cpu() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// Lets this process hold `files` descriptors.
-fn raise_nofile(files: u64) -> std::io::Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if limit.rlim_cur >= files {
-        return Ok(());
-    }
-    limit.rlim_cur = files;
-    limit.rlim_max = limit.rlim_max.max(files);
-    // SAFETY: setrlimit reads the struct given.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `pairs` connected loopback TCP connections, both ends, one byte sent on each.
-fn open_pairs(pairs: usize) -> Vec<TcpStream> {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let addr = listener.local_addr().unwrap();
-    let mut sockets = Vec::with_capacity(pairs * 2);
-    for i in 0..pairs {
-        let mut client = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        let (server, _) = listener.accept().expect("accept");
-        client.write_all(b"x").expect("send a byte");
-        sockets.push(client);
-        sockets.push(server);
-    }
-    sockets
 }
 
 struct Measured {
@@ -150,7 +112,13 @@ fn main() -> ExitCode {
         eprintln!("cannot raise RLIMIT_NOFILE for {pairs} pairs: {e}");
         return ExitCode::from(2);
     }
-    let sockets = open_pairs(pairs);
+    let sockets = match loopback_pairs(pairs) {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            eprintln!("cannot open {pairs} loopback pairs: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let expected = sockets.len() as u64;
     println!("{expected} open loopback TCP connections ({pairs} pairs)");
 
