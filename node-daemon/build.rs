@@ -26,6 +26,12 @@ fn main() {
         Ok(()) => println!("cargo::rustc-cfg=sts_bpf"),
         Err(why) => {
             println!("cargo::warning=eBPF programs not built: {why}");
+            // Build again once the toolchain is installed (scripts/setup.sh).
+            for dir in ["/usr/bin", "/usr/sbin", "/usr/include"] {
+                if Path::new(dir).is_dir() {
+                    println!("cargo::rerun-if-changed={dir}");
+                }
+            }
             std::fs::write(out.join("bpf-missing.txt"), why).expect("write to OUT_DIR");
         }
     }

@@ -73,6 +73,23 @@ impl Guard {
         )
     }
 
+    /// Starts `command` with its stderr read into [`Logs`] as it is written, so a chatty
+    /// child never blocks on a full pipe (an unread pipe stalls a daemon that logs).
+    pub fn spawn_with_logs(command: &mut Command) -> (Self, Logs) {
+        let mut guard = Self::spawn(command.stderr(Stdio::piped()));
+        let mut stderr = guard.0.stderr.take().expect("stderr is piped");
+        let logs = Logs::default();
+        let (sink, closed) = (logs.text.clone(), logs.closed.clone());
+        thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+            closed.store(true, Ordering::Release);
+        });
+        (guard, logs)
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
@@ -96,10 +113,38 @@ impl Guard {
     }
 }
 
+/// What a child started by [`Guard::spawn_with_logs`] has written to stderr so far.
+#[derive(Clone, Default)]
+pub struct Logs {
+    text: Arc<Mutex<Vec<u8>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// All of it, once the child has exited: waits up to `within` for the pipe to close.
+    pub fn after_exit(&self, within: Duration) -> String {
+        wait_for(within, || self.closed.load(Ordering::Acquire).then_some(()))
+            .expect("stderr closed after the child exited");
+        self.text()
+    }
+}
+
 impl Drop for Guard {
+    /// Kills and reaps the child, giving up after 10 s with one line (a child stuck in the
+    /// kernel must not hang the test run).
     fn drop(&mut self) {
         let _ = self.0.kill();
-        let _ = self.0.wait();
+        let reaped = wait_for(Duration::from_secs(10), || self.0.try_wait().ok().flatten());
+        if reaped.is_none() {
+            eprintln!(
+                "pid {} did not exit within 10 s of SIGKILL; left behind",
+                self.0.id()
+            );
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! `node-daemon run` end to end: gRPC Status, grpc.health.v1, reflection, the `status`
 //! command as a health check, secrets kept out, and a clean stop on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::{binary, free_port, node_daemon, wait_for, Guard};
+use integration_tests::{binary, free_port, node_daemon, wait_for, Guard, Logs};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -15,14 +15,13 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 const API_KEY: &str = "it-secret-api-key-4711";
 
-fn start_daemon(port: u16) -> Guard {
-    Guard::spawn(
+fn start_daemon(port: u16) -> (Guard, Logs) {
+    Guard::spawn_with_logs(
         Command::new(binary("node-daemon"))
             .args(["run", "--interval", "1"])
             .env("STS_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env("STS_API_KEY", API_KEY)
-            .env("STS_LOG_LEVEL", "debug")
-            .stderr(Stdio::piped()),
+            .env("STS_LOG_LEVEL", "debug"),
     )
 }
 
@@ -52,7 +51,7 @@ fn wait_ready(port: u16) -> serde_json::Value {
 #[test]
 fn status_health_reflection_and_shutdown() {
     let port = free_port();
-    let mut daemon = start_daemon(port);
+    let (mut daemon, logs) = start_daemon(port);
     let status_json = wait_ready(port);
 
     assert_eq!(status_json["healthy"], true);
@@ -84,7 +83,7 @@ fn status_health_reflection_and_shutdown() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let calls = async {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
             .connect()
@@ -124,7 +123,10 @@ fn status_health_reflection_and_shutdown() {
                 "{expected} not in {names:?}"
             );
         }
-    });
+    };
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), calls).await })
+        .expect("health and reflection answer within 20 s");
 
     let started = Instant::now();
     let exit = daemon
@@ -132,8 +134,7 @@ fn status_health_reflection_and_shutdown() {
         .expect("daemon stopped within 2 s of SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let mut logs = String::new();
-    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    let logs = logs.after_exit(Duration::from_secs(5));
     assert!(logs.contains("cycle"), "one summary line per cycle: {logs}");
     assert!(!logs.contains(API_KEY), "API key in the logs");
 
@@ -149,7 +150,7 @@ fn status_health_reflection_and_shutdown() {
 #[test]
 fn sigint_also_stops_cleanly() {
     let port = free_port();
-    let mut daemon = start_daemon(port);
+    let (mut daemon, _logs) = start_daemon(port);
     wait_ready(port);
     let exit = daemon
         .signal_and_wait(libc::SIGINT, Duration::from_secs(2))
