@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod client;
 pub mod diff;
+pub mod gzip;
 pub mod intake;
 pub mod queue;
 pub mod sink;
@@ -77,9 +78,8 @@ fn now_s() -> u64 {
 
 /// A JSON message as a gzip body.
 pub fn gzip_json(value: &serde_json::Value) -> Bytes {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    serde_json::to_writer(&mut gz, value).expect("JSON to memory cannot fail");
-    Bytes::from(gz.finish().expect("gzip to memory cannot fail"))
+    let json = serde_json::to_vec(value).expect("JSON to memory cannot fail");
+    Bytes::from(gzip::gzip(&json))
 }
 
 impl Forwarder {

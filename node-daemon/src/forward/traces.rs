@@ -9,7 +9,6 @@
 //! numbers), never decoded; the rest is as prost writes `TracePayload`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
@@ -104,12 +103,7 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
         varint_field(&mut raw, START_TIME, start_time as u64);
         varint_field(&mut raw, END_TIME, end_time as u64);
     }
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 4),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&raw).expect("writing to memory cannot fail");
-    gz.finish().expect("writing to memory cannot fail")
+    super::gzip::gzip(&raw)
 }
 
 #[cfg(test)]
