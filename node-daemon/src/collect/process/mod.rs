@@ -6,6 +6,7 @@
 
 mod blacklist;
 mod cgroup;
+mod pid_dir;
 mod scan;
 mod scrub;
 mod stat;

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::time::Instant;
 
 use super::blacklist::{Blacklist, Usage};
+use super::pid_dir::{PidDir, ProcReader};
 use super::scrub::Scrubber;
 use super::stat::{parse_io, parse_stat, Stat};
 use super::users::Users;
@@ -158,25 +158,22 @@ impl ProcessCollector {
         &self.path
     }
 
-    fn read(&mut self, pid: u32, file: &str) -> io::Result<&[u8]> {
-        self.set_path(pid, file);
-        self.reader.read(&self.path)
-    }
-
     fn sample(
         &mut self,
         pid: u32,
         elapsed_s: Option<f64>,
     ) -> Result<Option<Candidate>, SampleError> {
-        let stat = parse_stat(self.read(pid, "stat")?).ok_or(SampleError::Unreadable)?;
+        let dir = PidDir::open(pid, &mut self.path)?;
+        let stat = parse_stat(self.reader.read(&dir, c"stat")?).ok_or(SampleError::Unreadable)?;
         if stat.is_kernel_thread() {
             return Ok(None);
         }
         let io = self
-            .read(pid, "io")
+            .reader
+            .read(&dir, c"io")
             .ok()
             .and_then(|b| std::str::from_utf8(b).ok().and_then(parse_io));
-        let open_fds = self.open_fds(pid);
+        let open_fds = self.open_fds(pid, &dir);
         let cpu_ticks = stat.utime + stat.stime;
 
         // Updated in place when the cached identity still holds, replaced otherwise; an
@@ -194,7 +191,7 @@ impl ProcessCollector {
         let (prev_ticks, prev_io) = if let Some(previous) = cached {
             previous
         } else {
-            let identity = self.identity(pid, &stat)?;
+            let identity = self.identity(pid, &dir, &stat)?;
             self.known.insert(
                 pid,
                 Known {
@@ -257,18 +254,18 @@ impl ProcessCollector {
 
     /// Open descriptors: the size that stat() reports for /proc/<pid>/fd (Linux 6.2+),
     /// else the number of its entries.
-    fn open_fds(&mut self, pid: u32) -> Option<u64> {
-        let path = self.set_path(pid, "fd");
-        let size = std::fs::metadata(path).ok()?.len();
+    fn open_fds(&mut self, pid: u32, dir: &PidDir) -> Option<u64> {
+        let size = dir.size(c"fd").ok()?;
         if size > 0 {
             return Some(size);
         }
-        Some(std::fs::read_dir(path).ok()?.count() as u64)
+        Some(std::fs::read_dir(self.set_path(pid, "fd")).ok()?.count() as u64)
     }
 
-    fn identity(&mut self, pid: u32, stat: &Stat) -> Result<Identity, SampleError> {
+    fn identity(&mut self, pid: u32, dir: &PidDir, stat: &Stat) -> Result<Identity, SampleError> {
         let mut cmdline: Vec<String> = self
-            .read(pid, "cmdline")?
+            .reader
+            .read(dir, c"cmdline")?
             .split(|b| *b == 0)
             .filter(|arg| !arg.is_empty())
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
@@ -282,7 +279,8 @@ impl ProcessCollector {
         let name = process_name(&stat.comm, &cmdline);
         self.scrubber.scrub(&mut cmdline);
 
-        let exe = std::fs::read_link(self.set_path(pid, "exe"))
+        let exe = dir
+            .read_link(c"exe")
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
         let uid = match self.pidfd_uids.then(|| pidfd::real_uid(pid)) {
@@ -291,7 +289,8 @@ impl ProcessCollector {
                 if matches!(answer, Some(Err(pidfd::Unavailable::Always))) {
                     self.pidfd_uids = false;
                 }
-                self.read(pid, "status")
+                self.reader
+                    .read(dir, c"status")
                     .ok()
                     .and_then(|b| keyed_u64(std::str::from_utf8(b).ok()?, "Uid"))
                     .and_then(|uid| u32::try_from(uid).ok())
@@ -299,7 +298,8 @@ impl ProcessCollector {
         };
         let user = uid.map_or_else(String::new, |uid| self.users.name(uid));
         let container_id = self
-            .read(pid, "cgroup")
+            .reader
+            .read(dir, c"cgroup")
             .ok()
             .and_then(|b| std::str::from_utf8(b).ok().and_then(cgroup::container_id))
             .map(String::from);
@@ -311,46 +311,6 @@ impl ProcessCollector {
             container_id,
             blacklisted,
         })
-    }
-}
-
-/// Reads /proc/<pid> files into a buffer kept between reads, with one open, one read and
-/// one close per file where `read_to_end` would add a statx, an lseek and a final empty
-/// read: these files (single-record seq files, and `cmdline`) hand out their whole text in
-/// one read when the buffer is large enough, so a read that leaves the buffer partly
-/// unfilled is the end of the file, as procps also assumes. A read that fills the buffer
-/// grows it and reads on.
-#[derive(Debug)]
-struct ProcReader {
-    buf: Vec<u8>,
-}
-
-impl Default for ProcReader {
-    fn default() -> Self {
-        Self { buf: vec![0; 4096] }
-    }
-}
-
-impl ProcReader {
-    fn read(&mut self, path: &str) -> io::Result<&[u8]> {
-        let mut file = File::open(path)?;
-        let mut len = 0;
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(2 * self.buf.len(), 0);
-            }
-            let want = self.buf.len() - len;
-            match file.read(&mut self.buf[len..]) {
-                Ok(n) => {
-                    len += n;
-                    if n < want {
-                        return Ok(&self.buf[..len]);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
     }
 }
 
