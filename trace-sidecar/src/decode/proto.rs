@@ -104,6 +104,17 @@ fn put_repaired(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// A string field of a map entry (`field` is its key byte) of the length [`text_len`]
+/// gave; left out when empty, as prost leaves out a default.
+#[inline(always)]
+fn put_entry_text(out: &mut Vec<u8>, field: u8, bytes: &[u8], (len, valid): (usize, bool)) {
+    if len > 0 {
+        out.push(field);
+        put_varint(out, len as u64);
+        put_text(out, bytes, valid);
+    }
+}
+
 /// The bytes of a map entry's string field (key or value) of `len` bytes; none when empty.
 #[inline]
 fn entry_text_len(len: usize) -> usize {
@@ -253,16 +264,8 @@ impl<'b> ProtoSink<'b> {
         let out = &mut self.out;
         out.push(META_KEY);
         put_varint(out, entry as u64);
-        if key_len > 0 {
-            out.push(ENTRY_KEY);
-            put_varint(out, key_len as u64);
-            put_text(out, key, key_ok);
-        }
-        if value_len > 0 {
-            out.push(ENTRY_TEXT);
-            put_varint(out, value_len as u64);
-            put_text(out, value, value_ok);
-        }
+        put_entry_text(out, ENTRY_KEY, key, (key_len, key_ok));
+        put_entry_text(out, ENTRY_TEXT, value, (value_len, value_ok));
         Ok(())
     }
 }
@@ -369,11 +372,7 @@ impl Sink for ProtoSink<'_> {
         let out = &mut self.out;
         out.push(METRICS_KEY);
         put_varint(out, entry as u64);
-        if key_len > 0 {
-            out.push(ENTRY_KEY);
-            put_varint(out, key_len as u64);
-            put_text(out, key, key_ok);
-        }
+        put_entry_text(out, ENTRY_KEY, key, (key_len, key_ok));
         if value_len > 0 {
             out.push(ENTRY_DOUBLE);
             out.extend_from_slice(&value.to_le_bytes());
