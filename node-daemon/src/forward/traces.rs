@@ -12,7 +12,11 @@ use std::collections::BTreeMap;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use super::gzip::Gzip;
 use crate::traces::CorrelatedSpan;
+
+/// How much protobuf is deflated at a time.
+const CHUNK: usize = 64 << 10;
 
 pub const MAX_SPANS: usize = 5_000;
 pub const MAX_BYTES: usize = 3 << 20;
@@ -71,7 +75,9 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
         by_trace.entry(s.trace_id).or_default().push(s);
     }
     let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
-    let mut raw = Vec::with_capacity(span_bytes + by_trace.len() * 32 + hostname.len() + 8);
+    let mut gz = Gzip::new(span_bytes);
+    // The protobuf is deflated a chunk at a time from a buffer that stays in cache.
+    let mut raw = Vec::with_capacity(2 * CHUNK);
     if !hostname.is_empty() {
         key(&mut raw, HOST_NAME, 2);
         encode_varint(hostname.len() as u64, &mut raw);
@@ -99,11 +105,16 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
             key(&mut raw, SPANS, 2);
             encode_varint(span.encoded_len() as u64, &mut raw);
             span.write_to(&mut raw);
+            if raw.len() >= CHUNK {
+                gz.write(&raw);
+                raw.clear();
+            }
         }
         varint_field(&mut raw, START_TIME, start_time as u64);
         varint_field(&mut raw, END_TIME, end_time as u64);
     }
-    super::gzip::gzip(&raw)
+    gz.write(&raw);
+    gz.finish()
 }
 
 #[cfg(test)]
