@@ -240,7 +240,7 @@ fn main() {
             ));
             let metrics = gzip_json(&intake::metrics_message(
                 "bench-host",
-                intake::snapshot_metrics(&snap, 0),
+                &intake::snapshot_metrics(&snap, 0),
                 0,
             ));
             let topo_len = topo.len();

@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::io;
 
 use super::intake::Elements;
 
@@ -30,6 +31,28 @@ fn hash_of(value: &impl Hash) -> u64 {
     h.finish()
 }
 
+/// Feeds serialized JSON into a hasher, so that hashing a component needs no string.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The hash of a component's type and data as they would be sent.
+fn component_hash(type_name: &str, data: &serde_json::Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    type_name.hash(&mut h);
+    serde_json::to_writer(HashWriter(&mut h), data).expect("hashing cannot fail");
+    h.finish()
+}
+
 impl TopologyDiff {
     pub fn new(full_every: u64) -> Self {
         Self {
@@ -46,7 +69,7 @@ impl TopologyDiff {
         let mut current = BTreeMap::new();
         let mut changed = Elements::default();
         for c in now.components {
-            let h = hash_of(&(c.type_name, c.data.to_string()));
+            let h = component_hash(c.type_name, &c.data);
             current.insert(c.external_id.clone(), h);
             if full || self.sent.get(&c.external_id) != Some(&h) {
                 changed.components.push(c);

@@ -2,7 +2,10 @@
 //! relations with the identities of ARCHITECTURE.md, metrics, and the agent's health.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
+use serde::ser::{SerializeTuple, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::join::CONNECTS_TO;
@@ -83,16 +86,66 @@ pub fn topology_message(
     })
 }
 
-pub fn metrics_message(hostname: &str, metrics: Vec<Value>, now_s: u64) -> Value {
-    json!({
-        "collection_timestamp": now_s,
-        "internalHostname": hostname,
-        "events": {},
-        "metrics": metrics,
-        "service_checks": [],
-        "health": [],
-        "topologies": [],
-    })
+/// An intake message that carries metrics only; serialized straight from the gauges.
+#[derive(Serialize)]
+pub struct MetricsMessage<'a> {
+    collection_timestamp: u64,
+    #[serde(rename = "internalHostname")]
+    internal_hostname: &'a str,
+    events: BTreeMap<(), ()>,
+    metrics: &'a [Gauge<'a>],
+    service_checks: [(); 0],
+    health: [(); 0],
+    topologies: [(); 0],
+}
+
+pub fn metrics_message<'a>(
+    hostname: &'a str,
+    metrics: &'a [Gauge<'a>],
+    now_s: u64,
+) -> MetricsMessage<'a> {
+    MetricsMessage {
+        collection_timestamp: now_s,
+        internal_hostname: hostname,
+        events: BTreeMap::new(),
+        metrics,
+        service_checks: [],
+        health: [],
+        topologies: [],
+    }
+}
+
+/// One gauge, as the intake takes it: `[name, timestamp, value, {hostname, tags, type}]`.
+/// The tags are shared by the gauges of one process, container or relation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge<'a> {
+    pub name: &'static str,
+    pub timestamp: u64,
+    pub value: f64,
+    pub hostname: &'a str,
+    pub tags: Rc<[String]>,
+}
+
+impl Serialize for Gauge<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Meta<'a> {
+            hostname: &'a str,
+            tags: &'a [String],
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        let mut tuple = serializer.serialize_tuple(4)?;
+        tuple.serialize_element(self.name)?;
+        tuple.serialize_element(&self.timestamp)?;
+        tuple.serialize_element(&self.value)?;
+        tuple.serialize_element(&Meta {
+            hostname: self.hostname,
+            tags: &self.tags,
+            kind: "gauge",
+        })?;
+        tuple.end()
+    }
 }
 
 /// The daemon's own health as a service check (0 ok, 2 critical).
@@ -237,16 +290,22 @@ fn process_component(p: &Process) -> Component {
     }
 }
 
-/// Gauges for host, processes and containers: `[name, timestamp, value, {hostname, tags, type}]`.
-pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
+/// Gauges for the host, processes, containers and connections.
+pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
     let host = &snapshot.host;
     let h = host.hostname.as_str();
     let t = &host.telemetry;
     let mut out = Vec::new();
-    let mut gauge = |name: &str, value: f64, tags: Vec<String>| {
-        out.push(json!([name, now_s, value, {"hostname": h, "tags": tags, "type": "gauge"}]));
+    let mut gauge = |name: &'static str, value: f64, tags: Rc<[String]>| {
+        out.push(Gauge {
+            name,
+            timestamp: now_s,
+            value,
+            hostname: h,
+            tags,
+        });
     };
-    let none = Vec::new;
+    let none = || Rc::<[String]>::from([]);
     gauge("system.cpu.user", t.cpu.user_pct, none());
     gauge("system.cpu.system", t.cpu.system_pct, none());
     gauge("system.cpu.iowait", t.cpu.iowait_pct, none());
@@ -258,7 +317,7 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
     gauge("system.mem.usable", t.memory.available_bytes as f64, none());
     gauge("system.swap.used", t.memory.swap_used_bytes as f64, none());
     for n in &t.network {
-        let tags = vec![format!("device:{}", n.interface)];
+        let tags: Rc<[String]> = Rc::new([format!("device:{}", n.interface)]);
         gauge(
             "system.net.bytes_rcvd",
             n.rx_bytes_per_sec.unwrap_or(0.0),
@@ -271,7 +330,7 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
         );
     }
     for d in &t.disks {
-        let tags = vec![format!("device:{}", d.device)];
+        let tags: Rc<[String]> = Rc::new([format!("device:{}", d.device)]);
         gauge(
             "system.io.rkb_s",
             d.read_bytes_per_sec.unwrap_or(0.0) / 1024.0,
@@ -284,11 +343,11 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
         );
     }
     for p in &snapshot.processes {
-        let tags = vec![
+        let tags: Rc<[String]> = Rc::new([
             format!("urn:{}", p.urn),
             format!("pid:{}", p.pid),
             format!("process_name:{}", p.name),
-        ];
+        ]);
         gauge("process.cpu.pct", p.cpu_pct.unwrap_or(0.0), tags.clone());
         gauge("process.mem.rss", p.rss_bytes as f64, tags.clone());
         gauge("process.threads", p.threads as f64, tags.clone());
@@ -304,11 +363,11 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
     // relation's external id and both ends.
     for r in &snapshot.relations {
         let Some(traffic) = &r.traffic else { continue };
-        let tags = vec![
+        let tags: Rc<[String]> = Rc::new([
             format!("relation:{}->{}", r.source, r.target),
             format!("source:{}", r.source),
             format!("target:{}", r.target),
-        ];
+        ]);
         gauge("connection.count", traffic.connections as f64, tags.clone());
         let values = [
             (
@@ -340,6 +399,7 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
         if let Some(ecs) = &c.ecs {
             tags.push(format!("task_arn:{}", ecs.task_arn));
         }
+        let tags: Rc<[String]> = tags.into();
         let pairs = [
             ("container.cpu.pct", ct.cpu_pct),
             (
@@ -362,4 +422,35 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Value> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_message_has_every_intake_key_and_gauges_as_tuples() {
+        let tags: Rc<[String]> = Rc::new(["pid:7".to_string()]);
+        let gauges = [Gauge {
+            name: "process.mem.rss",
+            timestamp: 1_700_000_000,
+            value: 4096.0,
+            hostname: "h",
+            tags,
+        }];
+        let sent = serde_json::to_value(metrics_message("h", &gauges, 1_700_000_001)).unwrap();
+        assert_eq!(
+            sent,
+            json!({
+                "collection_timestamp": 1_700_000_001u64,
+                "internalHostname": "h",
+                "events": {},
+                "metrics": [["process.mem.rss", 1_700_000_000u64, 4096.0,
+                             {"hostname": "h", "tags": ["pid:7"], "type": "gauge"}]],
+                "service_checks": [],
+                "health": [],
+                "topologies": [],
+            })
+        );
+    }
 }

@@ -77,7 +77,7 @@ fn now_s() -> u64 {
 }
 
 /// A JSON message as a gzip body.
-pub fn gzip_json(value: &serde_json::Value) -> Bytes {
+pub fn gzip_json(value: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_vec(value).expect("JSON to memory cannot fail");
     Bytes::from(gzip::gzip(&json))
 }
@@ -222,7 +222,7 @@ impl Forwarder {
         }
     }
 
-    fn intake(&self, sink: &Sink, message: &serde_json::Value) {
+    fn intake(&self, sink: &Sink, message: &impl serde::Serialize) {
         let headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
             ("Content-Encoding".to_string(), "gzip".to_string()),
@@ -260,7 +260,7 @@ impl Forwarder {
         );
         self.intake(
             &self.metrics,
-            &intake::metrics_message(h, intake::snapshot_metrics(snapshot, now), now),
+            &intake::metrics_message(h, &intake::snapshot_metrics(snapshot, now), now),
         );
         self.intake(
             &self.health,
