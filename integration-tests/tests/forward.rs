@@ -123,6 +123,31 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     }
     let status = daemon.status().unwrap().to_string();
     assert!(!status.contains(KEY), "API key in status");
+
+    // With the receiver up, status shows every sink ok with nothing left queued.
+    let sinks_idle = wait_for(Duration::from_secs(20), || {
+        let status = daemon.status()?;
+        let sinks: Vec<Value> = status["collectors"]
+            .as_array()?
+            .iter()
+            .filter(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("forward."))
+            })
+            .cloned()
+            .collect();
+        (sinks.len() == 5
+            && sinks
+                .iter()
+                .all(|c| c["state"] == "ok" && c["counts"]["queued_batches"] == 0))
+        .then_some(())
+    });
+    assert!(
+        sinks_idle.is_some(),
+        "sinks not ok and empty: {}",
+        daemon.status().unwrap_or_default()["collectors"]
+    );
 }
 
 #[test]

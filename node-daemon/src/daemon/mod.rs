@@ -230,6 +230,11 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         let Some(mut owned) = collectors.take() else {
             return;
         };
+        // The sinks as the last cycle left them: what they have not sent since (read after
+        // this cycle's submit, each per-cycle queue would always hold its new batch).
+        if let Some(forwarder) = &forwarder {
+            forwarder.report(&registry);
+        }
         // /proc reads block; keep them off the runtime thread.
         let sending = forwarder.clone();
         let health_now = (registry.healthy(), registry.summary());
@@ -248,9 +253,6 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         };
         collectors = Some(owned);
         log_cycle(&result);
-        if let Some(forwarder) = &forwarder {
-            forwarder.report(&registry);
-        }
         if let Ok(snapshot) = result {
             latest.publish(snapshot);
         }
