@@ -21,6 +21,7 @@
 mod budget;
 mod error;
 mod json;
+mod maps;
 mod proto;
 mod reader;
 mod sink;

@@ -7,6 +7,7 @@
 //! nil `metrics` value leaves that metric out.
 
 use super::error::{DecodeError, Fail, Location};
+use super::maps::{self, Map};
 use super::reader::Reader;
 use super::sink::{Id, Sink, Text, Time};
 
@@ -59,8 +60,10 @@ fn span<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
                 let error = r.i32().map_err(|f| f.field("error"))?;
                 sink.error(error, at).map_err(|f| f.field("error"))?;
             }
-            Field::Meta => meta(r, sink).map_err(|f| f.field("meta"))?,
-            Field::Metrics => metrics(r, sink).map_err(|f| f.field("metrics"))?,
+            Field::Meta => maps::read(r, sink, Map::Meta, |r| r.str_or_nil("a string"))
+                .map_err(|f| f.field("meta"))?,
+            Field::Metrics => maps::read(r, sink, Map::Metrics, |r| r.str_or_nil("a string"))
+                .map_err(|f| f.field("metrics"))?,
             Field::Unknown => r.skip()?,
         }
     }
@@ -129,43 +132,4 @@ fn time<S: Sink>(r: &mut Reader<'_>, sink: &mut S, field: Time) -> Result<(), Fa
     let at = r.pos();
     let value = r.i64()?;
     sink.time(field, value, at)
-}
-
-fn meta<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
-    if r.nil() {
-        return Ok(());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    sink.meta(n, at)?;
-    for e in 0..n {
-        let at = r.pos();
-        let key = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
-        sink.meta_key(key, at).map_err(|f| f.entry(e))?;
-        let at = r.pos();
-        let value = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
-        sink.meta_entry(key, value, at).map_err(|f| f.entry(e))?;
-    }
-    Ok(())
-}
-
-fn metrics<S: Sink>(r: &mut Reader<'_>, sink: &mut S) -> Result<(), Fail> {
-    if r.nil() {
-        return Ok(());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    sink.metrics(n, at)?;
-    for e in 0..n {
-        let at = r.pos();
-        let key = r.str_or_nil("a string").map_err(|f| f.entry(e))?;
-        sink.metric_key(key, at).map_err(|f| f.entry(e))?;
-        if r.nil() {
-            continue;
-        }
-        let at = r.pos();
-        let value = r.f64().map_err(|f| f.entry(e))?;
-        sink.metric_entry(key, value, at).map_err(|f| f.entry(e))?;
-    }
-    Ok(())
 }

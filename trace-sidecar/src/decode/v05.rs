@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use super::budget::Budget;
 use super::error::{DecodeError, Fail, Location, Reason};
+use super::maps::{self, Map};
 use super::reader::{Int, Reader};
 use super::sink::{Id, Sink, Text, Time};
 
@@ -126,8 +127,8 @@ fn span<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Re
     let at = r.pos();
     let error = r.i32().map_err(|f| f.field("error"))?;
     sink.error(error, at).map_err(|f| f.field("error"))?;
-    meta(r, table, sink).map_err(|f| f.field("meta"))?;
-    metrics(r, table, sink).map_err(|f| f.field("metrics"))?;
+    maps::read(r, sink, Map::Meta, |r| lookup(r, table)).map_err(|f| f.field("meta"))?;
+    maps::read(r, sink, Map::Metrics, |r| lookup(r, table)).map_err(|f| f.field("metrics"))?;
     text(r, sink, Text::Type, "type")?;
     sink.span_end(r.pos())
 }
@@ -153,43 +154,4 @@ fn lookup<'t>(r: &mut Reader<'_>, table: &'t [Cow<'_, str>]) -> Result<&'t [u8],
             at,
         )),
     }
-}
-
-fn meta<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Result<(), Fail> {
-    if r.nil() {
-        return Ok(());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    sink.meta(n, at)?;
-    for e in 0..n {
-        let at = r.pos();
-        let key = lookup(r, table).map_err(|f| f.entry(e))?;
-        sink.meta_key(key, at).map_err(|f| f.entry(e))?;
-        let at = r.pos();
-        let value = lookup(r, table).map_err(|f| f.entry(e))?;
-        sink.meta_entry(key, value, at).map_err(|f| f.entry(e))?;
-    }
-    Ok(())
-}
-
-fn metrics<S: Sink>(r: &mut Reader<'_>, table: &[Cow<'_, str>], sink: &mut S) -> Result<(), Fail> {
-    if r.nil() {
-        return Ok(());
-    }
-    let at = r.pos();
-    let n = r.map_len("a map")?;
-    sink.metrics(n, at)?;
-    for e in 0..n {
-        let at = r.pos();
-        let key = lookup(r, table).map_err(|f| f.entry(e))?;
-        sink.metric_key(key, at).map_err(|f| f.entry(e))?;
-        if r.nil() {
-            continue;
-        }
-        let at = r.pos();
-        let value = r.f64().map_err(|f| f.entry(e))?;
-        sink.metric_entry(key, value, at).map_err(|f| f.entry(e))?;
-    }
-    Ok(())
 }
