@@ -5,8 +5,8 @@
  *   namespace; each TCP/UDP socket becomes a sock_record with its owner and counters.
  * - tp_btf inet_sock_set_state: when a connection opens, remember when and (for connect)
  *   by whom; when it reaches TCP_CLOSE, send its final counters through the ring buffer.
- * - tp_btf sock_send_length / sock_recv_length: UDP byte counters, and the owner of
- *   accepted TCP connections (these run in the process's context).
+ * - tp_btf sock_send_length / sock_recv_length: UDP byte counters, and (on reads) the
+ *   owner of accepted TCP connections (these run in the process's context).
  *
  * Per-socket state lives in socket-local storage: the kernel frees it with the socket, so
  * nothing here grows with sockets that are gone. */
@@ -247,6 +247,13 @@ static __always_inline void on_transfer(struct sock *sk, int bytes, int sent)
 		return;
 	__u16 protocol = sk->sk_protocol;
 	if (protocol == IPPROTO_TCP) {
+		/* The owner of an accepted connection the iterator may never see, from a read
+		 * in its context. Not from sends: the storage lookup on every TCP send made
+		 * this program 65 ns a run instead of 46, and a loopback request/response load
+		 * 3.4-3.8% slower instead of 1.8-2.6% (a server that only ever sends on a
+		 * connection closed within one cycle stays without owner). */
+		if (sent)
+			return;
 		struct sock_meta *meta = meta_of(sk, 0);
 		if (meta && !meta->pid) {
 			set_owner(meta, bpf_get_current_task_btf());
