@@ -78,3 +78,24 @@ pub fn component_ids(topology: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The forwarding sinks (`forward.<pipeline>`) of a `node-daemon status --json` answer.
+pub fn forward_sinks(status: &Value) -> Vec<&Value> {
+    status["collectors"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|c| {
+                    c["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("forward."))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A sink sending (`ok`) with nothing left queued.
+pub fn sink_idle(sink: &Value) -> bool {
+    sink["state"] == "ok" && sink["counts"]["queued_batches"] == 0
+}

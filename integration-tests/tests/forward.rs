@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::forwarding::{component_ids, topologies, ForwardSetup, API_KEY as KEY};
+use integration_tests::forwarding::{
+    component_ids, forward_sinks, sink_idle, topologies, ForwardSetup, API_KEY as KEY,
+};
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
 use integration_tests::traces::{ddtrace_env, run_client, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
@@ -127,21 +129,8 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     // With the receiver up, status shows every sink ok with nothing left queued.
     let sinks_idle = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
-        let sinks: Vec<Value> = status["collectors"]
-            .as_array()?
-            .iter()
-            .filter(|c| {
-                c["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("forward."))
-            })
-            .cloned()
-            .collect();
-        (sinks.len() == 5
-            && sinks
-                .iter()
-                .all(|c| c["state"] == "ok" && c["counts"]["queued_batches"] == 0))
-        .then_some(())
+        let sinks = forward_sinks(&status);
+        (sinks.len() == 5 && sinks.into_iter().all(sink_idle)).then_some(())
     });
     assert!(
         sinks_idle.is_some(),
@@ -157,9 +146,8 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     let daemon = strict.start_daemon(free_port());
     let error = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
-        let sink = status["collectors"]
-            .as_array()?
-            .iter()
+        let sink = forward_sinks(&status)
+            .into_iter()
             .find(|c| c["name"] == "forward.topology")?
             .clone();
         (sink["state"] == "unavailable")
