@@ -4,23 +4,10 @@ mod decode_common;
 
 use std::collections::HashMap;
 
+use decode_common::encode::v04_one_span;
 use rmp::encode as mp;
 use sts_proto::daemon::v1::{Span, Trace};
 use trace_sidecar::decode::{decode, decode_with, DecodeError, Format, Limits, Reason};
-
-/// A span field: its name and what writes its value.
-type Field<'a> = (&'a str, &'a dyn Fn(&mut Vec<u8>));
-
-/// `[[span]]` where the span map has the given (key, value writer) fields.
-fn v04_one_span(fields: &[Field<'_>]) -> Vec<u8> {
-    let mut buf = vec![0x91, 0x91];
-    mp::write_map_len(&mut buf, fields.len() as u32).unwrap();
-    for (key, write) in fields {
-        mp::write_str(&mut buf, key).unwrap();
-        write(&mut buf);
-    }
-    buf
-}
 
 fn one_span(traces: Vec<Trace>) -> Span {
     assert_eq!(traces.len(), 1, "one trace");

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::mem::size_of;
 
 use decode_common::alloc::{peak_during, Counting};
-use decode_common::encode::{self, Style};
+use decode_common::encode;
+use decode_common::strategies::{encode_as, finite_metric, style, traces};
 use proptest::prelude::*;
 use sts_proto::daemon::v1::{Span, Trace};
 use trace_sidecar::decode::{decode, decode_with, DecodeError, Format, Limits, Reason};
@@ -74,63 +75,6 @@ fn markerish() -> impl Strategy<Value = Vec<u8>> {
         Just(0x00u8),
     ];
     prop::collection::vec(byte, 0..600)
-}
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z._]{0,12}",
-        "\\PC{0,24}",
-        Just(String::new()),
-        Just("_dd.p.tid".to_owned()),
-    ]
-}
-
-fn metric() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        any::<i32>().prop_map(f64::from),
-        any::<f32>()
-            .prop_filter("finite", |v| v.is_finite())
-            .prop_map(f64::from),
-        any::<f64>().prop_filter("finite", |v| v.is_finite()),
-    ]
-}
-
-prop_compose! {
-    fn span()(
-        service in text(), name in text(), resource in text(), r#type in text(),
-        trace_id in any::<u64>(), span_id in any::<u64>(), parent_id in any::<u64>(),
-        start in any::<i64>(), duration in any::<i64>(), error in any::<i32>(),
-        meta in prop::collection::hash_map(text(), text(), 0..12),
-        metrics in prop::collection::hash_map(text(), metric(), 0..5),
-    ) -> Span {
-        Span { service, name, resource, trace_id, span_id, parent_id, start, duration, error,
-               meta, metrics, r#type }
-    }
-}
-
-fn traces() -> impl Strategy<Value = Vec<Trace>> {
-    prop::collection::vec(
-        prop::collection::vec(span(), 0..6).prop_map(|spans| Trace { spans }),
-        0..5,
-    )
-}
-
-fn style() -> impl Strategy<Value = Style> {
-    (any::<[bool; 5]>()).prop_map(|b| Style {
-        signed_ids: b[0],
-        compact_metrics: b[1],
-        skip_defaults: b[2],
-        unknown_fields: b[3],
-        bin_strings: b[4],
-    })
-}
-
-fn encode_as(format: Format, traces: &[Trace], style: Style) -> Vec<u8> {
-    match format {
-        Format::V03Json => encode::v03_json(traces),
-        Format::V03Msgpack | Format::V04 => encode::v04(traces, style),
-        Format::V05 => encode::v05(traces, style),
-    }
 }
 
 /// A change to a valid payload.
@@ -241,7 +185,7 @@ proptest! {
 
     #[test]
     fn mutated_payloads_never_panic_nor_overallocate(
-        traces in traces(),
+        traces in traces(finite_metric()),
         style in style(),
         format in prop::sample::select(FORMATS.to_vec()),
         mutations in prop::collection::vec(mutation(), 1..4),
@@ -258,7 +202,7 @@ proptest! {
 
     #[test]
     fn encoded_spans_decode_to_themselves(
-        traces in traces(),
+        traces in traces(finite_metric()),
         style in style(),
         format in prop::sample::select(FORMATS.to_vec()),
     ) {
@@ -269,7 +213,7 @@ proptest! {
 
     #[test]
     fn valid_payloads_stay_within_tight_limits_or_say_so(
-        traces in traces(),
+        traces in traces(finite_metric()),
         style in style(),
         format in prop::sample::select(FORMATS.to_vec()),
     ) {
@@ -311,35 +255,16 @@ fn claimed_lengths_allocate_nothing() {
 
 #[test]
 fn v05_string_bomb_is_bounded() {
-    // One 64 KiB string referenced by every meta key and value of 2000 spans: 260 KB of
-    // body that would decode to 2000 * 2 * 64 KiB = 262 MB without a budget.
-    let big = "x".repeat(64 << 10);
-    let mut body = vec![0x92, 0x92, 0xa0];
-    rmp::encode::write_str(&mut body, &big).unwrap();
-    body.extend_from_slice(&[0x91, 0xdc, 0x07, 0xd0]); // one trace of 2000 spans
-    for _ in 0..2000 {
-        body.extend_from_slice(&[0x9c, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0x81, 1, 1, 0x80, 0]);
-    }
+    let body = encode::v05_string_bomb();
     let (result, peak) = peak_during(|| decode(Format::V05, &body));
-    let e = result.expect_err("refused");
-    assert!(matches!(e.reason, Reason::TooLarge { .. }), "{e}");
-    let budget = Limits::DEFAULT.budget(body.len());
-    assert!(peak <= budget, "{peak} > {budget}");
+    decode_common::assert_too_large_within_budget(result, peak, &body);
 }
 
 #[test]
 fn realistic_payloads_decode_within_the_default_budget() {
     // The expansion of real-looking batches, which the default limits must leave room for.
-    let traces = encode::realistic_traces(1000);
-    let ddtrace = Style {
-        skip_defaults: true,
-        ..Style::default()
-    };
-    for (format, body) in [
-        (Format::V04, encode::v04(&traces, ddtrace)),
-        (Format::V05, encode::v05(&traces, ddtrace)),
-        (Format::V03Json, encode::v03_json(&traces)),
-    ] {
+    let (traces, payloads) = encode::realistic_payloads(1000);
+    for (format, body) in payloads {
         let decoded = checked(format, &body, &Limits::DEFAULT).expect("decodes");
         assert_eq!(decoded, traces);
         let (_, peak) = peak_during(|| decode(format, &body).map(drop));

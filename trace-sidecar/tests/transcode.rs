@@ -9,7 +9,8 @@ mod decode_common;
 use std::collections::HashMap;
 
 use decode_common::alloc::{peak_during, Counting};
-use decode_common::encode::{self, Style};
+use decode_common::encode::{self, v04_one_span, Style};
+use decode_common::strategies::{encode_as, style, traces};
 use proptest::prelude::*;
 use prost::Message;
 use rmp::encode as mp;
@@ -104,19 +105,6 @@ fn agree(format: Format, body: &[u8], limits: &Limits) {
     }
 }
 
-/// A span field: its name and what writes its value.
-type Field<'a> = (&'a str, &'a dyn Fn(&mut Vec<u8>));
-
-fn v04_one_span(fields: &[Field<'_>]) -> Vec<u8> {
-    let mut buf = vec![0x91, 0x91];
-    mp::write_map_len(&mut buf, fields.len() as u32).unwrap();
-    for (key, write) in fields {
-        mp::write_str(&mut buf, key).unwrap();
-        write(&mut buf);
-    }
-    buf
-}
-
 #[test]
 fn ddtrace_recordings_transcode_to_what_they_decode_to() {
     for (format, body) in [
@@ -133,16 +121,8 @@ fn ddtrace_recordings_transcode_to_what_they_decode_to() {
 
 #[test]
 fn realistic_batches_in_every_format() {
-    let traces = encode::realistic_traces(1000);
-    let ddtrace = Style {
-        skip_defaults: true,
-        ..Style::default()
-    };
-    for (format, body) in [
-        (Format::V04, encode::v04(&traces, ddtrace)),
-        (Format::V05, encode::v05(&traces, ddtrace)),
-        (Format::V03Json, encode::v03_json(&traces)),
-    ] {
+    let (traces, payloads) = encode::realistic_payloads(1000);
+    for (format, body) in payloads {
         let t = checked(format, &body, &Limits::DEFAULT).unwrap();
         assert_eq!(t.decode().unwrap(), traces, "{format:?}");
         let ratio = t.bytes.len() as f64 / body.len() as f64;
@@ -344,20 +324,9 @@ fn malformed_payloads_fail_as_decode_fails() {
 
 #[test]
 fn v05_string_bomb_is_bounded() {
-    // One 64 KiB string as every meta key and value of 2000 spans: 260 KB of body whose
-    // protobuf would take 2000 * 2 * 64 KiB = 262 MB.
-    let big = "x".repeat(64 << 10);
-    let mut body = vec![0x92, 0x92, 0xa0];
-    mp::write_str(&mut body, &big).unwrap();
-    body.extend_from_slice(&[0x91, 0xdc, 0x07, 0xd0]);
-    for _ in 0..2000 {
-        body.extend_from_slice(&[0x9c, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0x81, 1, 1, 0x80, 0]);
-    }
+    let body = encode::v05_string_bomb();
     let (result, peak) = peak_during(|| transcode(Format::V05, &body));
-    let e = result.expect_err("refused");
-    assert!(matches!(e.reason, Reason::TooLarge { .. }), "{e}");
-    let budget = Limits::DEFAULT.budget(body.len());
-    assert!(peak <= budget, "{peak} > {budget}");
+    decode_common::assert_too_large_within_budget(result, peak, &body);
 }
 
 #[test]
@@ -406,53 +375,6 @@ fn probes_and_empty_traces() {
 
 // ---------------------------------------------------------------------------------------
 
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z._]{0,12}",
-        "\\PC{0,24}",
-        Just(String::new()),
-        Just("span.pid".to_owned()),
-    ]
-}
-
-prop_compose! {
-    fn span()(
-        service in text(), name in text(), resource in text(), r#type in text(),
-        trace_id in any::<u64>(), span_id in any::<u64>(), parent_id in any::<u64>(),
-        start in any::<i64>(), duration in any::<i64>(), error in any::<i32>(),
-        meta in prop::collection::hash_map(text(), text(), 0..12),
-        metrics in prop::collection::hash_map(text(), any::<f64>(), 0..5),
-    ) -> Span {
-        Span { service, name, resource, trace_id, span_id, parent_id, start, duration, error,
-               meta, metrics, r#type }
-    }
-}
-
-fn traces() -> impl Strategy<Value = Vec<Trace>> {
-    prop::collection::vec(
-        prop::collection::vec(span(), 0..6).prop_map(|spans| Trace { spans }),
-        0..5,
-    )
-}
-
-fn style() -> impl Strategy<Value = Style> {
-    any::<[bool; 5]>().prop_map(|b| Style {
-        signed_ids: b[0],
-        compact_metrics: b[1],
-        skip_defaults: b[2],
-        unknown_fields: b[3],
-        bin_strings: b[4],
-    })
-}
-
-fn encode_as(format: Format, traces: &[Trace], style: Style) -> Vec<u8> {
-    match format {
-        Format::V03Json => encode::v03_json(traces),
-        Format::V03Msgpack | Format::V04 => encode::v04(traces, style),
-        Format::V05 => encode::v05(traces, style),
-    }
-}
-
 fn limits() -> impl Strategy<Value = Limits> {
     prop_oneof![
         Just(Limits::DEFAULT),
@@ -469,7 +391,7 @@ proptest! {
 
     #[test]
     fn random_spans_transcode_to_themselves(
-        traces in traces(),
+        traces in traces(any::<f64>()),
         style in style(),
         format in prop::sample::select(vec![Format::V04, Format::V05]),
     ) {
@@ -480,7 +402,7 @@ proptest! {
 
     #[test]
     fn mutated_payloads_agree_with_decode(
-        traces in traces(),
+        traces in traces(any::<f64>()),
         style in style(),
         format in prop::sample::select(FORMATS.to_vec()),
         cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use rmp::encode as mp;
 use sts_proto::daemon::v1::{Span, Trace};
+use trace_sidecar::decode::Format;
 
 /// Encoding choices a client may make, all of which the decoders accept.
 #[derive(Debug, Clone, Copy, Default)]
@@ -313,6 +314,22 @@ pub fn realistic_span(trace: u64, i: u64) -> Span {
     }
 }
 
+/// `realistic_traces(n)`, and the payloads ddtrace would write of them (fields at their
+/// default left out) in each format.
+pub fn realistic_payloads(n: u64) -> (Vec<Trace>, [(Format, Vec<u8>); 3]) {
+    let traces = realistic_traces(n);
+    let ddtrace = Style {
+        skip_defaults: true,
+        ..Style::default()
+    };
+    let payloads = [
+        (Format::V04, v04(&traces, ddtrace)),
+        (Format::V05, v05(&traces, ddtrace)),
+        (Format::V03Json, v03_json(&traces)),
+    ];
+    (traces, payloads)
+}
+
 /// `n_spans` realistic spans in traces of 10 spans.
 pub fn realistic_traces(n_spans: u64) -> Vec<Trace> {
     (0..n_spans.div_ceil(10))
@@ -322,4 +339,31 @@ pub fn realistic_traces(n_spans: u64) -> Vec<Trace> {
                 .collect(),
         })
         .collect()
+}
+
+/// A span field: its name and what writes its value.
+pub type Field<'a> = (&'a str, &'a dyn Fn(&mut Vec<u8>));
+
+/// `[[span]]` where the span map has the given (key, value writer) fields.
+pub fn v04_one_span(fields: &[Field<'_>]) -> Vec<u8> {
+    let mut buf = vec![0x91, 0x91];
+    mp::write_map_len(&mut buf, fields.len() as u32).unwrap();
+    for (key, write) in fields {
+        mp::write_str(&mut buf, key).unwrap();
+        write(&mut buf);
+    }
+    buf
+}
+
+/// A v0.5 payload of 260 KB whose one 64 KiB string is every meta key and value of 2,000
+/// spans: 2000 * 2 * 64 KiB = 262 MB if each use were a copy.
+pub fn v05_string_bomb() -> Vec<u8> {
+    let big = "x".repeat(64 << 10);
+    let mut body = vec![0x92, 0x92, 0xa0];
+    mp::write_str(&mut body, &big).unwrap();
+    body.extend_from_slice(&[0x91, 0xdc, 0x07, 0xd0]); // one trace of 2000 spans
+    for _ in 0..2000 {
+        body.extend_from_slice(&[0x9c, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0x81, 1, 1, 0x80, 0]);
+    }
+    body
 }
