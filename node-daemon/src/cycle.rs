@@ -139,8 +139,11 @@ impl Collectors {
                 Source::Connecting => {}
                 Source::Connected => {
                     let calls = store.calls();
-                    let running = containers.iter().filter(|c| c.state == "running").count();
-                    let ecs = containers.iter().filter(|c| c.ecs.is_some()).count();
+                    let running = containers
+                        .iter()
+                        .filter(|c| c.info.state == "running")
+                        .count();
+                    let ecs = containers.iter().filter(|c| c.info.ecs.is_some()).count();
                     self.registry.record(
                         CONTAINERS,
                         started.elapsed(),

@@ -17,7 +17,8 @@ pub const PART_OF: &str = "part-of";
 /// process runs-in container, container part-of task (by task ARN), and every process
 /// and container runs-on the host.
 pub fn join(host_urn: &str, processes: &mut [Process], containers: &[Container]) -> Vec<Relation> {
-    let by_id: HashMap<&str, &Container> = containers.iter().map(|c| (c.id.as_str(), c)).collect();
+    let by_id: HashMap<&str, &Container> =
+        containers.iter().map(|c| (c.info.id.as_str(), c)).collect();
     let mut relations = Vec::with_capacity(processes.len() * 2 + containers.len() * 2);
     for process in processes.iter_mut() {
         relations.push(relation(RUNS_ON, &process.urn, host_urn));
@@ -25,11 +26,11 @@ pub fn join(host_urn: &str, processes: &mut [Process], containers: &[Container])
             continue;
         };
         relations.push(relation(RUNS_IN, &process.urn, &container.urn));
-        process.ecs_task_arn = container.ecs.as_ref().map(|e| e.task_arn.clone());
+        process.ecs_task_arn = container.info.ecs.as_ref().map(|e| e.task_arn.clone());
     }
     for container in containers {
         relations.push(relation(RUNS_ON, &container.urn, host_urn));
-        if let Some(ecs) = &container.ecs {
+        if let Some(ecs) = &container.info.ecs {
             relations.push(relation(PART_OF, &container.urn, &ecs.task_arn));
         }
     }
@@ -48,7 +49,7 @@ fn relation(kind: &'static str, source: &str, target: &str) -> Relation {
 /// Adds the task's desired and known status from the ECS agent to each ECS container.
 pub fn enrich_ecs(containers: &mut [Container], ecs: &EcsInfo) {
     for container in containers {
-        let Some(labels) = container.ecs.as_mut() else {
+        let Some(labels) = container.info.ecs.as_mut() else {
             continue;
         };
         if let Some(task) = ecs.tasks.iter().find(|t| t.arn == labels.task_arn) {

@@ -183,9 +183,19 @@ pub struct Connection {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Container {
+    /// What Docker says about it.
+    #[serde(flatten)]
+    pub info: ContainerInfo,
+    pub urn: String,
+    /// Null when not running or when the cgroup cannot be read.
+    pub telemetry: Option<ContainerTelemetry>,
+}
+
+/// What Docker says about a container (kept between cycles; telemetry is added per cycle).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ContainerInfo {
     /// The full 64-hex Docker id.
     pub id: String,
-    pub urn: String,
     pub name: String,
     pub image: String,
     pub image_id: String,
@@ -204,8 +214,6 @@ pub struct Container {
     pub ecs: Option<EcsContainer>,
     /// `ecs-pause` for the ECS pause containers, `ecs-agent` for the agent itself.
     pub role: Option<&'static str>,
-    /// Null when not running or when the cgroup cannot be read.
-    pub telemetry: Option<ContainerTelemetry>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -187,13 +187,17 @@ pub fn node_elements(snapshot: &Snapshot) -> Elements {
     for c in &snapshot.containers {
         e.components.push(container_component(c));
         e.relations.push(link(&c.urn, &host.urn, "runs-on"));
-        if let Some(ecs) = &c.ecs {
+        if let Some(ecs) = &c.info.ecs {
             e.relations.push(link(&c.urn, &ecs.task_arn, "part-of"));
             tasks.entry(ecs.task_arn.as_str()).or_insert(c);
         }
     }
     for (arn, c) in tasks {
-        let ecs = c.ecs.as_ref().expect("only ECS containers are in tasks");
+        let ecs = c
+            .info
+            .ecs
+            .as_ref()
+            .expect("only ECS containers are in tasks");
         e.components.push(Component {
             external_id: arn.to_string(),
             type_name: "ecs-task",
@@ -267,11 +271,11 @@ fn container_component(c: &Container) -> Component {
         external_id: c.urn.clone(),
         type_name: "container",
         data: json!({
-            "name": c.name, "containerId": c.id, "image": c.image, "imageId": c.image_id,
-            "state": c.state, "created": c.created, "labels": c.labels,
-            "networkMode": c.network_mode, "ipAddresses": c.ip_addresses, "ports": c.ports,
-            "ecs": c.ecs, "role": c.role,
-            "identifiers": [format!("urn:container:/{}", c.id)],
+            "name": c.info.name, "containerId": c.info.id, "image": c.info.image, "imageId": c.info.image_id,
+            "state": c.info.state, "created": c.info.created, "labels": c.info.labels,
+            "networkMode": c.info.network_mode, "ipAddresses": c.info.ip_addresses, "ports": c.info.ports,
+            "ecs": c.info.ecs, "role": c.info.role,
+            "identifiers": [format!("urn:container:/{}", c.info.id)],
             "layer": "Containers", "domain": "ECS",
         }),
     }
@@ -394,9 +398,9 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
         let Some(ct) = &c.telemetry else { continue };
         let mut tags = vec![
             format!("urn:{}", c.urn),
-            format!("container_name:{}", c.name),
+            format!("container_name:{}", c.info.name),
         ];
-        if let Some(ecs) = &c.ecs {
+        if let Some(ecs) = &c.info.ecs {
             tags.push(format!("task_arn:{}", ecs.task_arn));
         }
         let tags: Rc<[String]> = tags.into();

@@ -78,7 +78,7 @@ pub fn connects_to(
         .collect();
     let container_urns: HashMap<&str, &str> = containers
         .iter()
-        .map(|c| (c.id.as_str(), c.urn.as_str()))
+        .map(|c| (c.info.id.as_str(), c.urn.as_str()))
         .collect();
     let process = |c: &Connection| {
         process_urns
@@ -212,7 +212,7 @@ fn sum<T: std::ops::AddAssign + Copy>(total: &mut Option<T>, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::process_urn;
+    use crate::model::{process_urn, ContainerInfo};
 
     fn conn(pid: u32, netns: u64, local: &str, remote: &str, side: &str) -> Connection {
         Connection {
@@ -335,22 +335,24 @@ mod tests {
 
     fn container(id: &str) -> Container {
         Container {
-            id: id.to_string(),
             urn: crate::model::container_urn("h", id),
-            name: id.to_string(),
-            image: String::new(),
-            image_id: String::new(),
-            state: "running".into(),
-            created: String::new(),
-            started_at: None,
-            labels: Default::default(),
-            pid: None,
-            network_mode: "bridge".into(),
-            ip_addresses: vec![],
-            ports: vec![],
-            restart_count: 0,
-            ecs: None,
-            role: None,
+            info: ContainerInfo {
+                id: id.to_string(),
+                name: id.to_string(),
+                image: String::new(),
+                image_id: String::new(),
+                state: "running".into(),
+                created: String::new(),
+                started_at: None,
+                labels: Default::default(),
+                pid: None,
+                network_mode: "bridge".into(),
+                ip_addresses: vec![],
+                ports: vec![],
+                restart_count: 0,
+                ecs: None,
+                role: None,
+            },
             telemetry: None,
         }
     }

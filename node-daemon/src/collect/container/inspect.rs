@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bollard::models::ContainerInspectResponse;
 
-use crate::model::{EcsContainer, PublishedPort};
+use crate::model::{ContainerInfo, EcsContainer, PublishedPort};
 
 /// The labels the ECS agent puts on every container it starts.
 pub const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
@@ -14,26 +14,6 @@ pub const LABEL_REVISION: &str = "com.amazonaws.ecs.task-definition-version";
 pub const LABEL_CLUSTER: &str = "com.amazonaws.ecs.cluster";
 /// The container name ECS gives the pause container of an awsvpc task.
 pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
-
-/// What Docker says about a container; telemetry is added per cycle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    pub state: String,
-    pub created: String,
-    pub started_at: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub pid: Option<u32>,
-    pub network_mode: String,
-    pub ip_addresses: Vec<String>,
-    pub ports: Vec<PublishedPort>,
-    pub restart_count: u64,
-    pub ecs: Option<EcsContainer>,
-    pub role: Option<&'static str>,
-}
 
 impl ContainerInfo {
     pub fn from_inspect(inspect: ContainerInspectResponse) -> Option<Self> {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use cgroup_stats::{CgroupReader, CgroupStats};
-pub use inspect::{ecs_from_labels, role_of, ContainerInfo, PAUSE_CONTAINER_NAME};
+pub use inspect::{ecs_from_labels, role_of, PAUSE_CONTAINER_NAME};
 pub use store::{ApiCalls, ContainerStore, Source};
 pub use watcher::{connect, load_once, resync, DockerError, Watcher};
 
@@ -73,21 +73,7 @@ impl ContainerCollector {
                 });
                 Container {
                     urn: container_urn(&self.hostname, &info.id),
-                    id: info.id,
-                    name: info.name,
-                    image: info.image,
-                    image_id: info.image_id,
-                    state: info.state,
-                    created: info.created,
-                    started_at: info.started_at,
-                    labels: info.labels,
-                    pid: info.pid,
-                    network_mode: info.network_mode,
-                    ip_addresses: info.ip_addresses,
-                    ports: info.ports,
-                    restart_count: info.restart_count,
-                    ecs: info.ecs,
-                    role: info.role,
+                    info,
                     telemetry,
                 }
             })

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::inspect::ContainerInfo;
 use crate::collect::ecs::EcsInfo;
+use crate::model::ContainerInfo;
 
 /// More containers than any Docker host runs; beyond it new ones are dropped and counted.
 pub const MAX_CONTAINERS: usize = 10_000;

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::inspect::ContainerInfo;
 use super::store::{ContainerStore, Source};
+use crate::model::ContainerInfo;
 
 /// Event actions after which the container is inspected again.
 const REINSPECT: &[&str] = &[
