@@ -34,9 +34,31 @@ struct Template {
     spans: Vec<(usize, usize, Span)>,
 }
 
-/// Appends the encoding of `span` (a message's encodings put together are one message).
-fn append(buffer: &mut Vec<u8>, span: Span) {
+/// Appends `span`'s encoding, then its meta entries and metrics in the order given (a
+/// message's encodings put together are one message).
+fn append(
+    buffer: &mut Vec<u8>,
+    span: &Span,
+    meta: impl IntoIterator<Item = (String, String)>,
+    metrics: impl IntoIterator<Item = (&'static str, f64)>,
+) {
     span.encode(buffer).expect("a Vec grows");
+    for entry in meta {
+        let meta = [entry].into();
+        let entry = Span {
+            meta,
+            ..Span::default()
+        };
+        entry.encode(buffer).expect("a Vec grows");
+    }
+    for (key, value) in metrics {
+        let metrics = [(key.to_string(), value)].into();
+        let entry = Span {
+            metrics,
+            ..Span::default()
+        };
+        entry.encode(buffer).expect("a Vec grows");
+    }
 }
 
 /// Spans of 12 meta entries and 3 metrics each, the entries in one order as a client
@@ -60,7 +82,6 @@ fn template(n: u64) -> Template {
                 ..Span::default()
             };
             let start = buffer.len();
-            append(&mut buffer, span.clone());
             let meta = (0..10)
                 .map(|k| (format!("tag.{k}"), format!("value-{k}-{}", i % 97)))
                 .chain([
@@ -70,31 +91,12 @@ fn template(n: u64) -> Template {
                         "urn:service:/checkout".to_string(),
                     ),
                 ]);
-            for entry in meta {
-                let meta = [entry].into();
-                append(
-                    &mut buffer,
-                    Span {
-                        meta,
-                        ..Span::default()
-                    },
-                );
-            }
             let metrics = [
                 ("_sampling_priority_v1", 1.0),
                 ("_dd.measured", 1.0),
                 ("db.rows", i as f64),
             ];
-            for (key, value) in metrics {
-                let metrics = [(key.to_string(), value)].into();
-                append(
-                    &mut buffer,
-                    Span {
-                        metrics,
-                        ..Span::default()
-                    },
-                );
-            }
+            append(&mut buffer, &span, meta, metrics);
             (start, buffer.len(), span)
         })
         .collect();
@@ -203,36 +205,17 @@ fn mixed_template(n: u64) -> Template {
             ..Span::default()
         };
         let start = buffer.len();
-        append(&mut buffer, span.clone());
         let mut meta = meta;
         if error {
             meta.push(("error.msg".into(), "connection reset by peer".into()));
             meta.push(("error.stack".into(), "java.net.SocketException: Connection reset\n\tat java.net.SocketInputStream.read(SocketInputStream.java:186)\n\tat org.postgresql.core.PGStream.receiveChar(PGStream.java:290)\n\tat org.postgresql.core.v3.QueryExecutorImpl.processResults(QueryExecutorImpl.java:1943)".into()));
         }
-        for entry in meta {
-            let meta = [entry].into();
-            append(
-                &mut buffer,
-                Span {
-                    meta,
-                    ..Span::default()
-                },
-            );
-        }
-        for (key, value) in [
+        let metrics = [
             ("_sampling_priority_v1", 1.0),
             ("_dd.measured", 1.0),
             ("thread.id", (random() % 200) as f64),
-        ] {
-            let metrics = [(key.to_string(), value)].into();
-            append(
-                &mut buffer,
-                Span {
-                    metrics,
-                    ..Span::default()
-                },
-            );
-        }
+        ];
+        append(&mut buffer, &span, meta, metrics);
         spans.push((start, buffer.len(), span));
     }
     Template { buffer, spans }
