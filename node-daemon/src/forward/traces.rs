@@ -8,8 +8,6 @@
 //! the entries correlation added (the receiver's `Span` has the relay `Span`'s field
 //! numbers), never decoded; the rest is as prost writes `TracePayload`.
 
-use std::collections::BTreeMap;
-
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::gzip::Gzip;
@@ -70,10 +68,13 @@ fn varint_field_len(field: u32, value: u64) -> usize {
 
 /// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
 pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
-    let mut by_trace: BTreeMap<u64, Vec<&CorrelatedSpan>> = BTreeMap::new();
-    for s in &spans {
-        by_trace.entry(s.trace_id).or_default().push(s);
-    }
+    // Grouped by trace id, in arrival order within a trace: one sort, no vector per trace.
+    let mut order: Vec<(u64, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.trace_id, i))
+        .collect();
+    order.sort_unstable();
     let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
     let mut gz = Gzip::new(span_bytes);
     // The protobuf is deflated a chunk at a time from a buffer that stays in cache.
@@ -83,15 +84,15 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
         encode_varint(hostname.len() as u64, &mut raw);
         raw.extend_from_slice(hostname.as_bytes());
     }
-    for (trace_id, spans) in by_trace {
-        let start_time = spans.iter().map(|s| s.start).min().unwrap_or(0);
-        let end_time = spans
-            .iter()
+    for group in order.chunk_by(|a, b| a.0 == b.0) {
+        let trace_id = group[0].0;
+        let spans = || group.iter().map(|&(_, i)| &spans[i]);
+        let start_time = spans().map(|s| s.start).min().unwrap_or(0);
+        let end_time = spans()
             .map(|s| s.start.saturating_add(s.duration))
             .max()
             .unwrap_or(0);
-        let spans_len: usize = spans
-            .iter()
+        let spans_len: usize = spans()
             .map(|s| 1 + encoded_len_varint(s.encoded_len() as u64) + s.encoded_len())
             .sum();
         let len = varint_field_len(TRACE_ID, trace_id)
@@ -101,7 +102,7 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
         key(&mut raw, TRACES, 2);
         encode_varint(len as u64, &mut raw);
         varint_field(&mut raw, TRACE_ID, trace_id);
-        for span in spans {
+        for span in spans() {
             key(&mut raw, SPANS, 2);
             encode_varint(span.encoded_len() as u64, &mut raw);
             span.write_to(&mut raw);
