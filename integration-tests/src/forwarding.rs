@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::free_port;
 use crate::receiver::Receiver;
+use crate::status::collectors;
 use crate::traces::Daemon;
 
 /// The API key the daemons of these tests send.
@@ -81,18 +82,14 @@ pub fn component_ids(topology: &Value) -> Vec<String> {
 
 /// The forwarding sinks (`forward.<pipeline>`) of a `node-daemon status --json` answer.
 pub fn forward_sinks(status: &Value) -> Vec<&Value> {
-    status["collectors"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter(|c| {
-                    c["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("forward."))
-                })
-                .collect()
+    collectors(status)
+        .iter()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("forward."))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// A sink sending (`ok`) with nothing left queued.

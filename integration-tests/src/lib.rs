@@ -6,6 +6,7 @@ pub mod forwarding;
 pub mod load;
 pub mod receiver;
 pub mod sockets;
+pub mod status;
 pub mod traces;
 
 use std::net::TcpListener;

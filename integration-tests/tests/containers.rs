@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::docker::{self, Container};
+use integration_tests::status::collector;
 use integration_tests::{binary, free_port, node_daemon, snapshot_json, wait_for, Guard};
 use serde_json::Value;
 
@@ -159,11 +160,7 @@ fn daemon_sees_a_new_container_within_a_second_and_forgets_it() {
     wait_for(Duration::from_secs(20), || {
         let status = node_daemon(&[], &["status", "--json", "--addr", &addr]);
         let v: Value = serde_json::from_slice(&status.stdout).ok()?;
-        let c = v["collectors"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "containers")?
-            .clone();
+        let c = collector(&v, "containers")?;
         (c["state"] == "ok").then_some(())
     })
     .expect("daemon connected to Docker");
@@ -216,12 +213,8 @@ fn daemon_without_docker_reports_unavailable_and_stays_healthy() {
     let (code, containers) = wait_for(Duration::from_secs(20), || {
         let status = node_daemon(&[], &["status", "--json", "--addr", &addr]);
         let v: Value = serde_json::from_slice(&status.stdout).ok()?;
-        let c = v["collectors"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "containers")?
-            .clone();
-        (c["state"] == "unavailable").then_some((status.status.code(), c))
+        let c = collector(&v, "containers")?;
+        (c["state"] == "unavailable").then_some((status.status.code(), c.clone()))
     })
     .expect("containers collector reported unavailable");
     assert_eq!(

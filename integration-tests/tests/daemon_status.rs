@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration_tests::status::{collector, collectors};
 use integration_tests::{binary, free_port, node_daemon, wait_for, Guard, Logs};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,10 +40,8 @@ fn wait_ready(port: u16) -> serde_json::Value {
     wait_for(Duration::from_secs(20), || {
         let out = status(port, true);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let all_ran = v["collectors"]
-            .as_array()?
-            .iter()
-            .all(|c| c["state"] == "ok");
+        let all_ran =
+            v["collectors"].is_array() && collectors(&v).iter().all(|c| c["state"] == "ok");
         all_ran.then_some(v)
     })
     .expect("daemon became ready")
@@ -56,12 +55,7 @@ fn status_health_reflection_and_shutdown() {
 
     assert_eq!(status_json["healthy"], true);
     assert_eq!(status_json["version"], env!("CARGO_PKG_VERSION"));
-    let processes = status_json["collectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "processes")
-        .unwrap();
+    let processes = collector(&status_json, "processes").expect("processes collector");
     assert!(processes["counts"]["reported"].as_u64().unwrap() > 0);
     assert!(processes["counts"]["kernel_threads"].as_u64().unwrap() > 0);
     assert_eq!(status_json["config"]["STS_API_KEY"], "<set, redacted>");

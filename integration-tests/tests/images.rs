@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use integration_tests::status::{collector, collectors};
 use integration_tests::{free_port, node_daemon, wait_for, workspace_root, Guard};
 use serde_json::Value;
 
@@ -277,11 +278,10 @@ fn node_daemon_image_runs_healthy_with_the_task_definition_privileges() {
     // Ready: every collector has run and is ok (the host and the processes at least).
     let status = wait_for(Duration::from_secs(60), || {
         let v = status_json(&container.0)?;
-        let collectors = v["collectors"].as_array()?;
-        let ok = collectors.iter().all(|c| c["state"] == "ok")
+        let ok = collectors(&v).iter().all(|c| c["state"] == "ok")
             && ["host", "processes"]
                 .iter()
-                .all(|n| collectors.iter().any(|c| c["name"] == *n));
+                .all(|n| collector(&v, n).is_some());
         ok.then_some(v)
     })
     .unwrap_or_else(|| {
@@ -295,24 +295,14 @@ fn node_daemon_image_runs_healthy_with_the_task_definition_privileges() {
         )
     });
     assert_eq!(status["healthy"], true);
-    let processes = status["collectors"]
-        .as_array()
-        .expect("collectors")
-        .iter()
-        .find(|c| c["name"] == "processes")
-        .expect("processes collector");
+    let processes = collector(&status, "processes").expect("processes collector");
     assert!(
         processes["counts"]["seen"].as_u64().unwrap_or(0) > 10,
         "the host pid namespace: {processes}"
     );
 
     // The task definition's privileges are enough for the eBPF tracer and for conntrack.
-    let network = status["collectors"]
-        .as_array()
-        .expect("collectors")
-        .iter()
-        .find(|c| c["name"] == "network")
-        .expect("network collector");
+    let network = collector(&status, "network").expect("network collector");
     let detail = network["detail"].as_str().unwrap_or_default();
     println!("node-daemon image: network backend {detail}");
     if std::env::var_os("STS_TEST_STRICT").is_some() {

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
+use integration_tests::status::collector;
 use integration_tests::traces::Daemon;
 use integration_tests::{free_port, node_daemon, python, wait_for, workspace_root, Guard};
 use serde_json::Value;
@@ -103,10 +104,7 @@ fn daemon(test: &str, backend: Backend) -> (Daemon, Backend) {
     let daemon = Daemon::start_with_interval(free_port(), "1", &backend.env());
     let described = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
-        let network = status["collectors"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "network")?;
+        let network = collector(&status, "network")?;
         Some(network["detail"].as_str()?.to_string())
     })
     .expect("status shows the network collector");
