@@ -11,6 +11,7 @@ use integration_tests::forwarding::{
     component_ids, forward_sinks, sink_idle, topologies, ForwardSetup, API_KEY as KEY,
 };
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
+use integration_tests::status::collector;
 use integration_tests::traces::{ddtrace_env, run_client, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
 use serde_json::Value;
@@ -146,10 +147,7 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     let daemon = strict.start_daemon(free_port());
     let error = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
-        let sink = forward_sinks(&status)
-            .into_iter()
-            .find(|c| c["name"] == "forward.topology")?
-            .clone();
+        let sink = collector(&status, "forward.topology")?.clone();
         (sink["state"] == "unavailable")
             .then(|| sink["last_error"].as_str().unwrap_or("").to_string())
     })

@@ -7,11 +7,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use integration_tests::forwarding::{forward_sinks, sink_idle, ForwardSetup};
+use integration_tests::forwarding::{sink_idle, ForwardSetup};
 use integration_tests::load::PacedLoad;
 use integration_tests::receiver::{
     CaptureReceiver, Captured, Endpoint, FailureMode, Lasting, ReceiverOptions, Scope, TraceDetail,
 };
+use integration_tests::status::collector;
 use integration_tests::traces::{Daemon, Sidecar};
 use integration_tests::{free_port, wait_for, RssSampler};
 use serde_json::Value;
@@ -82,11 +83,9 @@ const CYCLE_PIPELINES: [&str; 4] = ["topology", "processes", "metrics", "health"
 /// The `forward.traces` sink's queue is empty (nothing is added to it once the load has
 /// stopped).
 fn traces_queue_empty(daemon: &Daemon) -> bool {
-    daemon.status().is_some_and(|status| {
-        forward_sinks(&status)
-            .into_iter()
-            .any(|c| c["name"] == "forward.traces" && sink_idle(c))
-    })
+    daemon
+        .status()
+        .is_some_and(|status| collector(&status, "forward.traces").is_some_and(sink_idle))
 }
 
 /// Whether every per-cycle pipeline has delivered a message collected at or after

@@ -267,15 +267,16 @@ fn host_component(host: &Host) -> Component {
 }
 
 fn container_component(c: &Container) -> Component {
+    let i = &c.info;
     Component {
         external_id: c.urn.clone(),
         type_name: "container",
         data: json!({
-            "name": c.info.name, "containerId": c.info.id, "image": c.info.image, "imageId": c.info.image_id,
-            "state": c.info.state, "created": c.info.created, "labels": c.info.labels,
-            "networkMode": c.info.network_mode, "ipAddresses": c.info.ip_addresses, "ports": c.info.ports,
-            "ecs": c.info.ecs, "role": c.info.role,
-            "identifiers": [format!("urn:container:/{}", c.info.id)],
+            "name": i.name, "containerId": i.id, "image": i.image, "imageId": i.image_id,
+            "state": i.state, "created": i.created, "labels": i.labels,
+            "networkMode": i.network_mode, "ipAddresses": i.ip_addresses, "ports": i.ports,
+            "ecs": i.ecs, "role": i.role,
+            "identifiers": [format!("urn:container:/{}", i.id)],
             "layer": "Containers", "domain": "ECS",
         }),
     }
