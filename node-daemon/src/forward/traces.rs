@@ -8,6 +8,8 @@
 //! the entries correlation added (the receiver's `Span` has the relay `Span`'s field
 //! numbers), never decoded; the rest is as prost writes `TracePayload`.
 
+use std::collections::HashMap;
+
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::gzip::Gzip;
@@ -66,15 +68,29 @@ fn varint_field_len(field: u32, value: u64) -> usize {
     }
 }
 
+/// The spans' indices grouped by trace: traces in the order their first span arrived,
+/// spans in arrival order within a trace, each tagged with its trace's ordinal. Clients
+/// send a trace's spans together, so the order is nearly always the arrival order and
+/// the spans are read front to back; a trace whose spans come apart is still made one.
+fn grouped(spans: &[CorrelatedSpan]) -> Vec<(usize, usize)> {
+    let mut ordinals: HashMap<u64, usize> = HashMap::new();
+    let mut order = Vec::with_capacity(spans.len());
+    let mut i = 0;
+    for run in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
+        let next = ordinals.len();
+        let ordinal = *ordinals.entry(run[0].trace_id).or_insert(next);
+        order.extend((i..i + run.len()).map(|index| (ordinal, index)));
+        i += run.len();
+    }
+    if !order.is_sorted() {
+        order.sort_unstable();
+    }
+    order
+}
+
 /// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
 pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
-    // Grouped by trace id, in arrival order within a trace: one sort, no vector per trace.
-    let mut order: Vec<(u64, usize)> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.trace_id, i))
-        .collect();
-    order.sort_unstable();
+    let order = grouped(&spans);
     let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
     let mut gz = Gzip::new(span_bytes);
     // The protobuf is deflated a chunk at a time from a buffer that stays in cache.
@@ -85,7 +101,7 @@ pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
         raw.extend_from_slice(hostname.as_bytes());
     }
     for group in order.chunk_by(|a, b| a.0 == b.0) {
-        let trace_id = group[0].0;
+        let trace_id = spans[group[0].1].trace_id;
         let spans = || group.iter().map(|&(_, i)| &spans[i]);
         let start_time = spans().map(|s| s.start).min().unwrap_or(0);
         let end_time = spans()
@@ -193,6 +209,17 @@ mod tests {
             transactions: Vec::new(),
         };
         assert_eq!(payload, want);
+    }
+
+    #[test]
+    fn traces_in_order_of_first_arrival_and_split_traces_made_one() {
+        let spans = [span(9, 1), span(9, 2), span(2, 3), span(9, 4), span(5, 5)];
+        let order: Vec<(u64, u64)> = grouped(&spans)
+            .iter()
+            .map(|&(_, i)| (spans[i].trace_id, i as u64 + 1))
+            .collect();
+        assert_eq!(order, [(9, 1), (9, 2), (9, 4), (2, 3), (5, 5)]);
+        assert!(grouped(&[]).is_empty());
     }
 
     #[test]
