@@ -54,7 +54,13 @@ impl ForwardSetup {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        Daemon::start_with_interval(port, "1", &env)
+        // `run --interval` wins over the environment: given the interval `extra` chose.
+        let interval = env
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == "STS_COLLECTION_INTERVAL")
+            .map_or("1", |(_, v)| v);
+        Daemon::start_with_interval(port, interval, &env)
     }
 }
 

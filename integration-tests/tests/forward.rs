@@ -171,6 +171,30 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
 }
 
 #[test]
+fn status_counts_what_was_sent_since_the_last_cycle() {
+    // One cycle at start and none for an hour: counts read only at cycles would stay 0.
+    let receiver = CaptureReceiver::http();
+    let setup = ForwardSetup::new(&receiver, &[("STS_COLLECTION_INTERVAL", "3600")]);
+    let daemon = setup.start_daemon(free_port());
+    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+    let url = format!("http://127.0.0.1:{}", sidecar.port);
+    let run = run_client(&ddtrace_env(&url, "v0.4", "it-live-status", 5, 2));
+    let arrived = receiver.wait_spans(run.spans, Duration::from_secs(20));
+    assert_eq!(arrived.len(), run.spans, "spans forwarded");
+    let counted = wait_for(Duration::from_secs(5), || {
+        let status = daemon.status()?;
+        let traces = collector(&status, "forward.traces")?;
+        (traces["counts"]["sent_spans"] == run.spans).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "forward.traces does not count the {} spans sent: {}",
+        run.spans,
+        daemon.status().unwrap_or_default()["collectors"]
+    );
+}
+
+#[test]
 fn process_agent_disabled_sends_no_processes_or_containers() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_AGENT_ENABLED", "false")]);

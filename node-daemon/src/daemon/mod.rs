@@ -107,6 +107,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         traces,
         trace_relay,
         containers: store.clone(),
+        forwarder: forwarder.clone(),
         hostname: collectors.hostname().to_string(),
         config: config.summary(),
         started: Instant::now(),
@@ -230,8 +231,9 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         let Some(mut owned) = collectors.take() else {
             return;
         };
-        // The sinks as the last cycle left them: what they have not sent since (read after
-        // this cycle's submit, each per-cycle queue would always hold its new batch).
+        // For the health this cycle sends (status requests read the sinks live): the sinks
+        // as the last cycle left them, what they have not sent since (read after this
+        // cycle's submit, each per-cycle queue would always hold its new batch).
         if let Some(forwarder) = &forwarder {
             forwarder.report(&registry);
         }

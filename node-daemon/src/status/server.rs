@@ -1,6 +1,7 @@
 //! The gRPC Status service, plus grpc.health.v1 and server reflection beside it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sts_proto::daemon::v1::status_server::{Status, StatusServer};
@@ -13,6 +14,7 @@ use tonic::{Request, Response};
 use super::registry::Registry;
 use super::LatestSnapshot;
 use crate::collect::container::ContainerStore;
+use crate::forward::Forwarder;
 use crate::traces::TraceState;
 
 pub struct StatusService {
@@ -22,6 +24,8 @@ pub struct StatusService {
     pub traces: Option<TraceState>,
     pub trace_relay: String,
     pub containers: Option<ContainerStore>,
+    /// Its sinks' counts are read at each status request; None when nothing is sent.
+    pub forwarder: Option<Arc<Forwarder>>,
     pub hostname: String,
     pub config: BTreeMap<String, String>,
     pub started: Instant,
@@ -63,6 +67,12 @@ impl Status for StatusService {
         &self,
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, tonic::Status> {
+        if let Some(forwarder) = &self.forwarder {
+            // Live counts, not the last cycle's; reading a disk queue's length may wait
+            // for a write in progress, so off the runtime's threads.
+            let (forwarder, registry) = (forwarder.clone(), self.registry.clone());
+            let _ = tokio::task::spawn_blocking(move || forwarder.report(&registry)).await;
+        }
         Ok(Response::new(self.response()))
     }
 
