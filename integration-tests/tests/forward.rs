@@ -12,7 +12,7 @@ use integration_tests::forwarding::{
 };
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
 use integration_tests::status::collector;
-use integration_tests::traces::{ddtrace_env, run_client, Sidecar};
+use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
 use serde_json::Value;
 
@@ -170,15 +170,44 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     ));
 }
 
+/// A daemon sending to a capture receiver, with a sidecar in front, and a ddtrace client
+/// that has sent 10 spans of one service through them (v0.4).
+struct TracedRun {
+    run: ClientRun,
+    sidecar: Sidecar,
+    daemon: Daemon,
+    _setup: ForwardSetup,
+    receiver: CaptureReceiver,
+}
+
+impl TracedRun {
+    fn start(extra: &[(&str, &str)], service: &str) -> Self {
+        let receiver = CaptureReceiver::http();
+        let setup = ForwardSetup::new(&receiver, extra);
+        let daemon = setup.start_daemon(free_port());
+        let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+        let url = format!("http://127.0.0.1:{}", sidecar.port);
+        let run = run_client(&ddtrace_env(&url, "v0.4", service, 5, 2));
+        Self {
+            run,
+            sidecar,
+            daemon,
+            _setup: setup,
+            receiver,
+        }
+    }
+}
+
 #[test]
 fn status_counts_what_was_sent_since_the_last_cycle() {
     // One cycle at start and none for an hour: counts read only at cycles would stay 0.
-    let receiver = CaptureReceiver::http();
-    let setup = ForwardSetup::new(&receiver, &[("STS_COLLECTION_INTERVAL", "3600")]);
-    let daemon = setup.start_daemon(free_port());
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
-    let url = format!("http://127.0.0.1:{}", sidecar.port);
-    let run = run_client(&ddtrace_env(&url, "v0.4", "it-live-status", 5, 2));
+    let traced = TracedRun::start(&[("STS_COLLECTION_INTERVAL", "3600")], "it-live-status");
+    let TracedRun {
+        receiver,
+        daemon,
+        run,
+        ..
+    } = &traced;
     let arrived = receiver.wait_spans(run.spans, Duration::from_secs(20));
     assert_eq!(arrived.len(), run.spans, "spans forwarded");
     let counted = wait_for(Duration::from_secs(5), || {
@@ -227,12 +256,14 @@ fn process_agent_disabled_sends_no_processes_or_containers() {
 
 #[test]
 fn apm_disabled_refuses_sidecars_which_keep_buffering() {
-    let receiver = CaptureReceiver::http();
-    let setup = ForwardSetup::new(&receiver, &[("STS_APM_ENABLED", "false")]);
-    let daemon = setup.start_daemon(free_port());
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
-    let url = format!("http://127.0.0.1:{}", sidecar.port);
-    let run = run_client(&ddtrace_env(&url, "v0.4", "it-apm-off", 5, 2));
+    let traced = TracedRun::start(&[("STS_APM_ENABLED", "false")], "it-apm-off");
+    let TracedRun {
+        receiver,
+        daemon,
+        sidecar,
+        run,
+        ..
+    } = &traced;
     let health = wait_for(Duration::from_secs(15), || {
         sidecar.health().filter(|h| {
             h["spans_received"].as_u64() == Some(run.spans as u64) && h["daemon_error"] != ""
