@@ -201,25 +201,19 @@ impl TracedRun {
 #[test]
 fn status_counts_what_was_sent_since_the_last_cycle() {
     // One cycle at start and none for an hour: counts read only at cycles would stay 0.
-    let traced = TracedRun::start(&[("STS_COLLECTION_INTERVAL", "3600")], "it-live-status");
-    let TracedRun {
-        receiver,
-        daemon,
-        run,
-        ..
-    } = &traced;
-    let arrived = receiver.wait_spans(run.spans, Duration::from_secs(20));
-    assert_eq!(arrived.len(), run.spans, "spans forwarded");
+    let t = TracedRun::start(&[("STS_COLLECTION_INTERVAL", "3600")], "it-live-status");
+    let arrived = t.receiver.wait_spans(t.run.spans, Duration::from_secs(20));
+    assert_eq!(arrived.len(), t.run.spans, "spans forwarded");
     let counted = wait_for(Duration::from_secs(5), || {
-        let status = daemon.status()?;
+        let status = t.daemon.status()?;
         let traces = collector(&status, "forward.traces")?;
-        (traces["counts"]["sent_spans"] == run.spans).then_some(())
+        (traces["counts"]["sent_spans"] == t.run.spans).then_some(())
     });
     assert!(
         counted.is_some(),
         "forward.traces does not count the {} spans sent: {}",
-        run.spans,
-        daemon.status().unwrap_or_default()["collectors"]
+        t.run.spans,
+        t.daemon.status().unwrap_or_default()["collectors"]
     );
 }
 
@@ -256,32 +250,25 @@ fn process_agent_disabled_sends_no_processes_or_containers() {
 
 #[test]
 fn apm_disabled_refuses_sidecars_which_keep_buffering() {
-    let traced = TracedRun::start(&[("STS_APM_ENABLED", "false")], "it-apm-off");
-    let TracedRun {
-        receiver,
-        daemon,
-        sidecar,
-        run,
-        ..
-    } = &traced;
+    let t = TracedRun::start(&[("STS_APM_ENABLED", "false")], "it-apm-off");
     let health = wait_for(Duration::from_secs(15), || {
-        sidecar.health().filter(|h| {
-            h["spans_received"].as_u64() == Some(run.spans as u64) && h["daemon_error"] != ""
+        t.sidecar.health().filter(|h| {
+            h["spans_received"].as_u64() == Some(t.run.spans as u64) && h["daemon_error"] != ""
         })
     })
     .expect("sidecar told");
     assert_eq!(
-        health["spans_buffered"], run.spans,
+        health["spans_buffered"], t.run.spans,
         "sidecar keeps the spans: {health}"
     );
     assert_eq!(health["spans_dropped"], 0);
     assert_eq!(
-        daemon.status().unwrap()["trace_relay"],
+        t.daemon.status().unwrap()["trace_relay"],
         "disabled (STS_APM_ENABLED=false)"
     );
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        receiver.spans().is_empty(),
+        t.receiver.spans().is_empty(),
         "spans forwarded with APM disabled"
     );
 }
