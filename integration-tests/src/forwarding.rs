@@ -23,8 +23,8 @@ impl Drop for TempDir {
 }
 
 /// The environment of a daemon sending to a receiver: its URL, [`API_KEY`], a queue
-/// directory of its own (`STS_QUEUE_DIR`, removed on drop), a 1 s collection interval,
-/// and `extra` (which wins).
+/// directory of its own (`STS_QUEUE_DIR`, removed on drop), and `extra` (which wins); its
+/// daemons collect every second unless `extra` sets `STS_COLLECTION_INTERVAL`.
 pub struct ForwardSetup {
     pub queue: TempDir,
     pub env: Vec<(String, String)>,
@@ -38,7 +38,6 @@ impl ForwardSetup {
             ("STS_STS_URL".into(), receiver.url()),
             ("STS_API_KEY".into(), API_KEY.into()),
             ("STS_QUEUE_DIR".into(), dir.display().to_string()),
-            ("STS_COLLECTION_INTERVAL".into(), "1".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Self {
@@ -54,13 +53,7 @@ impl ForwardSetup {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        // `run --interval` wins over the environment: given the interval `extra` chose.
-        let interval = env
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == "STS_COLLECTION_INTERVAL")
-            .map_or("1", |(_, v)| v);
-        Daemon::start_with_interval(port, interval, &env)
+        Daemon::start_with_interval(port, "1", &env)
     }
 }
 

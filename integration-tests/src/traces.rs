@@ -20,10 +20,13 @@ impl Daemon {
         Self::start_with_interval(port, "60", env)
     }
 
+    /// Collecting every `interval` seconds, unless `env` sets `STS_COLLECTION_INTERVAL`
+    /// (`env` wins over every default here).
     pub fn start_with_interval(port: u16, interval: &str, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary("node-daemon"));
         command
-            .args(["run", "--interval", interval])
+            .arg("run")
+            .env("STS_COLLECTION_INTERVAL", interval)
             .env("STS_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env("STS_TRACE_RECENT_SPANS", "100000")
             .stderr(Stdio::null());

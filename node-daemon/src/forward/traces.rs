@@ -75,12 +75,11 @@ fn varint_field_len(field: u32, value: u64) -> usize {
 fn grouped(spans: &[CorrelatedSpan]) -> Vec<(usize, usize)> {
     let mut ordinals: HashMap<u64, usize> = HashMap::new();
     let mut order = Vec::with_capacity(spans.len());
-    let mut i = 0;
     for run in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
         let next = ordinals.len();
         let ordinal = *ordinals.entry(run[0].trace_id).or_insert(next);
-        order.extend((i..i + run.len()).map(|index| (ordinal, index)));
-        i += run.len();
+        let first = order.len();
+        order.extend((first..first + run.len()).map(|index| (ordinal, index)));
     }
     if !order.is_sorted() {
         order.sort_unstable();
