@@ -27,11 +27,29 @@ fn thread_cpu() -> Duration {
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
-/// The relay encoding of `n` spans, where each is in `buffer`, and its fields but the
-/// maps.
+/// The relay encoding of `n` spans, and where each is in `buffer` with the fields the
+/// relay reads from it.
 struct Template {
     buffer: Vec<u8>,
-    spans: Vec<(usize, usize, Span)>,
+    spans: Vec<Placed>,
+}
+
+struct Placed {
+    bytes: std::ops::Range<usize>,
+    trace_id: u64,
+    start: i64,
+    duration: i64,
+}
+
+impl Placed {
+    fn new(bytes: std::ops::Range<usize>, span: &Span) -> Self {
+        Self {
+            bytes,
+            trace_id: span.trace_id,
+            start: span.start,
+            duration: span.duration,
+        }
+    }
 }
 
 /// Appends `span`'s encoding, then its meta entries and metrics in the order given (a
@@ -97,7 +115,7 @@ fn template(n: u64) -> Template {
                 ("db.rows", i as f64),
             ];
             append(&mut buffer, &span, meta, metrics);
-            (start, buffer.len(), span)
+            Placed::new(start..buffer.len(), &span)
         })
         .collect();
     Template { buffer, spans }
@@ -216,7 +234,7 @@ fn mixed_template(n: u64) -> Template {
             ("thread.id", (random() % 200) as f64),
         ];
         append(&mut buffer, &span, meta, metrics);
-        spans.push((start, buffer.len(), span));
+        spans.push(Placed::new(start..buffer.len(), &span));
     }
     Template { buffer, spans }
 }
@@ -229,12 +247,12 @@ fn spans(template: &Template) -> Vec<CorrelatedSpan> {
     template
         .spans
         .iter()
-        .map(|(start, end, span)| CorrelatedSpan {
-            raw: buffer.slice(*start..*end),
+        .map(|p| CorrelatedSpan {
+            raw: buffer.slice(p.bytes.clone()),
             extra: Bytes::new(),
-            trace_id: span.trace_id,
-            start: span.start,
-            duration: span.duration,
+            trace_id: p.trace_id,
+            start: p.start,
+            duration: p.duration,
         })
         .collect()
 }
