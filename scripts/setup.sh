@@ -15,6 +15,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v clang >/dev/null || need+=(clang)
 [[ -f /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
 command -v bpftool >/dev/null || need+=(bpftool)
+# ISA-L's igzip (the forwarder's gzip), built from source by the isal-sys crate.
+command -v nasm >/dev/null || need+=(nasm)
+command -v make >/dev/null || need+=(make)
+command -v autoreconf >/dev/null || need+=(autoconf)
+command -v aclocal >/dev/null || need+=(automake)
+command -v libtoolize >/dev/null || need+=(libtool)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

@@ -1,79 +1,131 @@
-//! gzip bodies (RFC 1952) at deflate's fastest level: the deflate stream is written
-//! straight into the body and the checksum is crc32fast's (SIMD), where flate2's
-//! `GzEncoder` goes through an intermediate buffer and a table-driven CRC. Input can come
-//! in pieces ([`Gzip::write`]), so that a large body is never held uncompressed as a
-//! whole.
+//! gzip bodies (RFC 1952) written by ISA-L's igzip at its level 1: SIMD match finding and
+//! a Huffman code fitted to each block. On 10,000 spans it takes 25-50% less CPU than
+//! zlib-rs at its fastest level and makes a 10-34% smaller body (README, "Forwarding
+//! cost"). The deflate stream is written straight into the body, header, CRC-32 and
+//! length by igzip. Input can come in pieces ([`Gzip::write`]), so that a large body is
+//! never held uncompressed as a whole.
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use std::mem::MaybeUninit;
 
-/// Magic, CM = deflate, no flags, no mtime, XFL = fastest, OS = Unix.
-const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3];
+use isal_sys::igzip_lib as isal;
 
-/// One gzip member being written.
+/// igzip's level 1, and the working buffer it asks for at that level.
+const LEVEL: u32 = 1;
+const LEVEL_BUF: usize = isal::ISAL_DEF_LVL1_DEFAULT as usize;
+/// The least room given to igzip for output (a block header fits).
+const MIN_ROOM: usize = 4 << 10;
+/// The most input handed to igzip in one call (its counters are 32 bits).
+const MAX_PIECE: usize = 1 << 30;
+
+/// igzip's state (360 KB with its working buffer), writing one gzip member after another:
+/// [`Gzip::begin`], [`Gzip::write`] as often as needed, [`Gzip::finish`]. Kept from one
+/// member to the next, its memory is not fresh pages to fault in each time.
 pub struct Gzip {
-    deflate: Compress,
-    crc: crc32fast::Hasher,
+    /// Boxed: igzip's state (80 KB) stays at one address, off the stack.
+    stream: Box<isal::isal_zstream>,
+    /// igzip's working buffer; `stream.level_buf` points into it.
+    _level_buf: Box<[u8]>,
+    /// The member being written.
     body: Vec<u8>,
 }
 
+// SAFETY: the stream's pointers are to memory this Gzip owns (the working buffer, on the
+// heap, moving with it) or, during a call of `deflate` only, to its arguments and body;
+// igzip keeps no thread-local or global state for a stream.
+unsafe impl Send for Gzip {}
+
 impl Gzip {
-    /// `size_hint`: about how many bytes will be written (sizes the body's first buffer).
-    pub fn new(size_hint: usize) -> Self {
-        let mut body = Vec::with_capacity(HEADER.len() + size_hint / 4 + 64);
-        body.extend_from_slice(&HEADER);
+    /// igzip's state, ready for a first member (of no size hint).
+    pub fn new() -> Self {
+        // SAFETY: isal_zstream is plain data (integers, pointers, arrays of them), for
+        // which all-zero bytes are a valid value; isal_deflate_init then sets it up.
+        let mut stream = unsafe { Box::<isal::isal_zstream>::new_zeroed().assume_init() };
+        // SAFETY: `stream` is a valid, exclusively borrowed isal_zstream.
+        unsafe { isal::isal_deflate_init(&mut *stream) };
+        let mut level_buf = vec![0u8; LEVEL_BUF].into_boxed_slice();
+        stream.level = LEVEL;
+        stream.level_buf = level_buf.as_mut_ptr();
+        stream.level_buf_size = LEVEL_BUF as u32;
+        stream.gzip_flag = isal::IGZIP_GZIP as u16;
         Self {
-            deflate: Compress::new(Compression::fast(), false),
-            crc: crc32fast::Hasher::new(),
-            body,
+            stream,
+            _level_buf: level_buf,
+            body: Vec::new(),
         }
+    }
+
+    /// Starts a new member, dropping any half-written one. `size_hint`: about how many
+    /// bytes will be written (sizes the body's first buffer).
+    pub fn begin(&mut self, size_hint: usize) {
+        // SAFETY: a valid isal_zstream; reset keeps the level and working buffer.
+        unsafe { isal::isal_deflate_reset(&mut *self.stream) };
+        // Once it has written a member's header, igzip marks the stream header-less.
+        self.stream.gzip_flag = isal::IGZIP_GZIP as u16;
+        self.body = Vec::with_capacity(size_hint / 4 + MIN_ROOM);
     }
 
     pub fn write(&mut self, data: &[u8]) {
-        self.crc.update(data);
-        self.deflate_all(data, FlushCompress::None);
+        for piece in data.chunks(MAX_PIECE) {
+            self.deflate(piece, false);
+        }
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
-        self.deflate_all(&[], FlushCompress::Finish);
-        let Self {
-            deflate,
-            crc,
-            mut body,
-        } = self;
-        body.extend_from_slice(&crc.finalize().to_le_bytes());
-        // ISIZE: the input length modulo 2^32.
-        body.extend_from_slice(&(deflate.total_in() as u32).to_le_bytes());
-        body
+    /// The member, complete. The next one starts with [`Gzip::begin`].
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.deflate(&[], true);
+        std::mem::take(&mut self.body)
     }
 
-    /// Feeds all of `data`, growing the body as deflate fills it.
-    fn deflate_all(&mut self, data: &[u8], flush: FlushCompress) {
-        let mut read = 0;
+    /// Feeds all of `data` (at most `MAX_PIECE` bytes), growing the body as igzip fills
+    /// it; with `end`, until the member's trailer is written.
+    fn deflate(&mut self, data: &[u8], end: bool) {
+        let stream = &mut *self.stream;
+        // igzip only reads through next_in.
+        stream.next_in = data.as_ptr().cast_mut();
+        stream.avail_in = data.len() as u32;
+        stream.end_of_stream = u16::from(end);
         loop {
-            if self.body.len() == self.body.capacity() {
-                self.body.reserve(self.body.capacity() / 2 + 64);
+            if self.body.capacity() - self.body.len() < MIN_ROOM {
+                self.body.reserve(self.body.capacity() / 2 + MIN_ROOM);
             }
-            let before = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(&data[read..], &mut self.body, flush)
-                .expect("deflate into memory cannot fail");
-            read += (self.deflate.total_in() - before) as usize;
-            let done = match flush {
-                FlushCompress::Finish => status == Status::StreamEnd,
-                // All taken in, and room left: deflate holds nothing back it could write.
-                _ => read == data.len() && self.body.len() < self.body.capacity(),
+            let room: &mut [MaybeUninit<u8>] = self.body.spare_capacity_mut();
+            let room_len = room.len().min(u32::MAX as usize) as u32;
+            stream.next_out = room.as_mut_ptr().cast();
+            stream.avail_out = room_len;
+            // SAFETY: next_in/avail_in describe `data`, next_out/avail_out the body's spare
+            // capacity, level_buf/level_buf_size the buffer this Gzip owns; all outlive
+            // the call.
+            let status = unsafe { isal::isal_deflate(stream) };
+            // Only a bad level, flush or buffer is refused: constants here.
+            assert_eq!(status, isal::COMP_OK as i32, "igzip refused its settings");
+            let written = (room_len - stream.avail_out) as usize;
+            // SAFETY: igzip wrote `written` bytes at the start of the spare capacity.
+            unsafe { self.body.set_len(self.body.len() + written) };
+            let done = if end {
+                stream.internal_state.state == isal::isal_zstate_state_ZSTATE_END
+            } else {
+                // All taken in, and room left: igzip holds nothing back it could write.
+                stream.avail_in == 0 && stream.avail_out > 0
             };
             if done {
-                return;
+                break;
             }
         }
+        stream.next_in = std::ptr::null_mut();
+        stream.next_out = std::ptr::null_mut();
+    }
+}
+
+impl Default for Gzip {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 /// `data` as one gzip member.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = Gzip::new(data.len());
+    let mut gz = Gzip::new();
+    gz.begin(data.len());
     gz.write(data);
     gz.finish()
 }
@@ -98,8 +150,12 @@ mod tests {
             .collect();
         for data in [Vec::new(), b"hello, receiver".to_vec(), large] {
             let body = gzip(&data);
-            assert_eq!(&body[..2], &[0x1f, 0x8b]);
+            assert_eq!(&body[..3], &[0x1f, 0x8b, 8]);
             assert_eq!(gunzip(&body), data);
+            // The trailer: CRC-32 and length of what went in.
+            let trailer = &body[body.len() - 8..];
+            assert_eq!(trailer[..4], crc32fast::hash(&data).to_le_bytes());
+            assert_eq!(trailer[4..], (data.len() as u32).to_le_bytes());
         }
     }
 
@@ -108,12 +164,20 @@ mod tests {
         let data: Vec<u8> = (0..400_000u32)
             .flat_map(|i| (i % 1000).to_le_bytes())
             .collect();
-        let mut gz = Gzip::new(0);
-        for piece in data.chunks(7_777) {
-            gz.write(piece);
+        let mut gz = Gzip::new();
+        // A member left half-written is dropped by the next begin; members after one
+        // another are each whole.
+        gz.write(b"never finished");
+        for _ in 0..2 {
+            gz.begin(0);
+            for piece in data.chunks(7_777) {
+                gz.write(piece);
+            }
+            gz.write(&[]);
+            assert_eq!(gunzip(&gz.finish()), data);
         }
-        gz.write(&[]);
-        assert_eq!(gunzip(&gz.finish()), data);
+        gz.begin(0);
+        assert_eq!(gunzip(&gz.finish()), b"");
     }
 
     #[test]

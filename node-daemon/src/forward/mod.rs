@@ -13,7 +13,7 @@ pub mod traces;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -64,6 +64,8 @@ pub struct Forwarder {
     pub health: Sink,
     node_diff: Mutex<TopologyDiff>,
     process_diff: Mutex<TopologyDiff>,
+    /// Kept from batch to batch (a batch finding it busy gets one of its own).
+    trace_encoder: Mutex<traces::Encoder>,
     /// The sidecar batches whose spans were in the traces queue when it was opened.
     relay_batches_queued: Mutex<Vec<RelayBatch>>,
     sequence: AtomicU64,
@@ -125,6 +127,7 @@ impl Forwarder {
             health: open("health", 8)?,
             node_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
             process_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            trace_encoder: Mutex::default(),
             relay_batches_queued,
             sequence: AtomicU64::new(0),
             started_ms: SystemTime::now()
@@ -310,7 +313,15 @@ impl Forwarder {
 
     fn send_spans(&self, spans: Vec<CorrelatedSpan>, from: Option<RelayBatch>) {
         let count = spans.len() as u64;
-        let body = Bytes::from(traces::encode(&self.hostname, spans));
+        let body = match self.trace_encoder.try_lock() {
+            Ok(mut encoder) => encoder.encode(&self.hostname, &spans),
+            // A panic mid-batch leaves nothing to undo: encode starts afresh.
+            Err(TryLockError::Poisoned(p)) => p.into_inner().encode(&self.hostname, &spans),
+            Err(TryLockError::WouldBlock) => {
+                traces::Encoder::default().encode(&self.hostname, &spans)
+            }
+        };
+        let body = Bytes::from(body);
         let headers = vec![
             (
                 "Content-Type".to_string(),

@@ -9,14 +9,16 @@
 //! numbers), never decoded; the rest is as prost writes `TracePayload`.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::gzip::Gzip;
 use crate::traces::CorrelatedSpan;
 
-/// How much protobuf is deflated at a time.
-const CHUNK: usize = 64 << 10;
+/// How much protobuf is deflated at a time: igzip copies the first 32 KiB of each piece
+/// (its history), so pieces of 64 KiB cost 5-10% more than this.
+const CHUNK: usize = 512 << 10;
 
 pub const MAX_SPANS: usize = 5_000;
 pub const MAX_BYTES: usize = 3 << 20;
@@ -68,69 +70,105 @@ fn varint_field_len(field: u32, value: u64) -> usize {
     }
 }
 
-/// The spans' indices grouped by trace: traces in the order their first span arrived,
-/// spans in arrival order within a trace, each tagged with its trace's ordinal. Clients
-/// send a trace's spans together, so the order is nearly always the arrival order and
-/// the spans are read front to back; a trace whose spans come apart is still made one.
-fn grouped(spans: &[CorrelatedSpan]) -> Vec<(usize, usize)> {
-    let mut ordinals: HashMap<u64, usize> = HashMap::new();
-    let mut order = Vec::with_capacity(spans.len());
-    for run in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
-        let next = ordinals.len();
-        let ordinal = *ordinals.entry(run[0].trace_id).or_insert(next);
-        let first = order.len();
-        order.extend((first..first + run.len()).map(|index| (ordinal, index)));
-    }
-    if !order.is_sorted() {
-        order.sort_unstable();
-    }
-    order
+/// Encodes batches of spans, keeping its working memory (igzip's state, the protobuf
+/// piece being written, the grouping by trace) from one batch to the next: fresh memory
+/// each time is a page fault per 4 KiB touched (14% of a profile of batch after batch).
+/// It keeps about 1.6 MB.
+pub struct Encoder {
+    gzip: Gzip,
+    /// Protobuf not yet deflated.
+    raw: Vec<u8>,
+    /// Runs of consecutive spans of one trace, as (trace ordinal, span indices), in the
+    /// order the payload lists them.
+    runs: Vec<(usize, Range<usize>)>,
+    /// Trace id to its ordinal in this batch.
+    ordinals: HashMap<u64, usize>,
 }
 
-/// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
-pub fn encode(hostname: &str, spans: Vec<CorrelatedSpan>) -> Vec<u8> {
-    let order = grouped(&spans);
-    let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
-    let mut gz = Gzip::new(span_bytes);
-    // The protobuf is deflated a chunk at a time from a buffer that stays in cache.
-    let mut raw = Vec::with_capacity(2 * CHUNK);
-    if !hostname.is_empty() {
-        key(&mut raw, HOST_NAME, 2);
-        encode_varint(hostname.len() as u64, &mut raw);
-        raw.extend_from_slice(hostname.as_bytes());
-    }
-    for group in order.chunk_by(|a, b| a.0 == b.0) {
-        let trace_id = spans[group[0].1].trace_id;
-        let spans = || group.iter().map(|&(_, i)| &spans[i]);
-        let start_time = spans().map(|s| s.start).min().unwrap_or(0);
-        let end_time = spans()
-            .map(|s| s.start.saturating_add(s.duration))
-            .max()
-            .unwrap_or(0);
-        let spans_len: usize = spans()
-            .map(|s| 1 + encoded_len_varint(s.encoded_len() as u64) + s.encoded_len())
-            .sum();
-        let len = varint_field_len(TRACE_ID, trace_id)
-            + spans_len
-            + varint_field_len(START_TIME, start_time as u64)
-            + varint_field_len(END_TIME, end_time as u64);
-        key(&mut raw, TRACES, 2);
-        encode_varint(len as u64, &mut raw);
-        varint_field(&mut raw, TRACE_ID, trace_id);
-        for span in spans() {
-            key(&mut raw, SPANS, 2);
-            encode_varint(span.encoded_len() as u64, &mut raw);
-            span.write_to(&mut raw);
-            if raw.len() >= CHUNK {
-                gz.write(&raw);
-                raw.clear();
-            }
+impl Default for Encoder {
+    fn default() -> Self {
+        Self {
+            gzip: Gzip::new(),
+            raw: Vec::with_capacity(2 * CHUNK),
+            runs: Vec::new(),
+            ordinals: HashMap::new(),
         }
-        varint_field(&mut raw, START_TIME, start_time as u64);
-        varint_field(&mut raw, END_TIME, end_time as u64);
     }
-    gz.write(&raw);
-    gz.finish()
+}
+
+impl Encoder {
+    /// The gzip'd protobuf body of `<STS_APM_URL>/api/v0.2/traces`.
+    pub fn encode(&mut self, hostname: &str, spans: &[CorrelatedSpan]) -> Vec<u8> {
+        self.group(spans);
+        let span_bytes: usize = spans.iter().map(|s| s.encoded_len() + 6).sum();
+        self.gzip.begin(span_bytes);
+        self.raw.clear();
+        let raw = &mut self.raw;
+        if !hostname.is_empty() {
+            key(raw, HOST_NAME, 2);
+            encode_varint(hostname.len() as u64, raw);
+            raw.extend_from_slice(hostname.as_bytes());
+        }
+        for trace in self.runs.chunk_by(|a, b| a.0 == b.0) {
+            let trace_id = spans[trace[0].1.start].trace_id;
+            let spans = || trace.iter().flat_map(|(_, run)| &spans[run.clone()]);
+            let start_time = spans().map(|s| s.start).min().unwrap_or(0);
+            let end_time = spans()
+                .map(|s| s.start.saturating_add(s.duration))
+                .max()
+                .unwrap_or(0);
+            let spans_len: usize = spans()
+                .map(|s| 1 + encoded_len_varint(s.encoded_len() as u64) + s.encoded_len())
+                .sum();
+            let len = varint_field_len(TRACE_ID, trace_id)
+                + spans_len
+                + varint_field_len(START_TIME, start_time as u64)
+                + varint_field_len(END_TIME, end_time as u64);
+            key(raw, TRACES, 2);
+            encode_varint(len as u64, raw);
+            varint_field(raw, TRACE_ID, trace_id);
+            for span in spans() {
+                key(raw, SPANS, 2);
+                encode_varint(span.encoded_len() as u64, raw);
+                span.write_to(raw);
+                if raw.len() >= CHUNK {
+                    self.gzip.write(raw);
+                    raw.clear();
+                }
+            }
+            varint_field(raw, START_TIME, start_time as u64);
+            varint_field(raw, END_TIME, end_time as u64);
+        }
+        self.gzip.write(raw);
+        // A span far larger than a piece grew the buffer: not kept at that size.
+        raw.clear();
+        raw.shrink_to(2 * CHUNK);
+        self.runs.clear();
+        self.runs.shrink_to(MAX_SPANS);
+        self.ordinals.clear();
+        self.ordinals.shrink_to(MAX_SPANS);
+        self.gzip.finish()
+    }
+
+    /// `runs`: the spans grouped by trace, traces in the order their first span arrived,
+    /// spans in arrival order within a trace. Clients send a trace's spans together, so
+    /// the order is nearly always the arrival order and the spans are read front to back;
+    /// a trace whose spans come apart is still made one.
+    fn group(&mut self, spans: &[CorrelatedSpan]) {
+        self.runs.clear();
+        self.ordinals.clear();
+        let mut first = 0;
+        for run in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            let next = self.ordinals.len();
+            let ordinal = *self.ordinals.entry(run[0].trace_id).or_insert(next);
+            self.runs.push((ordinal, first..first + run.len()));
+            first += run.len();
+        }
+        if !self.runs.is_sorted_by_key(|(ordinal, _)| *ordinal) {
+            // Stable: a trace's runs stay in arrival order.
+            self.runs.sort_by_key(|(ordinal, _)| *ordinal);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +198,7 @@ mod tests {
 
     #[test]
     fn grouped_by_trace_and_gzipped() {
-        let body = encode("h1", vec![span(1, 1), span(2, 2), span(1, 3)]);
+        let body = Encoder::default().encode("h1", &[span(1, 1), span(2, 2), span(1, 3)]);
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(&body[..])
             .read_to_end(&mut raw)
@@ -211,14 +249,30 @@ mod tests {
     }
 
     #[test]
+    fn an_encoder_used_again_writes_what_a_fresh_one_does() {
+        let big: Vec<CorrelatedSpan> = (0..3_000).map(|i| span(i / 7, i)).collect();
+        let small = [span(4, 1), span(3, 2), span(4, 3)];
+        let mut encoder = Encoder::default();
+        for spans in [&big[..], &small, &big, &[]] {
+            let again = encoder.encode("h1", spans);
+            assert_eq!(again, Encoder::default().encode("h1", spans));
+        }
+    }
+
+    #[test]
     fn traces_in_order_of_first_arrival_and_split_traces_made_one() {
         let spans = [span(9, 1), span(9, 2), span(2, 3), span(9, 4), span(5, 5)];
-        let order: Vec<(u64, u64)> = grouped(&spans)
+        let mut encoder = Encoder::default();
+        encoder.group(&spans);
+        let order: Vec<(u64, u64)> = encoder
+            .runs
             .iter()
-            .map(|&(_, i)| (spans[i].trace_id, i as u64 + 1))
+            .flat_map(|(_, run)| run.clone())
+            .map(|i| (spans[i].trace_id, i as u64 + 1))
             .collect();
         assert_eq!(order, [(9, 1), (9, 2), (9, 4), (2, 3), (5, 5)]);
-        assert!(grouped(&[]).is_empty());
+        encoder.group(&[]);
+        assert!(encoder.runs.is_empty());
     }
 
     #[test]
@@ -228,7 +282,7 @@ mod tests {
         put(&mut entries, "span.serviceURN", "urn:service:/s");
         put(&mut entries, "k", "overridden");
         correlated.extra = entries.into();
-        let body = encode("", vec![correlated]);
+        let body = Encoder::default().encode("", &[correlated]);
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(&body[..])
             .read_to_end(&mut raw)
