@@ -201,20 +201,38 @@ impl TracedRun {
 #[test]
 fn status_counts_what_was_sent_since_the_last_cycle() {
     // One cycle at start and none for an hour: counts read only at cycles would stay 0.
+    let started_ms = unix_ms();
     let t = TracedRun::start(&[("STS_COLLECTION_INTERVAL", "3600")], "it-live-status");
     let arrived = t.receiver.wait_spans(t.run.spans, Duration::from_secs(20));
     assert_eq!(arrived.len(), t.run.spans, "spans forwarded");
-    let counted = wait_for(Duration::from_secs(5), || {
+    let traces = wait_for(Duration::from_secs(5), || {
         let status = t.daemon.status()?;
         let traces = collector(&status, "forward.traces")?;
-        (traces["counts"]["sent_spans"] == t.run.spans).then_some(())
+        (traces["counts"]["sent_spans"] == t.run.spans).then(|| traces.clone())
     });
+    let Some(traces) = traces else {
+        panic!(
+            "forward.traces does not count the {} spans sent: {}",
+            t.run.spans,
+            t.daemon.status().unwrap_or_default()["collectors"]
+        )
+    };
+    // Its last run is the last batch the receiver took, and how long that took.
+    let last = traces["last_run_unix_ms"].as_i64().unwrap_or(0);
     assert!(
-        counted.is_some(),
-        "forward.traces does not count the {} spans sent: {}",
-        t.run.spans,
-        t.daemon.status().unwrap_or_default()["collectors"]
+        (started_ms..=unix_ms()).contains(&last),
+        "last send at {last}, test ran from {started_ms}: {traces}"
     );
+    assert!(
+        traces["last_duration_us"].as_u64().unwrap_or(0) > 0,
+        "{traces}"
+    );
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[test]

@@ -188,9 +188,11 @@ impl Forwarder {
                 );
                 continue;
             }
-            registry.record(
+            // The sink's last run is the last batch the receiver took.
+            registry.record_at(
                 name,
-                Duration::ZERO,
+                s.last_sent_unix_ms.load(Ordering::Relaxed),
+                Duration::from_micros(s.last_send_us.load(Ordering::Relaxed)),
                 Ok(vec![
                     ("sent_batches", s.sent_batches.load(Ordering::Relaxed)),
                     ("sent_bytes", s.sent_bytes.load(Ordering::Relaxed)),

@@ -5,9 +5,9 @@
 //! the receiver's message, counted and skipped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -18,6 +18,7 @@ use super::client::{ReceiverClient, SendError};
 use super::queue::{DiskQueue, RecordId};
 use super::{authorize, Auth};
 use crate::config::ApiKey;
+use crate::status::unix_ms_now;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -38,6 +39,10 @@ pub struct SinkStats {
     pub dropped_spans: AtomicU64,
     pub failing: AtomicBool,
     pub last_error: Mutex<String>,
+    /// When the receiver last took a batch (Unix ms, 0 before the first), and how long
+    /// that request took (µs).
+    pub last_sent_unix_ms: AtomicI64,
+    pub last_send_us: AtomicU64,
 }
 
 enum Store {
@@ -213,6 +218,7 @@ impl Sink {
                 .collect();
             headers.push(("X-Sts-Batch-Id", batch.id.clone()));
             authorize(&mut url, &mut headers, key.as_ref(), auth);
+            let started = Instant::now();
             let outcome = tokio::select! {
                 outcome = client.post(&url, &headers, batch.body.clone()) => outcome,
                 _ = stopped(&mut stop) => return,
@@ -225,6 +231,9 @@ impl Sink {
                     s.sent_bytes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     s.sent_spans.fetch_add(batch.spans, Ordering::Relaxed);
+                    s.last_send_us
+                        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    s.last_sent_unix_ms.store(unix_ms_now(), Ordering::Relaxed);
                     if s.failing.swap(false, Ordering::Relaxed) {
                         info!(
                             sink = self.name,

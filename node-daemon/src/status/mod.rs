@@ -4,7 +4,7 @@ pub mod print;
 pub mod registry;
 pub mod server;
 
-pub use registry::Registry;
+pub use registry::{unix_ms_now, Registry};
 pub use server::{StatusService, STATUS_SERVICE_NAME};
 
 use std::sync::{Arc, Mutex};
@@ -16,10 +16,7 @@ pub struct LatestSnapshot(Arc<Mutex<(Option<Arc<crate::model::Snapshot>>, i64)>>
 
 impl LatestSnapshot {
     pub fn publish(&self, snapshot: crate::model::Snapshot) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let latest = (Some(Arc::new(snapshot)), now);
+        let latest = (Some(Arc::new(snapshot)), unix_ms_now());
         // The previous snapshot is freed outside the lock.
         let _previous = std::mem::replace(
             &mut *self.0.lock().unwrap_or_else(|p| p.into_inner()),

@@ -77,6 +77,12 @@ pub fn to_text(status: &GetStatusResponse) -> String {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let width = status
+        .collectors
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
     for c in &status.collectors {
         let last = if c.last_run_unix_ms == 0 {
             "never run".to_string()
@@ -93,16 +99,17 @@ pub fn to_text(status: &GetStatusResponse) -> String {
         let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             out,
-            "  {:<10} {:<9} {last}  {}",
+            "  {:<width$} {:<9} {last}  {}",
             c.name,
             c.state,
             counts.join(" ")
         );
+        let indent = " ".repeat(width + 3);
         if !c.detail.is_empty() {
-            let _ = writeln!(out, "             {}", c.detail);
+            let _ = writeln!(out, "{indent}{}", c.detail);
         }
         if !c.last_error.is_empty() {
-            let _ = writeln!(out, "             error: {}", c.last_error);
+            let _ = writeln!(out, "{indent}error: {}", c.last_error);
         }
     }
     let _ = writeln!(out, "\n{}", status.ecs);
@@ -170,15 +177,22 @@ mod tests {
             hostname: "h1".into(),
             uptime_seconds: 3725,
             config: [("STS_API_KEY".to_string(), "<set, redacted>".to_string())].into(),
-            collectors: vec![CollectorStatus {
-                name: "processes".into(),
-                state: "failed".into(),
-                last_run_unix_ms: 1,
-                last_duration_us: 1500,
-                last_error: "cannot list /proc".into(),
-                counts: [("reported".to_string(), 7)].into(),
-                detail: String::new(),
-            }],
+            collectors: vec![
+                CollectorStatus {
+                    name: "processes".into(),
+                    state: "failed".into(),
+                    last_run_unix_ms: 1,
+                    last_duration_us: 1500,
+                    last_error: "cannot list /proc".into(),
+                    counts: [("reported".to_string(), 7)].into(),
+                    detail: String::new(),
+                },
+                CollectorStatus {
+                    name: "forward.processes".into(),
+                    state: "ok".into(),
+                    ..CollectorStatus::default()
+                },
+            ],
             drops: [("process.vanished".to_string(), 2)].into(),
             healthy: false,
             ecs: "ecs: not detected".into(),
@@ -202,8 +216,19 @@ mod tests {
             text.starts_with("node-daemon 0.1.0 on h1, up 1h02m05s, UNHEALTHY"),
             "{text}"
         );
-        assert!(text.contains("processes  failed"), "{text}");
-        assert!(text.contains("error: cannot list /proc"));
+        // Names in one column as wide as the longest; details under the state.
+        assert!(
+            text.contains("\n  processes         failed    last run"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  forward.processes ok        never run"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n                    error: cannot list /proc"),
+            "{text}"
+        );
         assert!(text.contains("reported=7"));
         assert!(text.contains("process.vanished"));
         assert!(text.contains("ecs: not detected"));

@@ -73,10 +73,21 @@ impl Registry {
         );
     }
 
-    /// Records a finished run: its counts on success, its error on failure.
+    /// Records a run that finished now: its counts on success, its error on failure.
     pub fn record(
         &self,
         name: &'static str,
+        duration: Duration,
+        outcome: Result<Vec<(&'static str, u64)>, String>,
+    ) {
+        self.record_at(name, unix_ms_now(), duration, outcome);
+    }
+
+    /// Records a run that finished at `unix_ms` (0: never).
+    pub fn record_at(
+        &self,
+        name: &'static str,
+        unix_ms: i64,
         duration: Duration,
         outcome: Result<Vec<(&'static str, u64)>, String>,
     ) {
@@ -84,7 +95,7 @@ impl Registry {
         let Some(c) = inner.collectors.get_mut(name) else {
             return;
         };
-        c.last_run_unix_ms = unix_ms_now();
+        c.last_run_unix_ms = unix_ms;
         c.last_duration = duration;
         match outcome {
             Ok(counts) => {
@@ -177,7 +188,8 @@ impl Registry {
     }
 }
 
-fn unix_ms_now() -> i64 {
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
