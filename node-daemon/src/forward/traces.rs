@@ -110,16 +110,16 @@ impl Encoder {
             raw.extend_from_slice(hostname.as_bytes());
         }
         for trace in self.runs.chunk_by(|a, b| a.0 == b.0) {
+            // The trace's runs of spans, as slices (loops over them compile tight).
+            let runs = || trace.iter().map(|(_, run)| &spans[run.clone()]);
             let trace_id = spans[trace[0].1.start].trace_id;
-            let spans = || trace.iter().flat_map(|(_, run)| &spans[run.clone()]);
-            let start_time = spans().map(|s| s.start).min().unwrap_or(0);
-            let end_time = spans()
-                .map(|s| s.start.saturating_add(s.duration))
-                .max()
-                .unwrap_or(0);
-            let spans_len: usize = spans()
-                .map(|s| 1 + encoded_len_varint(s.encoded_len() as u64) + s.encoded_len())
-                .sum();
+            let (mut start_time, mut end_time, mut spans_len) = (i64::MAX, i64::MIN, 0);
+            for span in runs().flatten() {
+                start_time = start_time.min(span.start);
+                end_time = end_time.max(span.start.saturating_add(span.duration));
+                let len = span.encoded_len();
+                spans_len += 1 + encoded_len_varint(len as u64) + len;
+            }
             let len = varint_field_len(TRACE_ID, trace_id)
                 + spans_len
                 + varint_field_len(START_TIME, start_time as u64)
@@ -127,13 +127,15 @@ impl Encoder {
             key(raw, TRACES, 2);
             encode_varint(len as u64, raw);
             varint_field(raw, TRACE_ID, trace_id);
-            for span in spans() {
-                key(raw, SPANS, 2);
-                encode_varint(span.encoded_len() as u64, raw);
-                span.write_to(raw);
-                if raw.len() >= CHUNK {
-                    self.gzip.write(raw);
-                    raw.clear();
+            for run in runs() {
+                for span in run {
+                    key(raw, SPANS, 2);
+                    encode_varint(span.encoded_len() as u64, raw);
+                    span.write_to(raw);
+                    if raw.len() >= CHUNK {
+                        self.gzip.write(raw);
+                        raw.clear();
+                    }
                 }
             }
             varint_field(raw, START_TIME, start_time as u64);
