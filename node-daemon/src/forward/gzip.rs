@@ -35,7 +35,7 @@ pub struct Gzip {
 unsafe impl Send for Gzip {}
 
 impl Gzip {
-    /// igzip's state, ready for a first member (of no size hint).
+    /// igzip's state, ready for a first member (as after `begin(0)`).
     pub fn new() -> Self {
         // SAFETY: isal_zstream is plain data (integers, pointers, arrays of them), for
         // which all-zero bytes are a valid value; isal_deflate_init then sets it up.
@@ -46,12 +46,13 @@ impl Gzip {
         stream.level = LEVEL;
         stream.level_buf = level_buf.as_mut_ptr();
         stream.level_buf_size = LEVEL_BUF as u32;
-        stream.gzip_flag = isal::IGZIP_GZIP as u16;
-        Self {
+        let mut gzip = Self {
             stream,
             _level_buf: level_buf,
             body: Vec::new(),
-        }
+        };
+        gzip.begin(0);
+        gzip
     }
 
     /// Starts a new member, dropping any half-written one. `size_hint`: about how many
