@@ -69,7 +69,7 @@ pub struct Forwarder {
     /// The sidecar batches whose spans were in the traces queue when it was opened.
     relay_batches_queued: Mutex<Vec<RelayBatch>>,
     sequence: AtomicU64,
-    started_ms: u128,
+    started_ms: i64,
 }
 
 fn now_s() -> u64 {
@@ -130,9 +130,7 @@ impl Forwarder {
             trace_encoder: Mutex::default(),
             relay_batches_queued,
             sequence: AtomicU64::new(0),
-            started_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
+            started_ms: crate::status::unix_ms_now(),
         });
         let process_url = config
             .process_agent_url

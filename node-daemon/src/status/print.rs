@@ -1,7 +1,6 @@
 //! Renders a status response for people (a short report) and machines (JSON).
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sts_proto::daemon::v1::GetStatusResponse;
@@ -74,9 +73,7 @@ pub fn to_text(status: &GetStatusResponse) -> String {
         human_duration(status.uptime_seconds)
     );
     let _ = writeln!(out, "\nCollectors:");
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = super::unix_ms_now();
     let width = status
         .collectors
         .iter()

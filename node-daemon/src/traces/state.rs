@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use sts_proto::daemon::v1::{SidecarStatus, Span};
 
 use bytes::Bytes;
 
 use super::span::CorrelatedSpan;
+use crate::status::unix_ms_now;
 
 #[derive(Debug)]
 struct Sidecar {
@@ -93,7 +94,7 @@ impl TraceState {
         sidecar.connected = true;
         sidecar.spans += count;
         sidecar.dropped = dropped;
-        sidecar.last_seen_ms = unix_ms();
+        sidecar.last_seen_ms = unix_ms_now();
         sidecar.rate_spans += count;
         let elapsed = sidecar.rate_since.elapsed().as_secs_f64();
         if elapsed >= 1.0 {
@@ -206,12 +207,6 @@ fn sidecar_entry<'a>(sidecars: &'a mut BTreeMap<String, Sidecar>, id: &str) -> &
         rate_since: Instant::now(),
         rate: 0.0,
     })
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
