@@ -14,6 +14,7 @@ use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lastin
 use integration_tests::status::collector;
 use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
+use node_daemon::status::unix_ms_now;
 use serde_json::Value;
 
 #[test]
@@ -201,7 +202,7 @@ impl TracedRun {
 #[test]
 fn status_counts_what_was_sent_since_the_last_cycle() {
     // One cycle at start and none for an hour: counts read only at cycles would stay 0.
-    let started_ms = unix_ms();
+    let started_ms = unix_ms_now();
     let t = TracedRun::start(&[("STS_COLLECTION_INTERVAL", "3600")], "it-live-status");
     let arrived = t.receiver.wait_spans(t.run.spans, Duration::from_secs(20));
     assert_eq!(arrived.len(), t.run.spans, "spans forwarded");
@@ -220,19 +221,13 @@ fn status_counts_what_was_sent_since_the_last_cycle() {
     // Its last run is the last batch the receiver took, and how long that took.
     let last = traces["last_run_unix_ms"].as_i64().unwrap_or(0);
     assert!(
-        (started_ms..=unix_ms()).contains(&last),
+        (started_ms..=unix_ms_now()).contains(&last),
         "last send at {last}, test ran from {started_ms}: {traces}"
     );
     assert!(
         traces["last_duration_us"].as_u64().unwrap_or(0) > 0,
         "{traces}"
     );
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[test]
