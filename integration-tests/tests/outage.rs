@@ -34,9 +34,10 @@ const MAX_CYCLE_GAP_S: u64 = 5;
 /// - queued batches stay on disk (`STS_QUEUE_DIR`; not the 32 MiB memory queue of each
 ///   pipeline without it), and the sender reads one record at a time: a traces batch is at
 ///   most 5,000 spans or 3 MiB encoded, twice that with its copy;
-/// - the relay: the sidecar's batches are at most 1 MiB (8 in flight, mostly in socket
-///   buffers); one is taken (decoded, correlated, encoded, compressed: about 10 MiB of
-///   spans at its largest) while the next is decoded: about 20 MiB;
+/// - the relay: the sidecar's batches are at most 5,000 spans and 4 MiB (8 in flight,
+///   mostly in socket buffers: the daemon's HTTP/2 windows let 4 MiB a connection in); one
+///   is taken (decoded, correlated, encoded, compressed: about 10 MiB of spans at its
+///   largest) while the next is decoded: about 20 MiB;
 /// - what is kept per sidecar and per relay batch id is bounded (4,096 of each).
 ///
 /// About 70 MB at worst. 150 MB leaves room for allocator slack (one glibc arena, large

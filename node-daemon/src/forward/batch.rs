@@ -34,18 +34,20 @@ pub struct RelayBatch {
 pub struct MalformedBatch(String);
 
 impl Batch {
-    pub fn to_record(&self) -> Vec<u8> {
+    /// The record's start: the header's length and the header. The body follows it, as
+    /// it is (`DiskQueue::push_parts` writes the two without putting them together).
+    pub fn record_head(&self) -> Vec<u8> {
         let header = serde_json::to_vec(self).expect("batch header serializes");
-        let mut record = Vec::with_capacity(4 + header.len() + self.body.len());
-        record.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        record.extend_from_slice(&header);
-        record.extend_from_slice(&self.body);
-        record
+        let mut head = Vec::with_capacity(4 + header.len());
+        head.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        head.extend_from_slice(&header);
+        head
     }
 
-    pub fn from_record(record: &[u8]) -> Result<Self, MalformedBatch> {
-        let (mut batch, body_at) = Self::header(record)?;
-        batch.body = Bytes::copy_from_slice(&record[body_at..]);
+    /// The batch of a record; its body is the record's tail, not a copy.
+    pub fn from_record(record: Vec<u8>) -> Result<Self, MalformedBatch> {
+        let (mut batch, body_at) = Self::header(&record)?;
+        batch.body = Bytes::from(record).slice(body_at..);
         Ok(batch)
     }
 
@@ -93,8 +95,8 @@ mod tests {
             }),
             body: Bytes::from_static(b"\x1f\x8b body"),
         };
-        let record = batch.to_record();
-        assert_eq!(Batch::from_record(&record).unwrap(), batch);
+        let record = [&batch.record_head()[..], &batch.body].concat();
+        assert_eq!(Batch::from_record(record.clone()).unwrap(), batch);
         let header_len = record.len() - batch.body.len();
         let head = Batch::header_from_prefix(&record[..header_len + 2]).unwrap();
         assert_eq!((head.relay, head.body.len()), (batch.relay.clone(), 0));
@@ -103,9 +105,9 @@ mod tests {
         let old = br#"{"id":"h/t/1/2","path":"/intake","headers":[],"spans":0}"#;
         let mut record = (old.len() as u32).to_le_bytes().to_vec();
         record.extend_from_slice(old);
-        assert_eq!(Batch::from_record(&record).unwrap().relay, None);
-        assert!(Batch::from_record(b"\xff\xff\xff\x7f{}").is_err());
-        assert!(Batch::from_record(b"\x02\x00").is_err());
-        assert!(Batch::from_record(b"\x02\x00\x00\x00{x").is_err());
+        assert_eq!(Batch::from_record(record).unwrap().relay, None);
+        assert!(Batch::from_record(b"\xff\xff\xff\x7f{}".to_vec()).is_err());
+        assert!(Batch::from_record(b"\x02\x00".to_vec()).is_err());
+        assert!(Batch::from_record(b"\x02\x00\x00\x00{x".to_vec()).is_err());
     }
 }

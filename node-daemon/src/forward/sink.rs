@@ -115,7 +115,7 @@ impl Sink {
         let mut store = self.store();
         match &mut *store {
             Store::Disk(disk) => {
-                if let Err(e) = disk.push(&batch.to_record()) {
+                if let Err(e) = disk.push_parts(&[&batch.record_head(), &batch.body]) {
                     warn!(
                         sink = self.name,
                         "cannot queue a batch on disk: {e}; dropped"
@@ -157,7 +157,7 @@ impl Sink {
             Store::Memory { batches, .. } => batches.front().map(|b| (b.clone(), None)),
             Store::Disk(disk) => loop {
                 match disk.peek() {
-                    Ok(Some(record)) => match Batch::from_record(&record.payload) {
+                    Ok(Some(record)) => match Batch::from_record(record.payload) {
                         Ok(batch) => return Some((batch, Some(record.id))),
                         Err(e) => {
                             warn!(sink = self.name, "{e}; skipped");

@@ -25,6 +25,11 @@ pub const MAX_BYTES: usize = 3 << 20;
 /// The spans in batches of at most `MAX_SPANS` spans and about `MAX_BYTES` (a batch ends
 /// with the span that reaches it), in order.
 pub fn split(spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
+    // Most relay batches make one batch: kept as they are, not moved span by span.
+    let before_last: usize = spans.iter().rev().skip(1).map(|s| s.encoded_len()).sum();
+    if !spans.is_empty() && spans.len() <= MAX_SPANS && before_last < MAX_BYTES {
+        return vec![spans];
+    }
     let mut batches = Vec::new();
     let mut batch = Vec::new();
     let mut bytes = 0;
@@ -312,15 +317,18 @@ mod tests {
         assert_eq!(sizes, [MAX_SPANS, 10]);
         assert_eq!(batches[1][0], span(1, MAX_SPANS as u64));
         assert!(split(Vec::new()).is_empty());
+        // A batch ends with the span that reaches a limit: exactly at it is one batch.
+        let exact: Vec<_> = (0..MAX_SPANS as u64).map(|i| span(1, i)).collect();
+        assert_eq!(split(exact.clone()), [exact]);
 
         let big = CorrelatedSpan::from_span(&Span {
             resource: "x".repeat(MAX_BYTES / 2),
             ..relay_span(1, 1)
         });
-        let sizes: Vec<usize> = split(vec![big.clone(), big.clone(), big])
-            .iter()
-            .map(Vec::len)
-            .collect();
-        assert_eq!(sizes, [2, 1]);
+        let sizes = |spans: Vec<CorrelatedSpan>| -> Vec<usize> {
+            split(spans).iter().map(Vec::len).collect()
+        };
+        assert_eq!(sizes(vec![big.clone(), big.clone()]), [2]);
+        assert_eq!(sizes(vec![big.clone(), big.clone(), big]), [2, 1]);
     }
 }

@@ -30,7 +30,9 @@ impl Default for BatchLimits {
     fn default() -> Self {
         Self {
             max_spans: 5_000,
-            max_bytes: 1 << 20,
+            // Large enough that 5,000 spans of the usual size make one batch: the daemon
+            // queues (and syncs) and acknowledges per batch.
+            max_bytes: 4 << 20,
             max_delay: Duration::from_secs(1),
         }
     }

@@ -160,23 +160,32 @@ impl DiskQueue {
     /// Appends a record. Refuses a payload over [`DiskQueue::max_record_bytes`]; may drop
     /// the oldest segments to stay under the cap.
     pub fn push(&mut self, payload: &[u8]) -> Result<(), QueueError> {
-        if payload.len() > self.record_limit {
+        self.push_parts(&[payload])
+    }
+
+    /// Appends one record made of `parts` in order, written as they are (no copy into one
+    /// buffer); as [`DiskQueue::push`] otherwise.
+    pub fn push_parts(&mut self, parts: &[&[u8]]) -> Result<(), QueueError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.record_limit {
             return Err(QueueError::TooLarge {
-                len: payload.len(),
+                len,
                 limit: self.record_limit,
             });
         }
-        let need = HEADER_LEN as u64 + payload.len() as u64;
+        let need = HEADER_LEN as u64 + len as u64;
         let size = self.write_segment().size;
         if size > 0 && size + need > self.opts.segment_bytes {
             self.roll()?;
         }
         self.make_room(need)?;
         let at = self.write_segment().size;
-        let written = self
-            .writer
-            .write_all_at(&encode_header(payload), at)
-            .and_then(|()| self.writer.write_all_at(payload, at + HEADER_LEN as u64));
+        let mut written = self.writer.write_all_at(&encode_header(parts), at);
+        let mut offset = at + HEADER_LEN as u64;
+        for part in parts {
+            written = written.and_then(|()| self.writer.write_all_at(part, offset));
+            offset += part.len() as u64;
+        }
         if let Err(e) = written {
             let path = self.segment_path(self.write_segment().id);
             // Leave no partial record. Should this fail too, the next push overwrites it

@@ -39,13 +39,17 @@ pub(super) fn record_len(payload_len: u32) -> u64 {
     HEADER_LEN as u64 + u64::from(payload_len)
 }
 
-/// `payload` must be at most `MAX_RECORD_BYTES` long (checked by the caller).
-pub(super) fn encode_header(payload: &[u8]) -> [u8; HEADER_LEN] {
-    let len = u32::try_from(payload.len()).expect("payload length checked by the caller");
+/// The header of the payload made of `parts` in order, which must be at most
+/// `MAX_RECORD_BYTES` long together (checked by the caller).
+pub(super) fn encode_header(parts: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(len).expect("payload length checked by the caller");
+    let mut crc = crc32fast::Hasher::new();
+    parts.iter().for_each(|p| crc.update(p));
     let mut h = [0u8; HEADER_LEN];
     h[0..4].copy_from_slice(&MAGIC);
     h[4..8].copy_from_slice(&len.to_le_bytes());
-    h[8..12].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
     let hcrc = crc32fast::hash(&h[0..12]);
     h[12..16].copy_from_slice(&hcrc.to_le_bytes());
     h
@@ -110,7 +114,12 @@ mod tests {
     #[test]
     fn header_round_trip_and_every_damaged_byte_is_refused() {
         let payload = b"hello queue";
-        let h = encode_header(payload);
+        let h = encode_header(&[payload]);
+        assert_eq!(
+            h,
+            encode_header(&[b"hello", b"", b" queue"]),
+            "parts make one payload"
+        );
         let decoded = decode_header(&h).expect("intact header");
         assert_eq!(decoded.len, payload.len() as u32);
         assert_eq!(decoded.crc, crc32fast::hash(payload));

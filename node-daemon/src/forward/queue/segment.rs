@@ -170,7 +170,7 @@ mod tests {
         let mut pos = 0;
         for p in records {
             starts.push(pos);
-            f.write_all(&encode_header(p)).unwrap();
+            f.write_all(&encode_header(&[p])).unwrap();
             f.write_all(p).unwrap();
             pos += (HEADER_LEN + p.len()) as u64;
         }

@@ -322,7 +322,7 @@ fn torn_last_record_is_cut_off_at_any_offset() {
 #[test]
 fn garbage_after_the_last_record_is_cut_off() {
     let (_, full) = segment_bytes(20, 500);
-    let mut lying_header = super::record::encode_header(&[9u8; 4000]).to_vec();
+    let mut lying_header = super::record::encode_header(&[&[9u8; 4000]]).to_vec();
     lying_header.extend_from_slice(&[9u8; 100]);
     let garbage: Vec<Vec<u8>> = vec![
         vec![0x5a],
@@ -414,6 +414,23 @@ fn record_over_the_limit_is_refused_and_nothing_is_written() {
     let big = payload(5, limit);
     q.push(&big).unwrap();
     assert_eq!(q.peek().unwrap().unwrap().payload, big);
+}
+
+#[test]
+fn a_record_of_parts_is_their_concatenation_and_the_limit_counts_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = DiskQueue::open_with(dir.path(), opts(1 << 20, 1 << 18)).unwrap();
+    let limit = q.max_record_bytes();
+    let (head, body) = (payload(1, 40), payload(2, 3000));
+    q.push_parts(&[&head, &[], &body]).unwrap();
+    let err = q.push_parts(&[&body, &vec![0u8; limit]]).unwrap_err();
+    assert!(matches!(err, QueueError::TooLarge { len, .. } if len == limit + body.len()));
+    assert_eq!(q.len(), 1);
+    drop(q);
+    // Reopened: the record's checksum covers the parts as one payload.
+    let mut q = DiskQueue::open_with(dir.path(), opts(1 << 20, 1 << 18)).unwrap();
+    assert_eq!(q.peek().unwrap().unwrap().payload, [head, body].concat());
+    assert_eq!(q.stats().dropped_records, 0);
 }
 
 #[test]
