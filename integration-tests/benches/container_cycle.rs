@@ -4,23 +4,12 @@
 //!
 //! Run with `cargo bench -p integration-tests --bench container_cycle`.
 
-use std::time::Duration;
-
 use integration_tests::docker::{self, Container};
 use node_daemon::collect::container::{load_once, ContainerCollector, ContainerStore};
+use node_daemon::thread_cpu::thread_cpu;
 
 const CONTAINERS: usize = 100;
 const TARGET_CPU_MS: f64 = 50.0;
-
-/// CPU time (user + system) of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: rusage is plain data for which all-zero bytes are valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn main() {
     if !docker::available("container_cycle benchmark") {

@@ -20,12 +20,13 @@
 //! cannot start (not root, no BPF kernel, or a build without clang/bpftool).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use integration_tests::sockets::{loopback_pairs, raise_nofile};
 use node_daemon::collect::network::ebpf::EbpfBackend;
 use node_daemon::collect::network::{Backend, NetworkCollector};
 use node_daemon::config::{NetworkBackend, NetworkConfig};
+use node_daemon::thread_cpu::thread_cpu;
 
 const TARGET_EBPF_MS: f64 = 20.0;
 
@@ -34,16 +35,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU time (user + system) of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: rusage is plain data for which all-zero bytes are valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 struct Measured {

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use node_daemon::collect::proc_files::keyed_u64;
 use node_daemon::collect::process::ProcessCollector;
 use node_daemon::config::{BlacklistConfig, ProcessConfig};
+use node_daemon::thread_cpu::thread_cpu;
 
 const COLD_VS_PSUTIL: f64 = 0.25;
 const COLD_VS_BARE: f64 = 1.3;
@@ -99,22 +100,12 @@ struct Times {
     cpu: Duration,
 }
 
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (Times, T) {
-    let (wall, cpu) = (Instant::now(), thread_cpu_time());
+    let (wall, cpu) = (Instant::now(), thread_cpu());
     let out = f();
     let times = Times {
         wall: wall.elapsed(),
-        cpu: thread_cpu_time().saturating_sub(cpu),
+        cpu: thread_cpu().saturating_sub(cpu),
     };
     (times, out)
 }

@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
+use node_daemon::thread_cpu::thread_cpu;
 use node_daemon::traces::wire::BatchView;
 use node_daemon::traces::Correlator;
 use prost::Message;
@@ -105,16 +106,6 @@ fn batch() -> Bytes {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// CPU time of this thread (the machine may be busy: wall time would count waiting).
-fn thread_cpu() -> Duration {
-    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// CPU ns per span of `f` run on 1,000-span batches for about 0.2 s of CPU.

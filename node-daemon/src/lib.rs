@@ -12,4 +12,5 @@ pub mod heap;
 pub mod join;
 pub mod model;
 pub mod status;
+pub mod thread_cpu;
 pub mod traces;
