@@ -373,13 +373,8 @@ impl Delivery {
     fn send_all(&mut self) {
         while let Some(record) = self.queue.peek().unwrap() {
             let batch = Batch::from_record(record.payload).unwrap();
-            let mut headers: Vec<(&str, String)> = batch
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone()))
-                .collect();
-            headers.push(("X-Sts-Batch-Id", batch.id.clone()));
             let url = endpoint(&self.base, &batch.path);
+            let headers = batch.request_headers();
             self.runtime
                 .block_on(self.client.post(&url, &headers, batch.body.clone()))
                 .expect("the capture receiver takes every batch");

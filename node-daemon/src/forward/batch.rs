@@ -44,6 +44,17 @@ impl Batch {
         head
     }
 
+    /// The request's headers: the batch's own and its id (`X-Sts-Batch-Id`).
+    pub fn request_headers(&self) -> Vec<(&str, String)> {
+        let mut headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        headers.push(("X-Sts-Batch-Id", self.id.clone()));
+        headers
+    }
+
     /// The batch of a record; its body is the record's tail, not a copy.
     pub fn from_record(record: Vec<u8>) -> Result<Self, MalformedBatch> {
         let (mut batch, body_at) = Self::header(&record)?;
@@ -95,6 +106,13 @@ mod tests {
             }),
             body: Bytes::from_static(b"\x1f\x8b body"),
         };
+        assert_eq!(
+            batch.request_headers(),
+            [
+                ("Content-Encoding", "gzip".to_string()),
+                ("X-Sts-Batch-Id", "h/traces/1/2".to_string())
+            ]
+        );
         let record = [&batch.record_head()[..], &batch.body].concat();
         assert_eq!(Batch::from_record(record.clone()).unwrap(), batch);
         let header_len = record.len() - batch.body.len();

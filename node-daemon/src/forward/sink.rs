@@ -211,12 +211,7 @@ impl Sink {
                 }
             };
             let mut url = endpoint(&base, &batch.path);
-            let mut headers: Vec<(&str, String)> = batch
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone()))
-                .collect();
-            headers.push(("X-Sts-Batch-Id", batch.id.clone()));
+            let mut headers = batch.request_headers();
             authorize(&mut url, &mut headers, key.as_ref(), auth);
             let started = Instant::now();
             let outcome = tokio::select! {
