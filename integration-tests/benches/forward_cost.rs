@@ -8,18 +8,17 @@
 //! which the kernel does on the sender's CPU). Run with
 //! `cargo bench -p integration-tests --bench forward_cost`.
 
-use std::io::Read;
 use std::time::Duration;
 
 use bytes::Bytes;
-use integration_tests::receiver::{CaptureReceiver, ReceiverOptions, TraceDetail};
+use integration_tests::receiver::{content_decode, CaptureReceiver, ReceiverOptions, TraceDetail};
 use node_daemon::forward::batch::Batch;
 use node_daemon::forward::client::ReceiverClient;
 use node_daemon::forward::diff::TopologyDiff;
 use node_daemon::forward::intake;
 use node_daemon::forward::queue::DiskQueue;
 use node_daemon::forward::sink::endpoint;
-use node_daemon::forward::{gzip, gzip_json, traces};
+use node_daemon::forward::{gzip, gzip_headers, gzip_json, traces, INTAKE_PATH, TRACES_PATH};
 use node_daemon::model::{Host, HostTelemetry, Process, Relation, Snapshot};
 use node_daemon::thread_cpu::thread_cpu;
 use node_daemon::traces::CorrelatedSpan;
@@ -327,10 +326,7 @@ fn batch(path: &str, content_type: &str, body: Vec<u8>) -> Batch {
     Batch {
         id: "bench/1/1".into(),
         path: path.into(),
-        headers: vec![
-            ("Content-Type".into(), content_type.into()),
-            ("Content-Encoding".into(), "gzip".into()),
-        ],
+        headers: gzip_headers(content_type),
         spans: 0,
         relay: None,
         body: body.into(),
@@ -338,7 +334,7 @@ fn batch(path: &str, content_type: &str, body: Vec<u8>) -> Batch {
 }
 
 fn traces_batch(body: Vec<u8>) -> Batch {
-    batch("/api/v0.2/traces", "application/x-protobuf", body)
+    batch(TRACES_PATH, "application/x-protobuf", body)
 }
 
 /// What happens to a batch once made: the disk queue, then the sender, which reads it
@@ -381,14 +377,6 @@ impl Delivery {
             self.queue.ack(record.id).unwrap();
         }
     }
-}
-
-fn gunzip(body: &[u8]) -> Vec<u8> {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .read_to_end(&mut raw)
-        .expect("the bench's own gzip");
-    raw
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -541,7 +529,7 @@ fn main() {
         );
         // Where the time goes, and gzip alone of the same protobuf.
         let body = traces::Encoder::default().encode("bench-host", &spans(&template));
-        let raw = gunzip(&body);
+        let raw = content_decode(Some("gzip"), &body).expect("the bench's own gzip");
         let gzip_ms = cpu_ms(15, || {
             std::hint::black_box(gzip::gzip(&raw));
         });
@@ -586,7 +574,7 @@ fn main() {
             ));
             let topo_len = topo.len();
             for body in [&topo, &metrics] {
-                delivery.queue(&batch("/intake", "application/json", body.to_vec()));
+                delivery.queue(&batch(INTAKE_PATH, "application/json", body.to_vec()));
             }
             delivery.send_all();
             let ms = ms_since(start);

@@ -18,11 +18,15 @@ mod tests {
 
     #[test]
     fn counts_work_done_on_this_thread_only() {
-        let start = thread_cpu();
+        // Busy for at least 5 ms of CPU (bounded in wall time, should the clock not move).
+        let (start, wall) = (thread_cpu(), std::time::Instant::now());
         let mut x = 1u64;
-        while thread_cpu() - start < Duration::from_millis(5) {
+        while thread_cpu() - start < Duration::from_millis(5)
+            && wall.elapsed() < Duration::from_secs(5)
+        {
             x = std::hint::black_box(x.wrapping_mul(3));
         }
+        assert!(thread_cpu() - start >= Duration::from_millis(5));
         // A sleeping thread uses no CPU.
         let before_sleep = thread_cpu();
         std::thread::sleep(Duration::from_millis(50));

@@ -78,6 +78,18 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Where intake messages (topology, metrics, health) and traces go, below their base URL.
+pub const INTAKE_PATH: &str = "/intake";
+pub const TRACES_PATH: &str = "/api/v0.2/traces";
+
+/// The headers of a gzip body of `content_type` (every batch's body is one).
+pub fn gzip_headers(content_type: &str) -> Vec<(String, String)> {
+    vec![
+        ("Content-Type".to_string(), content_type.to_string()),
+        ("Content-Encoding".to_string(), "gzip".to_string()),
+    ]
+}
+
 /// A JSON message as a gzip body.
 pub fn gzip_json(value: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_vec(value).expect("JSON to memory cannot fail");
@@ -210,7 +222,7 @@ impl Forwarder {
         &self,
         pipeline: &str,
         path: &str,
-        headers: Vec<(String, String)>,
+        content_type: &str,
         spans: u64,
         body: Bytes,
     ) -> Batch {
@@ -218,7 +230,7 @@ impl Forwarder {
         Batch {
             id: format!("{}/{pipeline}/{}/{seq}", self.hostname, self.started_ms),
             path: path.to_string(),
-            headers,
+            headers: gzip_headers(content_type),
             spans,
             relay: None,
             body,
@@ -226,11 +238,8 @@ impl Forwarder {
     }
 
     fn intake(&self, sink: &Sink, message: &impl serde::Serialize) {
-        let headers = vec![
-            ("Content-Type".to_string(), "application/json".to_string()),
-            ("Content-Encoding".to_string(), "gzip".to_string()),
-        ];
-        sink.submit(self.batch(sink.name, "/intake", headers, 0, gzip_json(message)));
+        let body = gzip_json(message);
+        sink.submit(self.batch(sink.name, INTAKE_PATH, "application/json", 0, body));
     }
 
     /// Turns one cycle into topology (changes only), metrics and health messages.
@@ -322,14 +331,8 @@ impl Forwarder {
             }
         };
         let body = Bytes::from(body);
-        let headers = vec![
-            (
-                "Content-Type".to_string(),
-                "application/x-protobuf".to_string(),
-            ),
-            ("Content-Encoding".to_string(), "gzip".to_string()),
-        ];
-        let mut batch = self.batch("traces", "/api/v0.2/traces", headers, count, body);
+        let protobuf = "application/x-protobuf";
+        let mut batch = self.batch("traces", TRACES_PATH, protobuf, count, body);
         batch.relay = from;
         self.traces.submit(batch);
     }
