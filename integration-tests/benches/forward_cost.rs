@@ -25,6 +25,7 @@ use node_daemon::traces::CorrelatedSpan;
 use prost::Message;
 use sts_proto::daemon::v1::Span;
 use tokio::runtime::Runtime;
+use trace_sidecar::relay::BatchLimits;
 use url::Url;
 
 /// The relay encoding of `n` spans, and where each is in `buffer` with the fields the
@@ -405,24 +406,19 @@ fn cpu_ms(runs: u32, mut f: impl FnMut()) -> f64 {
     for _ in 0..runs {
         f();
     }
-    (thread_cpu() - start).as_secs_f64() * 1000.0 / f64::from(runs)
+    ms_since(start) / f64::from(runs)
 }
 
-/// How the sidecar cuts relay batches by default (`BatchLimits` of trace-sidecar): at most
-/// 5,000 spans and 4 MiB each.
-const RELAY_BATCH_SPANS: usize = 5_000;
-const RELAY_BATCH_BYTES: usize = 4 << 20;
-
 /// The spans as relay batches arrive: cut before the span that would take a batch past
-/// the sidecar's limits.
+/// the sidecar's default limits (its `BatchLimits`).
 fn relay_batches(spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
+    let limits = BatchLimits::default();
     let mut batches: Vec<Vec<CorrelatedSpan>> = vec![Vec::new()];
     let mut bytes = 0;
     for span in spans {
         let current = batches.last_mut().expect("never empty");
         if !current.is_empty()
-            && (current.len() == RELAY_BATCH_SPANS
-                || bytes + span.encoded_len() > RELAY_BATCH_BYTES)
+            && (current.len() == limits.max_spans || bytes + span.encoded_len() > limits.max_bytes)
         {
             batches.push(Vec::new());
             bytes = 0;
