@@ -29,9 +29,13 @@ struct sock_record {
 	__u8 kind;            /* 111: RECORD_OPEN or RECORD_CLOSED */
 };
 
+/* Capacities of the maps kept under socket cookies. */
+#define TCP_OPENED_MAX 262144 /* open TCP connections with a known start */
+#define UDP_TRAFFIC_MAX 16384 /* UDP sockets with traffic; the least recent go first */
+
 /* Indexes of the per-CPU drop counters. */
 #define DROP_RING_FULL 0   /* a closed connection not delivered: ring buffer full */
-#define DROP_NO_STORAGE 1  /* socket storage could not be allocated */
+#define DROP_NO_STORAGE 1  /* no room for a socket's state (storage or a map full) */
 #define DROP_COUNTERS 2
 
 #endif

@@ -54,6 +54,22 @@ impl EbpfError {
         }
         Self::Program { name, reason }
     }
+
+    /// The reason without the verifier's log, short enough for one line of status.
+    #[cfg_attr(not(sts_bpf), allow(dead_code))]
+    fn short_reason(&self) -> String {
+        let full = match self {
+            Self::Program { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let head = full.split(". Verifier output").next().unwrap_or_default();
+        let head = head.lines().next().unwrap_or_default();
+        let mut end = head.len().min(160);
+        while !head.is_char_boundary(end) {
+            end -= 1;
+        }
+        head[..end].to_string()
+    }
 }
 
 #[cfg(not(sts_bpf))]
@@ -65,6 +81,7 @@ mod programs {
     pub const DROP_NO_STORAGE: u32 = 1;
 
     pub struct Programs {
+        pub sources: Vec<String>,
         pub refused: Vec<String>,
         pub reports_closes: bool,
     }
@@ -93,6 +110,7 @@ pub struct EbpfBackend {
     kernel: Kernel,
     buf: Vec<u8>,
     containers: ContainerIds,
+    owners: Owners,
     /// Kernel drop counters at the last cycle, to report what each cycle lost.
     ring_full: u64,
     no_storage: u64,
@@ -109,6 +127,7 @@ impl EbpfBackend {
             kernel,
             buf: Vec::with_capacity(256 * 1024),
             containers: ContainerIds::default(),
+            owners: Owners::default(),
             ring_full: 0,
             no_storage: 0,
         })
@@ -156,13 +175,10 @@ impl EbpfBackend {
 
 impl Backend for EbpfBackend {
     fn describe(&self) -> String {
-        let mut s = "ebpf: sockets from an iter/task_file program each cycle, closed TCP \
-                     connections from tp_btf inet_sock_set_state, UDP bytes from tp_btf \
-                     sock_send_length/sock_recv_length"
-            .to_string();
-        for refused in &self.programs.refused {
+        let mut s = "ebpf: sockets from iter/task_file each cycle".to_string();
+        for part in self.programs.sources.iter().chain(&self.programs.refused) {
             s.push_str("; ");
-            s.push_str(refused);
+            s.push_str(part);
         }
         s
     }
@@ -196,13 +212,15 @@ impl Backend for EbpfBackend {
         obs.namespaces = namespaces.len() as u64;
         self.containers.start_cycle();
         obs.sockets = by_sk.values().map(|r| self.socket(r)).collect();
+        self.owners.remember(by_sk);
         let mut closed = Vec::new();
         let lost = self
             .programs
             .drain_closed(|raw| closed.push(record::parse(raw)));
         for r in closed {
             match r {
-                Ok(r) => {
+                Ok(mut r) => {
+                    self.owners.complete(&mut r);
                     let s = self.socket(&r);
                     obs.unowned += u64::from(s.owner.is_none());
                     obs.closed.push(s);
@@ -216,6 +234,51 @@ impl Backend for EbpfBackend {
         obs.untracked = Self::delta(&mut self.no_storage, self.programs.drops(DROP_NO_STORAGE));
         obs.reports_closes = self.programs.reports_closes;
         Ok(obs)
+    }
+}
+
+/// What the socket iterator said of each TCP connection in the last two cycles, for the
+/// close records whose owner the kernel programs did not learn: connections older than
+/// the tracer, and accepted ones that closed before their server read (where fexit is
+/// refused). Two cycles, because a connection the last pass saw may close before this
+/// cycle drains the closes, and one the pass before saw may be reported closed now.
+#[derive(Default)]
+struct Owners {
+    current: HashMap<u64, Record>,
+    previous: HashMap<u64, Record>,
+}
+
+impl Owners {
+    fn remember(&mut self, mut by_sk: HashMap<u64, Record>) {
+        by_sk.retain(|_, r| r.protocol == super::socket::Protocol::Tcp && r.remote.port() != 0);
+        self.previous = std::mem::replace(&mut self.current, by_sk);
+    }
+
+    /// Fills the owner, inode and local port of a close record from the iterator's record
+    /// of the same connection: the same sock, namespace and peer.
+    fn complete(&self, r: &mut Record) {
+        if r.pid != 0 && r.inode != 0 && r.local.port() != 0 {
+            return;
+        }
+        let same = |seen: &&Record| seen.netns == r.netns && seen.remote == r.remote;
+        let Some(seen) = self
+            .current
+            .get(&r.sk)
+            .filter(same)
+            .or_else(|| self.previous.get(&r.sk).filter(same))
+        else {
+            return;
+        };
+        if r.pid == 0 {
+            r.pid = seen.pid;
+            r.owner_start_ns = seen.owner_start_ns;
+        }
+        if r.inode == 0 {
+            r.inode = seen.inode;
+        }
+        if r.local.port() == 0 {
+            r.local = seen.local;
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, Iter};
+use aya::programs::{BtfTracePoint, FEntry, FExit, Iter, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::record::RECORD_LEN;
@@ -20,24 +20,70 @@ const CLOSED_PENDING_MAX: usize = 65_536;
 /// The object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/network.bpf.o"));
 
-/// Tracepoints, the programs attached to them, and what is lost when the kernel refuses
-/// one (the socket iterator alone is required).
-const TRACEPOINTS: [(&str, &str, &str); 3] = [
-    (
-        "state_change",
-        "inet_sock_set_state",
-        "connections opened and closed between two cycles are not seen, final counters are the last cycle's",
-    ),
-    (
-        "sent",
-        "sock_send_length",
-        "no UDP byte counters (the tracepoint is Linux 6.3+)",
-    ),
-    (
-        "received",
-        "sock_recv_length",
-        "no UDP byte counters (the tracepoint is Linux 6.3+)",
-    ),
+/// Where a kernel program hooks in.
+#[derive(Clone, Copy)]
+enum Hook {
+    TpBtf(&'static str),
+    FEntry(&'static str),
+    FExit(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TpBtf(name) => write!(f, "tp_btf/{name}"),
+            Hook::FEntry(name) => write!(f, "fentry/{name}"),
+            Hook::FExit(name) => write!(f, "fexit/{name}"),
+        }
+    }
+}
+
+/// One thing the tracer learns from optional programs: the ways to learn it, best first
+/// (each a set of programs that must all attach), and what is lost when none attaches.
+struct Feature {
+    what: &'static str,
+    ways: &'static [&'static [(&'static str, Hook)]],
+    without: &'static str,
+}
+
+const CLOSES: Feature = Feature {
+    what: "closed TCP connections",
+    ways: &[&[("state_change", Hook::TpBtf("inet_sock_set_state"))]],
+    without: "connections opened and closed between two cycles are not seen, final \
+              counters are the last cycle's",
+};
+
+/// The iterator (required) and the optional programs, in the order they are tried.
+const FEATURES: [Feature; 4] = [
+    CLOSES,
+    Feature {
+        what: "UDP bytes sent",
+        ways: &[
+            &[("sent", Hook::TpBtf("sock_send_length"))],
+            &[
+                ("udp4_sent", Hook::FExit("udp_sendmsg")),
+                ("udp6_sent", Hook::FExit("udpv6_sendmsg")),
+            ],
+        ],
+        without: "no UDP bytes sent",
+    },
+    Feature {
+        what: "UDP bytes received and owners of accepted TCP connections that read",
+        ways: &[
+            &[("received", Hook::TpBtf("sock_recv_length"))],
+            &[("udp_received", Hook::FEntry("skb_consume_udp"))],
+        ],
+        without: "no UDP bytes received",
+    },
+    Feature {
+        what: "owners of accepted TCP connections",
+        ways: &[
+            &[("accepted_4", Hook::FExit("inet_csk_accept"))],
+            &[("accepted_2", Hook::FExit("inet_csk_accept"))],
+        ],
+        without: "a server that never reads from a connection that opens and closes \
+                  between two cycles is not known",
+    },
 ];
 
 /// Indexes of the kernel's drop counters (`bpf/network.h`).
@@ -47,7 +93,9 @@ pub const DROP_NO_STORAGE: u32 = 1;
 /// The loaded and attached programs; dropping it detaches them.
 pub struct Programs {
     ebpf: Ebpf,
-    /// What this kernel refused, and what that costs: for status.
+    /// Where each feature comes from on this kernel: for status.
+    pub sources: Vec<String>,
+    /// What this kernel refused, why, and what that costs: for status.
     pub refused: Vec<String>,
     /// Whether every TCP close reaches the ring buffer.
     pub reports_closes: bool,
@@ -129,22 +177,21 @@ impl Programs {
             .btf(Some(&btf))
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(e.to_string()))?;
-        // Probing by doing: a tracepoint this kernel lacks (or refuses) costs what the
-        // table says, not the whole backend.
+        // Probing by doing: a program this kernel lacks (or refuses) costs what its
+        // feature says, not the whole backend.
+        let mut sources = Vec::new();
         let mut refused = Vec::new();
         let mut reports_closes = true;
-        for (program, tracepoint, cost) in TRACEPOINTS {
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(EbpfError::Missing(program))?
-                .try_into()
-                .map_err(|e| EbpfError::program(program, e))?;
-            let attached = p.load(tracepoint, &btf).and_then(|()| p.attach().map(drop));
-            if let Err(e) = attached {
-                let e = EbpfError::program(program, e);
-                tracing::warn!("network tracer: tp_btf/{tracepoint} refused: {e}");
-                refused.push(format!("tp_btf/{tracepoint} refused: {cost}"));
-                reports_closes &= program != "state_change";
+        for feature in &FEATURES {
+            match attach_feature(&mut ebpf, &btf, feature) {
+                Ok(source) => sources.push(format!("{} from {source}", feature.what)),
+                Err(why) => {
+                    refused.push(format!(
+                        "{} refused ({why}): {}",
+                        feature.what, feature.without
+                    ));
+                    reports_closes &= feature.what != CLOSES.what;
+                }
             }
         }
         let iter: &mut Iter = ebpf
@@ -163,6 +210,7 @@ impl Programs {
         let drops = PerCpuArray::try_from(drops).map_err(|e| EbpfError::Map(e.to_string()))?;
         Ok(Self {
             ebpf,
+            sources,
             refused,
             reports_closes,
             closed,
@@ -208,4 +256,66 @@ impl Programs {
             .map(|per_cpu| per_cpu.iter().sum())
             .unwrap_or(0)
     }
+}
+
+/// Attaches the first way of `feature` whose programs all load and attach; returns its
+/// hooks, or why the last way was refused. A way that attaches only in part is detached
+/// (its programs unloaded), so that no event is counted twice by two ways.
+fn attach_feature(ebpf: &mut Ebpf, btf: &Btf, feature: &Feature) -> Result<String, String> {
+    let mut why = String::new();
+    for way in feature.ways {
+        let attached = way
+            .iter()
+            .try_for_each(|&(program, hook)| attach(ebpf, btf, program, hook));
+        match attached {
+            Ok(()) => {
+                let hooks: Vec<String> = way.iter().map(|(_, hook)| hook.to_string()).collect();
+                return Ok(hooks.join(", "));
+            }
+            Err(e) => {
+                for &(program, hook) in way.iter() {
+                    unload(ebpf, program, hook);
+                }
+                tracing::warn!("network tracer: {} refused: {e}", feature.what);
+                why = e.short_reason();
+            }
+        }
+    }
+    Err(why)
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, program: &'static str, hook: Hook) -> Result<(), EbpfError> {
+    let p = ebpf
+        .program_mut(program)
+        .ok_or(EbpfError::Missing(program))?;
+    let failed = |e: ProgramError| EbpfError::program(program, e);
+    match hook {
+        Hook::TpBtf(name) => {
+            let p: &mut BtfTracePoint = p.try_into().map_err(failed)?;
+            p.load(name, btf).map_err(failed)?;
+            p.attach().map(drop).map_err(failed)
+        }
+        Hook::FEntry(name) => {
+            let p: &mut FEntry = p.try_into().map_err(failed)?;
+            p.load(name, btf).map_err(failed)?;
+            p.attach().map(drop).map_err(failed)
+        }
+        Hook::FExit(name) => {
+            let p: &mut FExit = p.try_into().map_err(failed)?;
+            p.load(name, btf).map_err(failed)?;
+            p.attach().map(drop).map_err(failed)
+        }
+    }
+}
+
+/// Detaches and unloads `program` if it was loaded; nothing if it was not.
+fn unload(ebpf: &mut Ebpf, program: &'static str, hook: Hook) {
+    let Some(p) = ebpf.program_mut(program) else {
+        return;
+    };
+    let _ = match hook {
+        Hook::TpBtf(_) => <&mut BtfTracePoint>::try_from(p).map(|p| p.unload()),
+        Hook::FEntry(_) => <&mut FEntry>::try_from(p).map(|p| p.unload()),
+        Hook::FExit(_) => <&mut FExit>::try_from(p).map(|p| p.unload()),
+    };
 }

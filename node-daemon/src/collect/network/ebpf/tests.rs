@@ -138,3 +138,44 @@ fn a_closed_connection_arrives_once_with_final_counters() {
         .iter()
         .all(|s| s.local != local));
 }
+
+#[test]
+fn a_connection_older_than_the_tracer_closes_with_its_owner() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&[3u8; 77]).unwrap();
+    let mut buf = vec![0u8; 77];
+    server.read_exact(&mut buf).unwrap();
+    let Some(mut backend) = backend("a_connection_older_than_the_tracer_closes_with_its_owner")
+    else {
+        return;
+    };
+    let local = server.local_addr().unwrap();
+    let peer = server.peer_addr().unwrap();
+    let seen = backend.observe().unwrap();
+    assert!(
+        own(&seen, &[local, peer]).is_some(),
+        "the iterator finds it"
+    );
+    drop(server);
+    drop(client);
+    let mut closed = Vec::new();
+    for _ in 0..50 {
+        let obs = backend.observe().unwrap();
+        closed.extend(obs.closed.into_iter().filter(|s| s.remote == peer));
+        if !closed.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let c = &closed[0];
+    assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
+    assert_eq!(
+        c.local, local,
+        "the port the kernel cleared, from the iterator"
+    );
+    assert!(c.inode != 0);
+    assert_eq!(c.counters.unwrap().bytes_received, 77);
+}
