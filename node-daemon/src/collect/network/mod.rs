@@ -99,7 +99,8 @@ impl NetworkCollector {
                 Err(e) => {
                     tracing::warn!("network tracer: eBPF unavailable, polling /proc: {e}");
                     Box::new(proc_backend::ProcBackend::new(format!(
-                        "eBPF unavailable: {e}"
+                        "eBPF unavailable: {}",
+                        e.short_reason()
                     ))?)
                 }
             },

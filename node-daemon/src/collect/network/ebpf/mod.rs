@@ -55,12 +55,12 @@ impl EbpfError {
         Self::Program { name, reason }
     }
 
-    /// The reason without the verifier's log, short enough for one line of status.
-    #[cfg_attr(not(sts_bpf), allow(dead_code))]
-    fn short_reason(&self) -> String {
-        let full = match self {
-            Self::Program { reason, .. } => reason.clone(),
-            other => other.to_string(),
+    /// The reason without the verifier's log, short enough for one line of status; a
+    /// helper the kernel does not have is named.
+    pub fn short_reason(&self) -> String {
+        let (name, full) = match self {
+            Self::Program { name, reason } => (Some(*name), reason.clone()),
+            other => (None, other.to_string()),
         };
         let head = full.split(". Verifier output").next().unwrap_or_default();
         let head = head.lines().next().unwrap_or_default();
@@ -68,7 +68,19 @@ impl EbpfError {
         while !head.is_char_boundary(end) {
             end -= 1;
         }
-        head[..end].to_string()
+        let mut short = match name {
+            Some(name) => format!("eBPF program `{name}`: {}", &head[..end]),
+            None => head[..end].to_string(),
+        };
+        // The verifier's words for a helper this kernel lacks: "unknown func bpf_x#162".
+        if let Some(at) = full.find("unknown func ") {
+            let helper = full[at + 13..]
+                .split(|c: char| c == '#' || c.is_whitespace())
+                .next()
+                .unwrap_or_default();
+            short.push_str(&format!("; this kernel lacks the helper {helper}"));
+        }
+        short
     }
 }
 

@@ -179,3 +179,21 @@ fn a_connection_older_than_the_tracer_closes_with_its_owner() {
     assert!(c.inode != 0);
     assert_eq!(c.counters.unwrap().bytes_received, 77);
 }
+
+#[test]
+fn a_refusal_is_one_line_that_names_a_missing_helper() {
+    let log = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). Verifier \
+               output: 0: R1=ctx() R10=fp0\n9: (85) call unknown#162\nunknown func \
+               bpf_sock_from_file#162\nprocessed 10 insns";
+    let e = EbpfError::Program {
+        name: "sockets",
+        reason: log.to_string(),
+    };
+    let short = e.short_reason();
+    assert_eq!(
+        short,
+        "eBPF program `sockets`: the BPF_PROG_LOAD syscall returned Invalid argument (os \
+         error 22); this kernel lacks the helper bpf_sock_from_file"
+    );
+    assert!(!short.contains('\n'));
+}
