@@ -21,6 +21,11 @@ command -v make >/dev/null || need+=(make)
 command -v autoreconf >/dev/null || need+=(autoconf)
 command -v aclocal >/dev/null || need+=(automake)
 command -v libtoolize >/dev/null || need+=(libtool)
+# The kernel matrix (integration-tests/vm/): Debian kernels booted under qemu with an
+# initramfs made by cpio; objcopy (binutils) strips the binaries that go in.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
+command -v objcopy >/dev/null || need+=(binutils)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

@@ -8,6 +8,7 @@ pub mod receiver;
 pub mod sockets;
 pub mod status;
 pub mod traces;
+pub mod vm;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// Says that `test` skips for `why`, in one line; with STS_TEST_STRICT set (CI on this
+/// project's machines) nothing may be skipped, and this fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("STS_TEST_STRICT").is_none(),
+        "{test}: {why} (STS_TEST_STRICT is set: nothing may be skipped)"
+    );
+    println!("SKIPPED {test}: {why}");
+}
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {

@@ -68,8 +68,9 @@ const FEATURES: [Feature; 4] = [
         without: "no UDP bytes sent",
     },
     Feature {
-        what: "UDP bytes received and owners of accepted TCP connections that read",
+        what: "UDP bytes received",
         ways: &[
+            // Also the owners of accepted TCP connections that read (on_transfer).
             &[("received", Hook::TpBtf("sock_recv_length"))],
             &[("udp_received", Hook::FEntry("skb_consume_udp"))],
         ],
