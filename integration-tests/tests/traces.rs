@@ -86,6 +86,25 @@ fn ddtrace_v04_and_v05_spans_arrive_correlated() {
     assert_eq!(sidecars[0]["connected"], true);
 }
 
+/// A client that exits as soon as its flush is answered: the sidecar read its start and
+/// cgroup when it connected, so its spans keep their process identity.
+#[test]
+fn a_client_that_exits_right_after_sending_keeps_its_identity() {
+    let (daemon, sidecar) = stack();
+    let url = format!("http://127.0.0.1:{}", sidecar.port);
+    let run = run_client(&ddtrace_env(&url, "v0.4", "it-exits", 10, 5));
+    assert_eq!(run.spans, 50);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            (!std::path::Path::new(&format!("/proc/{}", run.pid)).exists()).then_some(())
+        })
+        .is_some(),
+        "the client is gone"
+    );
+    let spans = daemon.wait_spans("it-exits", run.spans, Duration::from_secs(15));
+    assert_correlated(&spans, &run, &hostname(&daemon));
+}
+
 #[test]
 fn datadog_test_agent_checks_pass_through_the_sidecar() {
     let (daemon, sidecar) = stack();

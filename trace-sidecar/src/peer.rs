@@ -9,6 +9,50 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// What the daemon needs of a client process to name it after it exited: its pid, its
+/// start (`/proc/<pid>/stat` field 22, clock ticks since boot; with the pid, unique) and
+/// its `/proc/<pid>/cgroup` (the container), read when it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerProcess {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub cgroup: String,
+}
+
+/// At most this much of a `/proc/<pid>/cgroup` is kept (the daemon reads the container id
+/// from the first lines).
+pub const MAX_CGROUP_BYTES: usize = 4096;
+
+impl PeerProcess {
+    /// None when the process is gone or its stat unreadable.
+    pub fn read(pid: u32) -> Option<Self> {
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        let start_ticks = start_ticks(&stat)?;
+        let mut cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if cgroup.len() > MAX_CGROUP_BYTES {
+            let mut end = MAX_CGROUP_BYTES;
+            while !cgroup.is_char_boundary(end) {
+                end -= 1;
+            }
+            cgroup.truncate(end);
+        }
+        Some(Self {
+            pid,
+            start_ticks,
+            cgroup,
+        })
+    }
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line (the process name in field 2 may hold spaces and
+/// parentheses: the fields after it follow its last `)`).
+fn start_ticks(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Field 3 (state) is the first after the name: field 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
 /// Finds the pid of the process that owns the client end of `peer` -> `local`.
 pub fn find_peer_pid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     let own_netns = std::fs::read_link("/proc/self/ns/net").ok();
@@ -101,6 +145,15 @@ fn parse_hex_addr(text: &str) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn start_ticks_after_a_name_with_parentheses() {
+        let stat = b"42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(start_ticks(stat), Some(987654));
+        assert_eq!(start_ticks(b"42 (x) S 1"), None);
+        let me = PeerProcess::read(std::process::id()).expect("own process");
+        assert!(me.start_ticks > 0 && me.cgroup.contains(':'));
+    }
 
     #[test]
     fn hex_addresses() {

@@ -4,7 +4,10 @@
 //! metric that Python and Node clients put on root spans; the TCP peer of the request as
 //! the sidecar found it in the host /proc; the `Datadog-Container-ID` header (container
 //! only). The pid found on any span of a trace applies to the whole trace. The process
-//! create time always comes from /proc, so spans merge with `urn:process:/<host>:<pid>:<ms>`.
+//! create time comes from /proc, so spans merge with `urn:process:/<host>:<pid>:<ms>`;
+//! for the peer process, from what the sidecar read of it when it connected (its start
+//! and cgroup), so that a client that sent its spans and exited keeps its identity, and a
+//! pid reused since then is not taken for it.
 //!
 //! Spans are not decoded: what correlation adds is a run of `meta` entries appended to each
 //! span's bytes (see [`CorrelatedSpan`]). The entries are the same for every span of one
@@ -22,6 +25,7 @@ use crate::collect::container::ContainerStore;
 use crate::collect::kernel::Kernel;
 use crate::collect::process::container_id;
 use crate::model::EcsContainer;
+use sts_proto::daemon::v1::ClientInfo;
 
 pub const META_HOSTNAME: &str = "span.hostname";
 pub const META_PID: &str = "span.pid";
@@ -50,8 +54,10 @@ struct ProcFacts {
 
 /// What the spans of one client process get, for one batch.
 struct Process {
-    /// The pid the trace named (or the peer's) and the container header of its payload.
+    /// The pid the trace named (or the peer's), the peer's start when it is that pid and
+    /// the sidecar read it, and the container header of its payload.
     pid: Option<u32>,
+    peer_start: Option<u64>,
     header_container: String,
     /// pid and create time, when /proc knows the pid.
     identity: Option<(u32, u64)>,
@@ -90,7 +96,7 @@ impl Correlator {
             for trace in &batch.traces[payload.traces.clone()] {
                 let spans = &batch.spans[trace.spans.clone()];
                 let pid = trace_pid(spans).or((client.peer_pid != 0).then_some(client.peer_pid));
-                let process = self.process(pid, &client.container_id);
+                let process = self.process(pid, client);
                 // Spans of a trace mostly share one service: the last one's entries again.
                 let mut last: Option<(&[u8], Bytes)> = None;
                 for span in spans {
@@ -116,15 +122,20 @@ impl Correlator {
     }
 
     /// The batch's entry for a process, made on first use.
-    fn process(&mut self, pid: Option<u32>, header_container: &str) -> usize {
-        if let Some(i) = self
-            .batch
-            .iter()
-            .position(|p| p.pid == pid && p.header_container == header_container)
-        {
+    fn process(&mut self, pid: Option<u32>, client: &ClientInfo) -> usize {
+        let header_container = client.container_id.as_str();
+        // The sidecar's facts name the peer process as it was when it connected.
+        let peer_start = (pid == Some(client.peer_pid) && client.peer_start_ticks != 0)
+            .then_some(client.peer_start_ticks);
+        if let Some(i) = self.batch.iter().position(|p| {
+            p.pid == pid && p.peer_start == peer_start && p.header_container == header_container
+        }) {
             return i;
         }
-        let facts = pid.and_then(|pid| self.facts(pid));
+        let facts = match peer_start {
+            Some(ticks) => self.peer_facts(ticks, &client.peer_cgroup),
+            None => pid.and_then(|pid| self.facts(pid)),
+        };
         let container_id = facts
             .as_ref()
             .and_then(|f| f.container_id.clone())
@@ -158,6 +169,7 @@ impl Correlator {
         }
         self.batch.push(Process {
             pid,
+            peer_start,
             header_container: header_container.to_string(),
             identity,
             entries,
@@ -213,6 +225,16 @@ impl Correlator {
         }
         self.pids.insert(pid, facts.clone());
         Some(facts)
+    }
+
+    /// A process as the sidecar read it at connect time: start in clock ticks since boot,
+    /// and its cgroup file.
+    fn peer_facts(&self, start_ticks: u64, cgroup: &str) -> Option<ProcFacts> {
+        Some(ProcFacts {
+            create_time_ms: self.kernel?.create_time_ms(start_ticks),
+            container_id: container_id(cgroup).map(String::from),
+            read_at: Instant::now(),
+        })
     }
 
     fn ecs_of(&self, container_id: &str) -> Option<EcsContainer> {
@@ -352,6 +374,48 @@ mod tests {
             meta[META_CONTAINER_ID], "abc",
             "header used when the process is on the host"
         );
+    }
+
+    #[test]
+    fn a_peer_that_exited_keeps_the_identity_the_sidecar_read_at_connect() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let client = ClientInfo {
+            // No such process: pids stay below 2^22.
+            peer_pid: 4_200_000,
+            peer_start_ticks: 123_456,
+            peer_cgroup: format!("0::/system.slice/docker-{id}.scope\n"),
+            ..ClientInfo::default()
+        };
+        let mut trace = Trace {
+            spans: vec![span("gone")],
+        };
+        correlate(&mut Correlator::new("h1", None), &client, &mut trace);
+        let meta = &trace.spans[0].meta;
+        let ms = Kernel::read().unwrap().create_time_ms(123_456);
+        assert_eq!(meta[META_PID], "4200000");
+        assert_eq!(meta[META_STARTTIME], ms.to_string());
+        assert_eq!(
+            meta[META_PROCESS_URN],
+            format!("urn:process:/h1:4200000:{ms}")
+        );
+        assert_eq!(meta[META_CONTAINER_ID], id);
+    }
+
+    #[test]
+    fn a_reused_pid_is_named_by_the_start_the_sidecar_saw() {
+        let me = std::process::id();
+        let client = ClientInfo {
+            peer_pid: me,
+            peer_start_ticks: 7,
+            ..ClientInfo::default()
+        };
+        let mut trace = Trace {
+            spans: vec![span("x")],
+        };
+        correlate(&mut Correlator::new("h1", None), &client, &mut trace);
+        let ms = Kernel::read().unwrap().create_time_ms(7);
+        assert_ne!(ms, own_create_time());
+        assert_eq!(trace.spans[0].meta[META_STARTTIME], ms.to_string());
     }
 
     #[test]

@@ -4,18 +4,19 @@ mod routes;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, OnceCell};
+use tokio::task::JoinHandle;
 use tracing::debug;
 
 pub use routes::{ENDPOINTS, MAX_BODY_BYTES};
 
-use crate::peer::find_peer_pid;
+use crate::peer::{find_peer_pid, PeerProcess};
 use crate::relay::{stopped, Relay};
 
 #[derive(Debug, Default)]
@@ -54,36 +55,49 @@ impl Shared {
     }
 }
 
-/// One client connection: how to find the process at its other end, looked up once.
+/// One client connection and the process at its other end, looked up as it connects: a
+/// client that sends its spans and exits at once is still known.
 pub struct Connection {
-    peer: Peer,
-    pid: OnceCell<Option<u32>>,
-}
-
-enum Peer {
-    /// TCP: found through the host /proc.
-    Tcp { peer: SocketAddr, local: SocketAddr },
-    /// Unix socket: the kernel told us (SO_PEERCRED).
-    Unix(Option<u32>),
+    lookup: Mutex<Option<JoinHandle<Option<PeerProcess>>>>,
+    found: OnceCell<Option<PeerProcess>>,
 }
 
 impl Connection {
-    pub async fn peer_pid(&self) -> Option<u32> {
-        *self
-            .pid
+    /// Starts looking the client process up: through the host /proc for TCP, from the
+    /// kernel's word (SO_PEERCRED) for a unix socket.
+    fn start(peer: Peer) -> Self {
+        let lookup = tokio::task::spawn_blocking(move || {
+            let pid = match peer {
+                Peer::Tcp { peer, local } => find_peer_pid(peer, local)?,
+                Peer::Unix(pid) => pid?,
+            };
+            Some(PeerProcess::read(pid).unwrap_or(PeerProcess {
+                pid,
+                start_ticks: 0,
+                cgroup: String::new(),
+            }))
+        });
+        Self {
+            lookup: Mutex::new(Some(lookup)),
+            found: OnceCell::new(),
+        }
+    }
+
+    /// The client process, as it was when it connected.
+    pub async fn peer(&self) -> Option<&PeerProcess> {
+        self.found
             .get_or_init(|| async {
-                match self.peer {
-                    Peer::Tcp { peer, local } => {
-                        tokio::task::spawn_blocking(move || find_peer_pid(peer, local))
-                            .await
-                            .ok()
-                            .flatten()
-                    }
-                    Peer::Unix(pid) => pid,
-                }
+                let lookup = self.lookup.lock().ok()?.take()?;
+                lookup.await.ok().flatten()
             })
             .await
+            .as_ref()
     }
+}
+
+enum Peer {
+    Tcp { peer: SocketAddr, local: SocketAddr },
+    Unix(Option<u32>),
 }
 
 async fn serve_connection<IO>(io: IO, connection: Connection, shared: Shared)
@@ -124,10 +138,7 @@ pub async fn serve_tcp(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let connection = Connection {
-            peer: Peer::Tcp { peer, local },
-            pid: OnceCell::new(),
-        };
+        let connection = Connection::start(Peer::Tcp { peer, local });
         tokio::spawn(serve_connection(stream, connection, shared.clone()));
     }
 }
@@ -149,10 +160,7 @@ pub async fn serve_unix(
             .ok()
             .and_then(|c| c.pid())
             .and_then(|p| u32::try_from(p).ok());
-        let connection = Connection {
-            peer: Peer::Unix(pid),
-            pid: OnceCell::new(),
-        };
+        let connection = Connection::start(Peer::Unix(pid));
         tokio::spawn(serve_connection(stream, connection, shared.clone()));
     }
 }

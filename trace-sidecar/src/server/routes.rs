@@ -168,7 +168,11 @@ async fn traces(
     }
     let spans = transcoded.spans;
     if spans > 0 {
-        client.peer_pid = connection.peer_pid().await.unwrap_or(0);
+        if let Some(peer) = connection.peer().await {
+            client.peer_pid = peer.pid;
+            client.peer_start_ticks = peer.start_ticks;
+            client.peer_cgroup = peer.cgroup.clone();
+        }
         shared
             .stats
             .received_spans
