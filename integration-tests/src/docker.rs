@@ -38,7 +38,22 @@ pub fn ensure_test_image() {
         std::path::Path::new(BUSYBOX).exists(),
         "{BUSYBOX} is missing: install busybox-static (scripts/setup.sh does)"
     );
-    let root = std::env::temp_dir().join(format!("sts-busybox-{}", std::process::id()));
+    // Tests of one binary call this from several threads, and other test processes may
+    // too: each import works in its own directory and under its own tag, and only a whole
+    // image gets the shared tag.
+    let _one_at_a_time = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
+    if docker(&["image", "inspect", TEST_IMAGE]).status.success() {
+        return;
+    }
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let root = std::env::temp_dir().join(format!("sts-busybox-{unique}"));
+    let staging = format!("sts-test-busybox-staging:{unique}");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
@@ -48,7 +63,8 @@ pub fn ensure_test_image() {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "tar -C '{}' -c . | docker import -c 'ENV PATH=/bin' - {TEST_IMAGE} >/dev/null",
+            "tar -C '{}' -c . | docker import -c 'ENV PATH=/bin' - {staging} >/dev/null \
+             && docker tag {staging} {TEST_IMAGE} && docker rmi {staging} >/dev/null",
             root.display()
         ))
         .status()
@@ -56,6 +72,8 @@ pub fn ensure_test_image() {
     let _ = std::fs::remove_dir_all(&root);
     assert!(status.success(), "docker import of {TEST_IMAGE} failed");
 }
+
+static IMPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A container removed (with `docker rm -f`) when dropped.
 pub struct Container {

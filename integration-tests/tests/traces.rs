@@ -30,6 +30,7 @@ fn assert_correlated(spans: &[Span], run: &ClientRun, hostname: &str) {
             meta["span.serviceURN"],
             format!("urn:service:/{}", s.service)
         );
+        assert_eq!(meta["span.serviceName"], s.service);
         assert_eq!(
             meta["span.serviceInstanceURN"],
             format!(

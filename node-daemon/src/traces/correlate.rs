@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::span::{put_meta, CorrelatedSpan};
-use super::wire::{BatchView, SpanView};
+use super::wire::{BatchView, ServiceKind, SpanView};
 use crate::collect::container::ContainerStore;
 use crate::collect::kernel::Kernel;
 use crate::collect::process::container_id;
@@ -31,6 +31,8 @@ pub const META_HOSTNAME: &str = "span.hostname";
 pub const META_PID: &str = "span.pid";
 pub const META_STARTTIME: &str = "span.starttime";
 pub const META_SERVICE_URN: &str = "span.serviceURN";
+pub const META_SERVICE_NAME: &str = "span.serviceName";
+pub const META_SERVICE_TYPE: &str = "span.serviceType";
 pub const META_SERVICE_INSTANCE_URN: &str = "span.serviceInstanceURN";
 pub const META_PROCESS_URN: &str = "span.processURN";
 pub const META_CONTAINER_ID: &str = "container.id";
@@ -63,8 +65,8 @@ struct Process {
     identity: Option<(u32, u64)>,
     /// The entries every span of the process gets.
     entries: Vec<u8>,
-    /// Those and the service URNs, by service.
-    by_service: HashMap<Vec<u8>, Bytes>,
+    /// Those and the service's entries, by service and how its spans are typed.
+    by_service: HashMap<Vec<u8>, Vec<(Vec<u8>, Bytes)>>,
 }
 
 pub struct Correlator {
@@ -98,14 +100,15 @@ impl Correlator {
                 let pid = trace_pid(spans).or((client.peer_pid != 0).then_some(client.peer_pid));
                 let process = self.process(pid, client);
                 // Spans of a trace mostly share one service: the last one's entries again.
-                let mut last: Option<(&[u8], Bytes)> = None;
+                let mut last: Option<(&[u8], Typed<'_>, Bytes)> = None;
                 for span in spans {
                     let service = &batch.bytes[span.service.clone()];
+                    let typed = Typed::of(&span.kind, &batch.bytes);
                     let extra = match &last {
-                        Some((name, extra)) if *name == service => extra.clone(),
+                        Some((name, t, extra)) if *name == service && *t == typed => extra.clone(),
                         _ => {
-                            let extra = self.service_entries(process, service);
-                            last = Some((service, extra.clone()));
+                            let extra = self.service_entries(process, service, typed);
+                            last = Some((service, typed, extra.clone()));
                             extra
                         }
                     };
@@ -179,27 +182,51 @@ impl Correlator {
     }
 
     /// What a span of `service` from the batch's process `process` gets: the process's
-    /// entries and the service URNs.
-    fn service_entries(&mut self, process: usize, service: &[u8]) -> Bytes {
+    /// entries and, as the StackState trace agent's interpreter sets them, the service's.
+    fn service_entries(&mut self, process: usize, service: &[u8], typed: Typed<'_>) -> Bytes {
         let hostname = &self.hostname;
         let process = &mut self.batch[process];
-        if let Some(extra) = process.by_service.get(service) {
-            return extra.clone();
+        let cached = process.by_service.get(service).and_then(|variants| {
+            variants
+                .iter()
+                .find(|(key, _)| typed.is(key))
+                .map(|(_, extra)| extra.clone())
+        });
+        if let Some(extra) = cached {
+            return extra;
         }
         // Checked to be UTF-8 when the batch was read.
         let name = String::from_utf8_lossy(service);
         let mut extra = process.entries.clone();
-        put_meta(
-            &mut extra,
-            META_SERVICE_URN,
-            &format!("urn:service:/{name}"),
-        );
-        if let Some((pid, ms)) = process.identity {
+        if typed != Typed::Named {
+            put_meta(&mut extra, META_SERVICE_NAME, &name);
+            put_meta(
+                &mut extra,
+                META_SERVICE_URN,
+                &format!("urn:service:/{name}"),
+            );
+        }
+        if let Some((pid, ms)) = process.identity.filter(|_| typed != Typed::Named) {
             let urn = format!("urn:service-instance:/{name}:/{hostname}:{pid}:{ms}");
             put_meta(&mut extra, META_SERVICE_INSTANCE_URN, &urn);
         }
+        let service_type = match typed {
+            Typed::Database(db) => Some(String::from_utf8_lossy(db)),
+            // The interpreter types a span by its kind once it knows host and pid.
+            Typed::Kind { jvm } if process.identity.is_some() => {
+                Some((if jvm { "java" } else { "service" }).into())
+            }
+            _ => None,
+        };
+        if let Some(service_type) = service_type {
+            put_meta(&mut extra, META_SERVICE_TYPE, &service_type);
+        }
         let extra = Bytes::from(extra);
-        process.by_service.insert(service.to_vec(), extra.clone());
+        process
+            .by_service
+            .entry(service.to_vec())
+            .or_default()
+            .push((typed.key(), extra.clone()));
         extra
     }
 
@@ -239,6 +266,44 @@ impl Correlator {
 
     fn ecs_of(&self, container_id: &str) -> Option<EcsContainer> {
         self.containers.as_ref()?.get(container_id)?.ecs
+    }
+}
+
+/// A span's [`ServiceKind`] with the `db.type` as bytes of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Typed<'a> {
+    Named,
+    Untyped,
+    Kind { jvm: bool },
+    Database(&'a [u8]),
+}
+
+impl<'a> Typed<'a> {
+    fn of(kind: &ServiceKind, bytes: &'a [u8]) -> Self {
+        match kind {
+            ServiceKind::Named => Typed::Named,
+            ServiceKind::Untyped => Typed::Untyped,
+            ServiceKind::Kind { jvm } => Typed::Kind { jvm: *jvm },
+            ServiceKind::Database(range) => Typed::Database(&bytes[range.clone()]),
+        }
+    }
+
+    /// As kept beyond the batch: a tag byte, then the `db.type`.
+    fn key(self) -> Vec<u8> {
+        match self {
+            Typed::Named => vec![0],
+            Typed::Untyped => vec![1],
+            Typed::Kind { jvm } => vec![2 + u8::from(jvm)],
+            Typed::Database(db) => [&[4], db].concat(),
+        }
+    }
+
+    fn is(self, key: &[u8]) -> bool {
+        match (self, key) {
+            (Typed::Database(db), [4, rest @ ..]) => db == rest,
+            (Typed::Database(_), _) => false,
+            (other, key) => other.key() == key,
+        }
     }
 }
 
@@ -337,7 +402,8 @@ mod tests {
                 s.meta[META_SERVICE_INSTANCE_URN],
                 format!("urn:service-instance:/{}:/h1:{me}:{ms}", s.service)
             );
-            assert_eq!(s.meta.len(), 6, "{:?}", s.meta);
+            assert_eq!(s.meta[META_SERVICE_NAME], s.service);
+            assert_eq!(s.meta.len(), 7, "{:?}", s.meta);
         }
     }
 
@@ -416,6 +482,72 @@ mod tests {
         let ms = Kernel::read().unwrap().create_time_ms(7);
         assert_ne!(ms, own_create_time());
         assert_eq!(trace.spans[0].meta[META_STARTTIME], ms.to_string());
+    }
+
+    #[test]
+    fn service_name_and_type_as_the_stackstate_interpreter_sets_them() {
+        let me = std::process::id();
+        let with = |meta: &[(&str, &str)], kind: &str| {
+            let mut s = span("svc");
+            s.r#type = kind.into();
+            s.meta = meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            s
+        };
+        let mut trace = Trace {
+            spans: vec![
+                with(&[], "web"),
+                with(&[("span.kind", "server"), ("language", "jvm")], "web"),
+                with(&[("span.kind", "client")], "http"),
+                with(&[("span.kind", "client"), ("db.type", "postgresql")], "sql"),
+                with(&[("db.type", "mysql")], "web"),
+                with(
+                    &[
+                        (META_SERVICE_URN, "urn:service:/mine"),
+                        ("span.kind", "server"),
+                    ],
+                    "web",
+                ),
+            ],
+        };
+        let client = ClientInfo {
+            peer_pid: me,
+            ..ClientInfo::default()
+        };
+        correlate(&mut Correlator::new("h1", None), &client, &mut trace);
+        let got: Vec<(Option<&str>, Option<&str>, Option<&str>)> = trace
+            .spans
+            .iter()
+            .map(|s| {
+                let m = &s.meta;
+                let get = |k: &str| m.get(k).map(String::as_str);
+                (
+                    get(META_SERVICE_NAME),
+                    get(META_SERVICE_TYPE),
+                    get(META_SERVICE_URN),
+                )
+            })
+            .collect();
+        let urn = Some("urn:service:/svc");
+        assert_eq!(
+            got,
+            vec![
+                (Some("svc"), None, urn),
+                (Some("svc"), Some("java"), urn),
+                (Some("svc"), Some("service"), urn),
+                (Some("svc"), Some("postgresql"), urn),
+                (Some("svc"), None, urn),
+                (None, None, Some("urn:service:/mine")),
+            ]
+        );
+        let named = &trace.spans[5].meta;
+        assert!(
+            !named.contains_key(META_SERVICE_INSTANCE_URN),
+            "passes through"
+        );
+        assert_eq!(named[META_PID], me.to_string(), "still correlated");
     }
 
     #[test]

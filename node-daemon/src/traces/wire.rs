@@ -1,7 +1,9 @@
 //! A relay `SpanBatch` read from its protobuf encoding without decoding its spans: each
 //! span stays the bytes the sidecar sent (relay.proto's `repeated Span spans = 1` has the
 //! wire form of `repeated bytes`), read once for what correlation and forwarding need (its
-//! service, trace id, start and duration, the `span.pid` meta and the `process_id` metric)
+//! service, trace id, start and duration, the `span.pid` meta and the `process_id` metric,
+//! and what the StackState interpreter looks at: the `span.serviceURN`, `span.kind`,
+//! `language` and `db.type` meta and the span type)
 //! and checked on the way: every field well formed, of the wire type relay.proto gives it,
 //! strings valid UTF-8, as prost would check them when decoding. So a span the daemon
 //! keeps or forwards decodes as a relay (and receiver) `Span`.
@@ -36,6 +38,11 @@ const FIXED32: u8 = 5;
 
 /// The meta key and metric name that name the client process.
 const META_PID: &[u8] = super::correlate::META_PID.as_bytes();
+/// The meta keys the interpreter reads.
+const META_SERVICE_URN: &[u8] = super::correlate::META_SERVICE_URN.as_bytes();
+const META_KIND: &[u8] = b"span.kind";
+const META_LANGUAGE: &[u8] = b"language";
+const META_DB_TYPE: &[u8] = b"db.type";
 const METRIC_PROCESS_ID: &[u8] = super::correlate::METRIC_PROCESS_ID.as_bytes();
 
 /// Reads the fields of one message, `msg`, which starts at byte `base` of the batch
@@ -242,8 +249,25 @@ pub struct SpanView {
     pub meta_pid: Option<u32>,
     /// The `process_id` metric (Python and Node root spans), when it is a pid.
     pub metric_pid: Option<u32>,
+    /// How the StackState interpreter types the span's service.
+    pub kind: ServiceKind,
 }
 
+/// What the StackState trace agent's interpreter makes of a span (the README's traces
+/// section): which service fields the daemon adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// The client set `span.serviceURN`: the span passes as it is.
+    Named,
+    /// No `span.kind`: service name and URN, no service type.
+    #[default]
+    Untyped,
+    /// `span.kind` set: service type `java` (meta `language` = `jvm`) or `service`.
+    Kind { jvm: bool },
+    /// A span of type `sql` with `db.type`: the service type is the `db.type` (its range
+    /// in the batch).
+    Database(Range<usize>),
+}
 // SpanBatch fields.
 const SIDECAR_ID: u64 = 1;
 const BATCH_ID: u64 = 2;
@@ -382,13 +406,19 @@ fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
     // The last `span.pid` value and `process_id` metric: later entries win.
     let mut meta_pid: Option<Range<usize>> = None;
     let mut metric_pid: Option<f64> = None;
+    let mut span_type = 0..0;
+    let mut named = false;
+    let mut has_kind = false;
+    let mut jvm = false;
+    let mut db_type: Option<Range<usize>> = None;
     let mut r = Reader::new(buf, range);
     while r.more() {
         let at = r.at();
         let (field, wire_type) = r.key()?;
         match (field, wire_type) {
             (1, LEN) => view.service = r.text()?,
-            (2 | 3 | 12, LEN) => {
+            (12, LEN) => span_type = r.text()?,
+            (2 | 3, LEN) => {
                 r.text()?;
             }
             (4, VARINT) => view.trace_id = r.varint()?,
@@ -399,8 +429,14 @@ fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
             (8, VARINT) => view.duration = r.varint()? as i64,
             (10, LEN) => {
                 let entry = r.len()?;
-                if let Some(value) = meta_entry(buf, entry)? {
-                    meta_pid = Some(value);
+                let (key, value) = meta_entry(buf, entry)?;
+                match &buf[key] {
+                    META_PID => meta_pid = Some(value),
+                    META_SERVICE_URN => named = true,
+                    META_KIND => has_kind = true,
+                    META_LANGUAGE => jvm = &buf[value] == b"jvm",
+                    META_DB_TYPE => db_type = Some(value),
+                    _ => {}
                 }
             }
             (11, LEN) => {
@@ -420,12 +456,18 @@ fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
     view.metric_pid = metric_pid
         .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
         .map(|v| v as u32);
+    view.kind = match db_type {
+        _ if named => ServiceKind::Named,
+        Some(db) if &buf[span_type] == b"sql" => ServiceKind::Database(db),
+        _ if has_kind => ServiceKind::Kind { jvm },
+        _ => ServiceKind::Untyped,
+    };
     Ok(view)
 }
 
-/// Checks a `meta` entry; the range of its value when its key is `span.pid`.
+/// Checks a `meta` entry; the ranges of its key and value.
 #[inline(always)]
-fn meta_entry(buf: &[u8], range: Range<usize>) -> Result<Option<Range<usize>>, WireError> {
+fn meta_entry(buf: &[u8], range: Range<usize>) -> Result<(Range<usize>, Range<usize>), WireError> {
     // Fast path: key and value each under 128 bytes, in that order, as prost and the
     // sidecar write them.
     let entry = &buf[range.clone()];
@@ -435,8 +477,9 @@ fn meta_entry(buf: &[u8], range: Range<usize>) -> Result<Option<Range<usize>>, W
             let (key, rest) = rest.split_at(key_len);
             if let [0x12, value_len, value @ ..] = rest {
                 if usize::from(*value_len) == value.len() && utf8(key) && utf8(value) {
+                    let key_start = range.start + 2;
                     let start = range.end - value.len();
-                    return Ok((key == META_PID).then_some(start..range.end));
+                    return Ok((key_start..key_start + key_len, start..range.end));
                 }
             }
         }
@@ -444,7 +487,10 @@ fn meta_entry(buf: &[u8], range: Range<usize>) -> Result<Option<Range<usize>>, W
     any_meta_entry(buf, range)
 }
 
-fn any_meta_entry(buf: &[u8], range: Range<usize>) -> Result<Option<Range<usize>>, WireError> {
+fn any_meta_entry(
+    buf: &[u8],
+    range: Range<usize>,
+) -> Result<(Range<usize>, Range<usize>), WireError> {
     let mut key = range.start..range.start;
     let mut value = range.start..range.start;
     let mut r = Reader::new(buf, range);
@@ -458,7 +504,7 @@ fn any_meta_entry(buf: &[u8], range: Range<usize>) -> Result<Option<Range<usize>
             _ => r.skip(wire_type, at)?,
         }
     }
-    Ok((&buf[key] == META_PID).then_some(value))
+    Ok((key, value))
 }
 
 /// Checks a `metrics` entry; its value when its key is `process_id`.
