@@ -45,6 +45,46 @@ fn bytes(c: &Value) -> (Option<u64>, Option<u64>) {
     (c["bytes_sent"].as_u64(), c["bytes_received"].as_u64())
 }
 
+/// Both ends of the TCP exchange of peers `<name>_client` and `<name>_server` on `port`:
+/// the client sent `sent.0` bytes and read `sent.1`, each end owned by its peer process.
+fn tcp_exchange(
+    r: &VmReport,
+    name: &str,
+    port: u16,
+    closed: bool,
+    sent: (u64, u64),
+) -> (Value, Value) {
+    let client = end(
+        r,
+        r.peer(&format!("{name}_client")),
+        None,
+        Some(port),
+        closed,
+    );
+    let server = end(
+        r,
+        r.peer(&format!("{name}_server")),
+        Some(port),
+        None,
+        closed,
+    );
+    let what = if closed { "final counters" } else { "counters" };
+    assert_eq!(
+        bytes(&client),
+        (Some(sent.0), Some(sent.1)),
+        "{}: the {name} client end's {what}",
+        r.package
+    );
+    assert_eq!(
+        bytes(&server),
+        (Some(sent.1), Some(sent.0)),
+        "{}: the {name} server end's {what}",
+        r.package
+    );
+    assert_eq!(client["remote"], server["local"]);
+    (client, server)
+}
+
 fn network_acceptance(line: &str) {
     let test = format!("kernel_matrix_{}", line.replace('.', "_"));
     if let Some(why) = vm::unavailable() {
@@ -78,36 +118,8 @@ fn network_acceptance(line: &str) {
         r.package
     );
 
-    let server = end(&r, r.peer("tcp_server"), Some(7000), None, false);
-    let client = end(&r, r.peer("tcp_client"), None, Some(7000), false);
-    assert_eq!(
-        bytes(&client),
-        (Some(777_777), Some(4_242)),
-        "{}: client end",
-        r.package
-    );
-    assert_eq!(
-        bytes(&server),
-        (Some(4_242), Some(777_777)),
-        "{}: server end",
-        r.package
-    );
-    assert_eq!(client["remote"], server["local"]);
-
-    let server = end(&r, r.peer("short_server"), Some(7001), None, true);
-    let client = end(&r, r.peer("short_client"), None, Some(7001), true);
-    assert_eq!(
-        bytes(&client),
-        (Some(11_111), Some(2_222)),
-        "{}: the closed client end's final counters",
-        r.package
-    );
-    assert_eq!(
-        bytes(&server),
-        (Some(2_222), Some(11_111)),
-        "{}: the closed server end, with its owner, and its final counters",
-        r.package
-    );
+    tcp_exchange(&r, "tcp", 7000, false, (777_777, 4_242));
+    let (client, server) = tcp_exchange(&r, "short", 7001, true, (11_111, 2_222));
     assert_eq!(
         (&client["state"], &server["state"]),
         (&"closed".into(), &"closed".into())

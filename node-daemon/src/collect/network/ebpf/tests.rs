@@ -35,6 +35,21 @@ fn own_create_time_ms() -> u64 {
     Kernel::read().unwrap().create_time_ms(starttime)
 }
 
+/// The close records `wanted` picks, from the cycles of up to 1 s; asserts there is one.
+fn closed_records(backend: &mut EbpfBackend, wanted: impl Fn(&Socket) -> bool) -> Vec<Socket> {
+    let mut closed = Vec::new();
+    for _ in 0..50 {
+        let obs = backend.observe().unwrap();
+        closed.extend(obs.closed.into_iter().filter(|s| wanted(s)));
+        if !closed.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    closed
+}
+
 fn own<'a>(obs: &'a Observation, tcp_or_udp: &[std::net::SocketAddr]) -> Option<&'a Socket> {
     let (local, remote) = (tcp_or_udp[0], tcp_or_udp.get(1));
     obs.sockets
@@ -112,16 +127,7 @@ fn a_closed_connection_arrives_once_with_final_counters() {
     assert_eq!(server.read(&mut buf).unwrap(), 0, "end of stream");
     drop(server);
     // Both ends reach TCP_CLOSE once the FINs are acknowledged: wait for the client's.
-    let mut closed = Vec::new();
-    for _ in 0..50 {
-        let obs = backend.observe().unwrap();
-        closed.extend(obs.closed.into_iter().filter(|s| s.local == local));
-        if !closed.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(closed.len(), 1, "{closed:?}");
+    let closed = closed_records(&mut backend, |s| s.local == local);
     let c = &closed[0];
     assert_eq!(c.state, 7, "TCP_CLOSE");
     assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
@@ -160,16 +166,7 @@ fn a_connection_older_than_the_tracer_closes_with_its_owner() {
     );
     drop(server);
     drop(client);
-    let mut closed = Vec::new();
-    for _ in 0..50 {
-        let obs = backend.observe().unwrap();
-        closed.extend(obs.closed.into_iter().filter(|s| s.remote == peer));
-        if !closed.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(closed.len(), 1, "{closed:?}");
+    let closed = closed_records(&mut backend, |s| s.remote == peer);
     let c = &closed[0];
     assert_eq!(c.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
     assert_eq!(
