@@ -88,6 +88,17 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     assert!(messages.iter().any(|m| m["metrics"]
         .as_array()
         .is_some_and(|ms| ms.iter().any(|x| x[0] == "process.mem.rss"))));
+    // The sleeper's gauges are tagged with its URN, once prefixed.
+    let urn_tag = Value::String(process_urn.clone());
+    assert!(messages
+        .iter()
+        .any(|m| m["metrics"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|x| x[0] == "process.mem.rss"
+                && x[3]["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&urn_tag))))));
+    assert!(messages.iter().all(|m| !m.to_string().contains("urn:urn:")));
     // The sidecar's gRPC stream to the daemon is a connection between two processes of
     // this host: a `connects-to` relation and its traffic metrics.
     let connects = wait_for(Duration::from_secs(20), || {

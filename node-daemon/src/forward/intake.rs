@@ -349,7 +349,7 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
     }
     for p in &snapshot.processes {
         let tags: Rc<[String]> = Rc::new([
-            format!("urn:{}", p.urn),
+            p.urn.clone(),
             format!("pid:{}", p.pid),
             format!("process_name:{}", p.name),
         ]);
@@ -397,10 +397,7 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
     }
     for c in &snapshot.containers {
         let Some(ct) = &c.telemetry else { continue };
-        let mut tags = vec![
-            format!("urn:{}", c.urn),
-            format!("container_name:{}", c.info.name),
-        ];
+        let mut tags = vec![c.urn.clone(), format!("container_name:{}", c.info.name)];
         if let Some(ecs) = &c.info.ecs {
             tags.push(format!("task_arn:{}", ecs.task_arn));
         }
