@@ -3,7 +3,6 @@
 //! the VM reported.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -138,13 +137,6 @@ pub fn boot(line: &str) -> VmReport {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Where boot.sh keeps downloaded kernels.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("STS_VM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/sts-kernel-matrix"))
 }
 
 #[cfg(test)]

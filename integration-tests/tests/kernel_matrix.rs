@@ -140,7 +140,6 @@ fn network_acceptance(line: &str) {
         "{}: UDP read",
         r.package
     );
-    println!("{test}: kernels cached in {}", vm::cache_dir().display());
 }
 
 #[test]

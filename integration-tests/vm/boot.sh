@@ -68,7 +68,7 @@ cp "$here/init" "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initramfs.cpio"
 rm -rf "$root"
 
-log "booting $pkg $version (TCG, timeout ${timeout_s}s)"
+log "booting $pkg $version from $kernel (TCG, timeout ${timeout_s}s)"
 rm -f "$out/console.log" "$out/data.log"
 start=$(date +%s)
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \

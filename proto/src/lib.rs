@@ -21,6 +21,15 @@ pub mod route;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));
 
+/// The longest head of `text` of at most `max` bytes that ends on a character boundary.
+pub fn utf8_head(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// An error and its sources joined by `: ` (tonic's and hyper's own messages are often
 /// only "transport error" or "client error").
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -32,4 +41,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utf8_head_never_cuts_a_character() {
+        assert_eq!(super::utf8_head("héllo", 2), "h");
+        assert_eq!(super::utf8_head("héllo", 3), "hé");
+        assert_eq!(super::utf8_head("abc", 10), "abc");
+    }
 }

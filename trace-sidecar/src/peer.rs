@@ -29,13 +29,7 @@ impl PeerProcess {
         let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
         let start_ticks = start_ticks(&stat)?;
         let mut cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if cgroup.len() > MAX_CGROUP_BYTES {
-            let mut end = MAX_CGROUP_BYTES;
-            while !cgroup.is_char_boundary(end) {
-                end -= 1;
-            }
-            cgroup.truncate(end);
-        }
+        cgroup.truncate(sts_proto::utf8_head(&cgroup, MAX_CGROUP_BYTES).len());
         Some(Self {
             pid,
             start_ticks,

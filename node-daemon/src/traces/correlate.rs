@@ -198,6 +198,7 @@ impl Correlator {
         // Checked to be UTF-8 when the batch was read.
         let name = String::from_utf8_lossy(service);
         let mut extra = process.entries.clone();
+        // A span that named its service keeps its own service fields.
         if typed != Typed::Named {
             put_meta(&mut extra, META_SERVICE_NAME, &name);
             put_meta(
@@ -205,10 +206,10 @@ impl Correlator {
                 META_SERVICE_URN,
                 &format!("urn:service:/{name}"),
             );
-        }
-        if let Some((pid, ms)) = process.identity.filter(|_| typed != Typed::Named) {
-            let urn = format!("urn:service-instance:/{name}:/{hostname}:{pid}:{ms}");
-            put_meta(&mut extra, META_SERVICE_INSTANCE_URN, &urn);
+            if let Some((pid, ms)) = process.identity {
+                let urn = format!("urn:service-instance:/{name}:/{hostname}:{pid}:{ms}");
+                put_meta(&mut extra, META_SERVICE_INSTANCE_URN, &urn);
+            }
         }
         let service_type = match typed {
             Typed::Database(db) => Some(String::from_utf8_lossy(db)),
@@ -288,21 +289,29 @@ impl<'a> Typed<'a> {
         }
     }
 
-    /// As kept beyond the batch: a tag byte, then the `db.type`.
-    fn key(self) -> Vec<u8> {
+    fn tag(self) -> u8 {
         match self {
-            Typed::Named => vec![0],
-            Typed::Untyped => vec![1],
-            Typed::Kind { jvm } => vec![2 + u8::from(jvm)],
-            Typed::Database(db) => [&[4], db].concat(),
+            Typed::Named => 0,
+            Typed::Untyped => 1,
+            Typed::Kind { jvm } => 2 + u8::from(jvm),
+            Typed::Database(_) => 4,
         }
+    }
+
+    /// As kept beyond the batch: the tag, then the `db.type`.
+    fn key(self) -> Vec<u8> {
+        let mut key = vec![self.tag()];
+        if let Typed::Database(db) = self {
+            key.extend_from_slice(db);
+        }
+        key
     }
 
     fn is(self, key: &[u8]) -> bool {
         match (self, key) {
-            (Typed::Database(db), [4, rest @ ..]) => db == rest,
-            (Typed::Database(_), _) => false,
-            (other, key) => other.key() == key,
+            (Typed::Database(db), [tag, rest @ ..]) => *tag == self.tag() && db == rest,
+            (_, [tag]) => *tag == self.tag(),
+            _ => false,
         }
     }
 }

@@ -268,6 +268,7 @@ pub enum ServiceKind {
     /// in the batch).
     Database(Range<usize>),
 }
+
 // SpanBatch fields.
 const SIDECAR_ID: u64 = 1;
 const BATCH_ID: u64 = 2;
@@ -456,11 +457,12 @@ fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
     view.metric_pid = metric_pid
         .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
         .map(|v| v as u32);
-    view.kind = match db_type {
-        _ if named => ServiceKind::Named,
-        Some(db) if &buf[span_type] == b"sql" => ServiceKind::Database(db),
-        _ if has_kind => ServiceKind::Kind { jvm },
-        _ => ServiceKind::Untyped,
+    let db_type = db_type.filter(|_| &buf[span_type] == b"sql");
+    view.kind = match (named, db_type) {
+        (true, _) => ServiceKind::Named,
+        (false, Some(db)) => ServiceKind::Database(db),
+        (false, None) if has_kind => ServiceKind::Kind { jvm },
+        (false, None) => ServiceKind::Untyped,
     };
     Ok(view)
 }

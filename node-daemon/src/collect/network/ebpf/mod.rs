@@ -45,12 +45,7 @@ impl EbpfError {
         // The verifier's log can run to megabytes: its head says what was refused.
         let mut reason = sts_proto::error_chain(&error);
         if reason.len() > 2000 {
-            let mut end = 2000;
-            while !reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            reason.truncate(end);
-            reason.push_str(" ...");
+            reason = format!("{} ...", sts_proto::utf8_head(&reason, 2000));
         }
         Self::Program { name, reason }
     }
@@ -63,14 +58,10 @@ impl EbpfError {
             other => (None, other.to_string()),
         };
         let head = full.split(". Verifier output").next().unwrap_or_default();
-        let head = head.lines().next().unwrap_or_default();
-        let mut end = head.len().min(160);
-        while !head.is_char_boundary(end) {
-            end -= 1;
-        }
+        let head = sts_proto::utf8_head(head.lines().next().unwrap_or_default(), 160);
         let mut short = match name {
-            Some(name) => format!("eBPF program `{name}`: {}", &head[..end]),
-            None => head[..end].to_string(),
+            Some(name) => format!("eBPF program `{name}`: {head}"),
+            None => head.to_string(),
         };
         // The verifier's words for a helper this kernel lacks: "unknown func bpf_x#162".
         if let Some(at) = full.find("unknown func ") {
