@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "sts/daemon/v1/status.proto",
     "sts/daemon/v1/relay.proto",
     "sts/receiver/v1/trace.proto",
+    "sts/processagent/v1/agent.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

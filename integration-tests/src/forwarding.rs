@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::free_port;
-use crate::receiver::Receiver;
+use crate::receiver::{ProcessAgentMessage, Receiver};
 use crate::status::collectors;
 use crate::traces::Daemon;
+use sts_proto::process_agent::v1 as pb;
 
 /// The API key the daemons of these tests send.
 pub const API_KEY: &str = "it-forward-api-key-0042";
@@ -23,8 +24,9 @@ impl Drop for TempDir {
 }
 
 /// The environment of a daemon sending to a receiver: its URL, [`API_KEY`], a queue
-/// directory of its own (`STS_QUEUE_DIR`, removed on drop), and `extra` (which wins); its
-/// daemons collect every second unless `extra` sets `STS_COLLECTION_INTERVAL`.
+/// directory of its own (`STS_QUEUE_DIR`, removed on drop), the process agent messages
+/// every second without the short-lived filters, and `extra` (which wins); its daemons
+/// collect every second unless `extra` sets `STS_COLLECTION_INTERVAL`.
 pub struct ForwardSetup {
     pub queue: TempDir,
     pub env: Vec<(String, String)>,
@@ -38,6 +40,12 @@ impl ForwardSetup {
             ("STS_STS_URL".into(), receiver.url()),
             ("STS_API_KEY".into(), API_KEY.into()),
             ("STS_QUEUE_DIR".into(), dir.display().to_string()),
+            ("STS_PROCESS_AGENT_INTERVAL".into(), "1".into()),
+            ("STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS".into(), "0".into()),
+            (
+                "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS".into(),
+                "0".into(),
+            ),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Self {
@@ -94,4 +102,49 @@ pub fn forward_sinks(status: &Value) -> Vec<&Value> {
 /// A sink sending (`ok`) with nothing left queued.
 pub fn sink_idle(sink: &Value) -> bool {
     sink["state"] == "ok" && sink["counts"]["queued_batches"] == 0
+}
+
+/// Every process the accepted process agent messages carried (full messages and the
+/// updates of incremental ones), oldest first.
+pub fn reported_processes(receiver: &Receiver) -> Vec<pb::Process> {
+    use pb::collector_command::Command as C;
+    let mut out = Vec::new();
+    for (_, m) in receiver.process_agent_messages() {
+        match m {
+            ProcessAgentMessage::Proc(p) => out.extend(p.processes),
+            ProcessAgentMessage::Commands(c) => {
+                out.extend(c.commands.into_iter().filter_map(|c| match c.command? {
+                    C::UpdateProcess(p) | C::UpdateProcessMetrics(p) => Some(p),
+                    _ => None,
+                }))
+            }
+            ProcessAgentMessage::Connections(_) => {}
+        }
+    }
+    out
+}
+
+/// Every connection the accepted `CollectorConnections` carried, oldest first.
+pub fn reported_connections(receiver: &Receiver) -> Vec<pb::Connection> {
+    receiver
+        .process_agent_messages()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            ProcessAgentMessage::Connections(c) => Some(c.connections),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The accepted full `CollectorProc` messages, oldest first.
+pub fn collector_procs(receiver: &Receiver) -> Vec<pb::CollectorProc> {
+    receiver
+        .process_agent_messages()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            ProcessAgentMessage::Proc(p) => Some(p),
+            _ => None,
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod forwarding;
 pub mod load;
+pub mod net_peer;
 pub mod receiver;
 pub mod sockets;
 pub mod status;

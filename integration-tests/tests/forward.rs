@@ -1,5 +1,5 @@
-//! The daemon forwarding to the capture receiver: topology, processes, metrics, traces
-//! and health arrive with the API key; an ended process is deleted; TLS is verified
+//! The daemon forwarding to the capture receiver: processes, connections, metrics, traces
+//! and health arrive with the API key; an ended process is left out; TLS is verified
 //! unless told otherwise; feature flags stop what they name; an outage with a SIGKILL in
 //! the middle loses nothing.
 
@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::forwarding::{
-    component_ids, forward_sinks, sink_idle, topologies, ForwardSetup, API_KEY as KEY,
+    collector_procs, forward_sinks, reported_connections, reported_processes, sink_idle,
+    ForwardSetup, API_KEY as KEY,
 };
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
 use integration_tests::status::collector;
@@ -26,18 +27,14 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     let mut sleeper = Guard::spawn(Command::new("/bin/sleep").arg("3633"));
     let pid = sleeper.pid();
 
-    // The process shows in the processes topology.
-    let process_urn = wait_for(Duration::from_secs(20), || {
-        topologies(&receiver, "ecs-processes").iter().find_map(|t| {
-            t["components"]
-                .as_array()?
-                .iter()
-                .find(|c| c["data"]["pid"] == pid)
-                .map(|c| c["externalId"].as_str().unwrap().to_string())
-        })
-    })
-    .expect("started process forwarded");
-    assert!(process_urn.starts_with("urn:process:/"), "{process_urn}");
+    // The process shows in the process agent's messages.
+    let reported = |pid: u32| {
+        reported_processes(&receiver)
+            .iter()
+            .any(|p| p.pid == pid as i32)
+    };
+    wait_for(Duration::from_secs(20), || reported(pid).then_some(()))
+        .expect("started process forwarded");
 
     // Traces, correlated, with the API key in the header.
     let url = format!("http://127.0.0.1:{}", sidecar.port);
@@ -51,77 +48,73 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
         .iter()
         .all(|s| s.meta.get("span.pid") == Some(&run.pid.to_string())));
 
-    // The process ends: a later update deletes it (delete_ids, or a complete snapshot without it).
+    // The process ends: a later complete group of full messages leaves it out (the
+    // receiver gives no incremental-topology feature here).
     sleeper
         .signal_and_wait(libc::SIGKILL, Duration::from_secs(2))
         .unwrap();
-    let seen_before = topologies(&receiver, "ecs-processes").len();
-    let deleted = wait_for(Duration::from_secs(20), || {
-        topologies(&receiver, "ecs-processes")
-            .iter()
-            .skip(seen_before)
-            .find(|t| {
-                let in_deletes = t["delete_ids"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|id| id == process_urn.as_str()));
-                let full_without =
-                    t["start_snapshot"] == true && !component_ids(t).contains(&process_urn);
-                in_deletes || full_without
-            })
-            .map(|_| ())
+    let seen_before = collector_procs(&receiver).len();
+    let left_out = wait_for(Duration::from_secs(20), || {
+        let procs = collector_procs(&receiver);
+        let later = &procs[seen_before.min(procs.len())..];
+        let group = later.first()?.group_id;
+        let group: Vec<_> = later.iter().filter(|p| p.group_id == group).collect();
+        (group.len() == group[0].group_size as usize).then(|| {
+            group
+                .iter()
+                .all(|p| p.processes.iter().all(|x| x.pid != pid as i32))
+        })
     });
-    assert!(deleted.is_some(), "ended process not deleted");
+    assert_eq!(left_out, Some(true), "ended process still reported");
 
-    // Host topology, metrics, health; every request carries the key.
-    let node = topologies(&receiver, "ecs-node");
-    assert!(node.iter().any(|t| component_ids(t)
-        .iter()
-        .any(|id| id.starts_with("urn:host:/"))));
-    assert!(
-        node[0]["start_snapshot"] == true && node[0]["stop_snapshot"] == true,
-        "first update is complete"
-    );
+    // Metrics, health; every request carries the key.
     let messages = receiver.intake_messages();
-    assert!(messages.iter().any(|m| m["metrics"]
-        .as_array()
-        .is_some_and(|ms| ms.iter().any(|x| x[0] == "system.cpu.user"))));
-    assert!(messages.iter().any(|m| m["metrics"]
-        .as_array()
-        .is_some_and(|ms| ms.iter().any(|x| x[0] == "process.mem.rss"))));
-    // The sleeper's gauges are tagged with its URN, once prefixed.
-    let urn_tag = Value::String(process_urn.clone());
-    assert!(messages
+    let gauges: Vec<Value> = messages
         .iter()
-        .any(|m| m["metrics"]
-            .as_array()
-            .is_some_and(|ms| ms.iter().any(|x| x[0] == "process.mem.rss"
-                && x[3]["tags"]
-                    .as_array()
-                    .is_some_and(|t| t.contains(&urn_tag))))));
+        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let gauge = |name: &str| gauges.iter().find(|g| g[0] == name);
+    assert!(gauge("system.cpu.user").is_some());
+    // Memory in MB, as the core agent sends it; used = total - free.
+    let total_mb = gauge("system.mem.total").expect("system.mem.total")[2]
+        .as_f64()
+        .unwrap();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!((total_mb - kb / 1024.0).abs() < 1.0, "{total_mb} MB");
+    let used = gauge("system.mem.used").unwrap()[2].as_f64().unwrap();
+    let free = gauge("system.mem.free").unwrap()[2].as_f64().unwrap();
+    assert!(
+        (used + free - total_mb).abs() < 0.01,
+        "{used} + {free} != {total_mb}"
+    );
+    assert!(
+        gauge("process.mem.rss").is_none(),
+        "process gauges left the intake"
+    );
     assert!(messages.iter().all(|m| !m.to_string().contains("urn:urn:")));
     // The sidecar's gRPC stream to the daemon is a connection between two processes of
-    // this host: a `connects-to` relation and its traffic metrics.
-    let connects = wait_for(Duration::from_secs(20), || {
-        topologies(&receiver, "ecs-processes")
+    // this host: an outgoing connection of the sidecar, an incoming one of the daemon.
+    let (sidecar_pid, daemon_pid) = (sidecar.guard.pid(), daemon.guard.pid());
+    let ends = wait_for(Duration::from_secs(20), || {
+        let cs = reported_connections(&receiver);
+        let out = cs.iter().find(|c| {
+            c.pid == sidecar_pid as i32
+                && c.raddr
+                    .as_ref()
+                    .is_some_and(|a| a.port == i32::from(daemon.port))
+        })?;
+        let inc = cs
             .iter()
-            .flat_map(|t| t["relations"].as_array().cloned().unwrap_or_default())
-            .find(|r| r["type"]["name"] == "connects-to")
+            .find(|c| c.pid == daemon_pid as i32 && c.raddr == out.laddr)?;
+        Some((out.direction, inc.direction))
     })
-    .expect("a connects-to relation forwarded");
-    let relation_tag = format!("relation:{}", connects["externalId"].as_str().unwrap());
-    let traffic = wait_for(Duration::from_secs(20), || {
-        receiver
-            .intake_messages()
-            .iter()
-            .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
-            .find(|x| {
-                x[0] == "connection.bytes_sent"
-                    && x[3]["tags"]
-                        .as_array()
-                        .is_some_and(|t| t.iter().any(|t| *t == relation_tag.as_str()))
-            })
-    });
-    assert!(traffic.is_some(), "traffic metrics of {relation_tag}");
+    .expect("the sidecar's stream as two connections");
+    assert_eq!(ends, (1, 2), "outgoing and incoming");
     assert!(messages.iter().any(|m| m["service_checks"]
         .as_array()
         .is_some_and(|c| c.iter().any(|x| x["check"] == "stackstate.node_daemon.up"))));
@@ -134,7 +127,9 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
             "{} without the API key",
             r.path
         );
-        assert!(r.header("x-sts-batch-id").is_some());
+        if r.endpoint != Endpoint::Features {
+            assert!(r.header("x-sts-batch-id").is_some(), "{}", r.path);
+        }
     }
     let status = daemon.status().unwrap().to_string();
     assert!(!status.contains(KEY), "API key in status");
@@ -159,7 +154,7 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     let daemon = strict.start_daemon(free_port());
     let error = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
-        let sink = collector(&status, "forward.topology")?.clone();
+        let sink = collector(&status, "forward.metrics")?.clone();
         (sink["state"] == "unavailable")
             .then(|| sink["last_error"].as_str().unwrap_or("").to_string())
     })
@@ -247,15 +242,10 @@ fn process_agent_disabled_sends_no_processes_or_containers() {
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_AGENT_ENABLED", "false")]);
     let _daemon = setup.start_daemon(free_port());
     assert!(receiver.wait_for(|r| r.len() >= 12, Duration::from_secs(20)));
-    for t in topologies(&receiver, "ecs-processes") {
-        assert!(component_ids(&t).is_empty(), "process sent: {t}");
-    }
-    for t in topologies(&receiver, "ecs-node") {
+    for endpoint in [Endpoint::Collector, Endpoint::Connections] {
         assert!(
-            component_ids(&t)
-                .iter()
-                .all(|id| !id.starts_with("urn:container:")),
-            "container sent"
+            receiver.requests(endpoint).is_empty(),
+            "process agent messages sent"
         );
     }
     let metrics: Vec<Value> = receiver

@@ -6,16 +6,15 @@
 //! `<test>::proc` with the polling backend forced. Each prints one line naming the backend
 //! that ran. Byte counts are exact while a connection is open: no SYN or FIN is counted.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
+use integration_tests::net_peer::Peer;
 use integration_tests::status::collector;
 use integration_tests::traces::Daemon;
-use integration_tests::{free_port, node_daemon, python, wait_for, workspace_root, Guard};
+use integration_tests::{free_port, node_daemon, wait_for};
 use serde_json::Value;
 
 const N: u64 = 12_345;
@@ -117,60 +116,6 @@ fn daemon_snapshot(daemon: &Daemon) -> Option<Value> {
     let addr = format!("127.0.0.1:{}", daemon.port);
     let out = node_daemon(&[], &["snapshot", "--from-daemon", "--addr", &addr]);
     serde_json::from_slice(&out.stdout).ok()
-}
-
-/// A peer process, its first line, and the rest of its output.
-struct Peer {
-    guard: Guard,
-    line: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Peer {
-    /// Starts `prefix... python net_peer.py args...` and waits for its first line.
-    fn start(prefix: &[&str], args: &[&str]) -> Self {
-        let script = workspace_root().join("integration-tests/python/net_peer.py");
-        let python = python();
-        let mut all: Vec<&str> = prefix.to_vec();
-        all.extend([python.to_str().unwrap(), "-u", script.to_str().unwrap()]);
-        all.extend_from_slice(args);
-        let mut command = Command::new(all[0]);
-        command.args(&all[1..]).stdout(Stdio::piped());
-        let mut guard = Guard::spawn(&mut command);
-        let stdout = guard.0.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("{all:?} printed nothing"));
-        Self { guard, line, lines }
-    }
-
-    fn pid(&self) -> u32 {
-        self.guard.pid()
-    }
-
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("peer finished its exchange")
-    }
-
-    /// The number after the word in the first line, e.g. the port of `done 43210`.
-    fn number(&self) -> u16 {
-        self.line
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
 }
 
 fn connections(snap: &Value) -> &Vec<Value> {

@@ -1,7 +1,7 @@
 //! A five-minute receiver outage under a sustained 10,000 spans/s, the daemon SIGKILLed
 //! and restarted on the same queue half-way through: once the receiver is back every span
-//! the sidecar accepted arrives exactly once, no batch id is accepted twice, the topology
-//! snapshots of every cycle of both daemons arrive in order, the sidecar drops nothing,
+//! the sidecar accepted arrives exactly once, no batch id is accepted twice, the metrics
+//! and process agent messages of every cycle of both daemons arrive in order, the sidecar drops nothing,
 //! and neither daemon's RSS passes a cap derived from its memory bounds.
 
 use std::collections::{BTreeSet, HashSet};
@@ -15,7 +15,6 @@ use integration_tests::receiver::{
 use integration_tests::status::collector;
 use integration_tests::traces::{Daemon, Sidecar};
 use integration_tests::{free_port, wait_for, RssSampler};
-use serde_json::Value;
 
 const OUTAGE: Duration = Duration::from_secs(300);
 const SPANS_PER_S: f64 = 10_000.0;
@@ -23,7 +22,7 @@ const SPANS_PER_S: f64 = 10_000.0;
 const TRACES: usize = 20;
 const SPANS: usize = 5;
 const DRAIN_WITHIN: Duration = Duration::from_secs(150);
-/// Largest gap between the collection timestamps of consecutive topology messages of one
+/// Largest gap between the timestamps of consecutive messages of one pipeline of one
 /// daemon (the interval is 1 s; a cycle may run late on a busy machine).
 const MAX_CYCLE_GAP_S: u64 = 5;
 
@@ -78,8 +77,19 @@ fn batch_id(request: &Captured) -> BatchId {
     }
 }
 
-/// The pipelines the daemon sends a message on every cycle.
-const CYCLE_PIPELINES: [&str; 4] = ["topology", "processes", "metrics", "health"];
+/// The pipelines the daemon sends a message on every cycle (the process agent's every
+/// second here, `ForwardSetup`; there is no ECS topology off ECS).
+const CYCLE_PIPELINES: [&str; 3] = ["process-agent", "metrics", "health"];
+
+/// When an accepted request's message was made (s): the intake's collection timestamp,
+/// the process agent envelope's.
+fn made_at_s(request: &Captured) -> Option<u64> {
+    if let Some(m) = request.intake_json() {
+        return m["collection_timestamp"].as_u64();
+    }
+    let ms = request.collector()?.envelope.timestamp_be?;
+    u64::try_from(ms / 1000).ok()
+}
 
 /// The `forward.traces` sink's queue is empty (nothing is added to it once the load has
 /// stopped).
@@ -99,11 +109,10 @@ fn cycle_backlogs_through(requests: &[Captured], since_s: u64) -> bool {
     CYCLE_PIPELINES.iter().all(|&pipeline| {
         requests.iter().any(|r| {
             r.accepted()
-                && r.endpoint == Endpoint::Intake
+                && r.endpoint != Endpoint::Traces
+                && r.endpoint != Endpoint::Features
                 && batch_id(r).pipeline == pipeline
-                && r.intake_json()
-                    .and_then(|m| m["collection_timestamp"].as_u64())
-                    .is_some_and(|t| t >= since_s)
+                && made_at_s(r).is_some_and(|t| t >= since_s)
         })
     })
 }
@@ -139,19 +148,14 @@ fn compare(sent: &[(u64, u64)], arrived: &[(u64, u64)]) -> (usize, usize, usize)
     (missing, extra, twice)
 }
 
-/// Checks the topology of one daemon instance on one pipeline: its messages arrived in
-/// the order they were made, the first a complete snapshot, one for every cycle from its
-/// start until `until_s` (no gap in the collection timestamps).
-fn check_topology(
-    requests: &[(BatchId, &Value)],
-    pipeline: &str,
-    daemon_start_ms: u64,
-    until_s: u64,
-) {
-    let mine: Vec<(u64, &Value)> = requests
+/// Checks one pipeline of one daemon instance: its messages arrived in the order they
+/// were made, one for every cycle from its start until `until_s` (no gap in their
+/// timestamps).
+fn check_cycles(requests: &[(BatchId, u64)], pipeline: &str, daemon_start_ms: u64, until_s: u64) {
+    let mine: Vec<(u64, u64)> = requests
         .iter()
         .filter(|(id, _)| id.pipeline == pipeline && id.daemon_start_ms == daemon_start_ms)
-        .map(|(id, body)| (id.seq, *body))
+        .map(|(id, at)| (id.seq, *at))
         .collect();
     let what = format!("{pipeline} of the daemon started at {daemon_start_ms}");
     assert!(!mine.is_empty(), "no {what} arrived");
@@ -159,15 +163,7 @@ fn check_topology(
         mine.windows(2).all(|w| w[0].0 < w[1].0),
         "{what} arrived out of order"
     );
-    let first = &mine[0].1["topologies"][0];
-    assert!(
-        first["start_snapshot"] == true && first["stop_snapshot"] == true,
-        "the first {what} is not a complete snapshot"
-    );
-    let stamps: Vec<u64> = mine
-        .iter()
-        .map(|(_, m)| m["collection_timestamp"].as_u64().expect("a timestamp"))
-        .collect();
+    let stamps: Vec<u64> = mine.iter().map(|(_, at)| *at).collect();
     let started = daemon_start_ms / 1000;
     let mut last = started;
     for &t in stamps.iter().filter(|&&t| t <= until_s) {
@@ -264,18 +260,19 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
     let (rss1, rss2, rss_sidecar) = (rss_of("daemon 1"), rss_of("daemon 2"), rss_of("sidecar"));
     let requests = receiver.all_requests();
     let accepted: Vec<&Captured> = requests.iter().filter(|r| r.accepted()).collect();
-    let intake: Vec<(BatchId, &Value)> = accepted
+    let cycles: Vec<(BatchId, u64)> = accepted
         .iter()
-        .filter_map(|r| Some((batch_id(r), r.intake_json()?)))
+        .filter(|r| r.endpoint != Endpoint::Traces && r.endpoint != Endpoint::Features)
+        .filter_map(|r| Some((batch_id(r), made_at_s(r)?)))
         .collect();
-    let starts: BTreeSet<u64> = intake.iter().map(|(id, _)| id.daemon_start_ms).collect();
+    let starts: BTreeSet<u64> = cycles.iter().map(|(id, _)| id.daemon_start_ms).collect();
     let starts: Vec<u64> = starts.into_iter().collect();
-    let topology_counts: Vec<usize> = starts
+    let process_agent_counts: Vec<usize> = starts
         .iter()
         .map(|&start| {
-            intake
+            cycles
                 .iter()
-                .filter(|(id, _)| id.pipeline == "topology" && id.daemon_start_ms == start)
+                .filter(|(id, _)| id.pipeline == "process-agent" && id.daemon_start_ms == start)
                 .count()
         })
         .collect();
@@ -283,8 +280,8 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
         "outage {} s at {SPANS_PER_S} spans/s: spans sent {sent}, arrived {} ({} distinct; \
          missing {missing}, extra {extra}, twice {twice}); max RSS daemon 1 {:.1} MB \
          ({} samples), daemon 2 {:.1} MB ({} samples), sidecar {:.1} MB (cap {:.0} MB); \
-         drained {} after recovery, every queue through after {:.1} s; topology messages per \
-         daemon {topology_counts:?}; sending at most {:.0} ms behind schedule; test wall time \
+         drained {} after recovery, every queue through after {:.1} s; process agent messages \
+         per daemon {process_agent_counts:?}; sending at most {:.0} ms behind schedule; test wall time \
          {:.0} s",
         OUTAGE.as_secs(),
         arrived.len(),
@@ -342,7 +339,7 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
         assert!(ids.insert(id), "batch {id} accepted twice");
     }
 
-    // The topology of every cycle of both daemons arrived, in order: those of the outage
+    // The messages of every cycle of both daemons arrived, in order: those of the outage
     // (over the kill) and those made since the recovery.
     assert_eq!(starts.len(), 2, "batches of {} daemons", starts.len());
     let forward_drops = drops.as_object().is_some_and(|d| {
@@ -350,9 +347,9 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
             .any(|(k, v)| k.starts_with("forward.") && v.as_u64() != Some(0))
     });
     assert!(!forward_drops, "the daemon dropped batches: {drops}");
-    for pipeline in ["topology", "processes"] {
-        check_topology(&intake, pipeline, starts[0], killed_s);
-        check_topology(&intake, pipeline, starts[1], checked_s);
+    for pipeline in ["process-agent", "metrics"] {
+        check_cycles(&cycles, pipeline, starts[0], killed_s);
+        check_cycles(&cycles, pipeline, starts[1], checked_s);
     }
 
     // Memory.

@@ -217,6 +217,7 @@ impl Collectors {
             containers,
             connections,
             relations,
+            translations,
         })
     }
 }

@@ -13,6 +13,9 @@ pub struct Snapshot {
     /// TCP and UDP connections of every process (network tracer).
     pub connections: Vec<Connection>,
     pub relations: Vec<Relation>,
+    /// The destination NAT conntrack gave for client ends of this cycle.
+    #[serde(skip)]
+    pub translations: Vec<crate::collect::network::Translation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,8 +62,11 @@ pub struct LoadAverage {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Memory {
     pub total_bytes: u64,
+    /// Total less available (what applications hold).
     pub used_bytes: u64,
     pub available_bytes: u64,
+    /// `MemFree`: neither used nor cache.
+    pub free_bytes: u64,
     pub swap_total_bytes: u64,
     pub swap_used_bytes: u64,
 }
@@ -98,8 +104,17 @@ pub struct Process {
     /// Arguments with secrets masked.
     pub cmdline: Vec<String>,
     pub user: String,
+    /// Real user id; null when it cannot be read.
+    pub uid: Option<u32>,
+    /// Working directory; null when the link cannot be read.
+    pub cwd: Option<String>,
+    /// The state letter of /proc/<pid>/stat (`R`, `S`, `D`, `Z` ...).
+    pub state: char,
     /// Percent of one CPU over the last interval (null on the first sample).
     pub cpu_pct: Option<f64>,
+    /// The same in user and in kernel mode.
+    pub cpu_user_pct: Option<f64>,
+    pub cpu_system_pct: Option<f64>,
     pub cpu_user_seconds: f64,
     pub cpu_system_seconds: f64,
     pub rss_bytes: u64,
@@ -107,6 +122,12 @@ pub struct Process {
     /// Null when /proc/<pid>/io cannot be read.
     pub read_bytes: Option<u64>,
     pub write_bytes: Option<u64>,
+    /// Over the last interval; null on the first sample.
+    pub read_bytes_per_sec: Option<f64>,
+    pub write_bytes_per_sec: Option<f64>,
+    /// Read and write system calls per second over the last interval (`syscr`, `syscw`).
+    pub read_ops_per_sec: Option<f64>,
+    pub write_ops_per_sec: Option<f64>,
     pub threads: u64,
     pub open_fds: Option<u64>,
     pub container_id: Option<String>,
@@ -238,8 +259,11 @@ pub struct PublishedPort {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ContainerTelemetry {
-    /// Percent of one CPU over the last interval; null on the first sample.
+    /// Percent of one CPU over the last interval, in all, in user and in kernel mode;
+    /// null on the first sample.
     pub cpu_pct: Option<f64>,
+    pub cpu_user_pct: Option<f64>,
+    pub cpu_system_pct: Option<f64>,
     pub cpu_usage_seconds: Option<f64>,
     pub memory_usage_bytes: Option<u64>,
     /// Null when unlimited.
@@ -249,6 +273,16 @@ pub struct ContainerTelemetry {
     pub network_tx_bytes: Option<u64>,
     pub block_read_bytes: Option<u64>,
     pub block_write_bytes: Option<u64>,
+    /// Anonymous memory and page cache.
+    pub memory_rss_bytes: Option<u64>,
+    pub memory_cache_bytes: Option<u64>,
+    /// Rates over the last interval; null on the first sample.
+    pub block_read_bytes_per_sec: Option<f64>,
+    pub block_write_bytes_per_sec: Option<f64>,
+    pub network_rx_bytes_per_sec: Option<f64>,
+    pub network_tx_bytes_per_sec: Option<f64>,
+    pub network_rx_packets_per_sec: Option<f64>,
+    pub network_tx_packets_per_sec: Option<f64>,
 }
 
 pub fn container_urn(hostname: &str, id: &str) -> String {

@@ -14,6 +14,14 @@ pub mod receiver {
     }
 }
 
+/// What the StackState receiver takes from the process agent: the messages of
+/// `<STS_PROCESS_AGENT_URL>/api/v1/collector` and `/api/v1/connections`.
+pub mod process_agent {
+    pub mod v1 {
+        tonic::include_proto!("sts.processagent.v1");
+    }
+}
+
 /// The host's default gateway, where a sidecar finds the daemon and the daemon the ECS agent.
 pub mod route;
 

@@ -15,6 +15,11 @@ pub enum Endpoint {
     Intake,
     /// `POST .../stsAgent/api/v1/collector`
     Collector,
+    /// `POST .../stsAgent/api/v1/connections`
+    Connections,
+    /// `GET .../stsAgent/features` (answered with what `Receiver::set_features` set, else
+    /// 404 as a receiver without features does)
+    Features,
     /// `POST .../stsAgent/api/v0.2/traces`
     Traces,
     /// Anything else (answered 404).
@@ -31,6 +36,8 @@ impl Endpoint {
         match (method, rest) {
             ("POST", "/intake" | "/intake/") => Self::Intake,
             ("POST", "/api/v1/collector") => Self::Collector,
+            ("POST", "/api/v1/connections") => Self::Connections,
+            ("GET", "/features") => Self::Features,
             ("POST", "/api/v0.2/traces") => Self::Traces,
             _ => Self::Unknown,
         }
@@ -44,6 +51,8 @@ impl Endpoint {
         match self {
             Self::Intake => "intake",
             Self::Collector => "collector",
+            Self::Connections => "connections",
+            Self::Features => "features",
             Self::Traces => "traces",
             Self::Unknown => "unknown",
         }
@@ -72,7 +81,10 @@ pub enum Decoded {
     /// A traces request kept as the (trace id, span id) of its spans only
     /// (`TraceDetail::IdsOnly`).
     TraceIds(Vec<(u64, u64)>),
+    /// A message on `/api/v1/collector` or `/api/v1/connections`.
     Collector(CollectorMessage),
+    /// A `GET /features` (no body).
+    Features,
     /// Not one of the endpoints (or not decoded because it was not a POST).
     Unknown,
     /// A known endpoint whose body could not be decoded (answered 400 unless a failure
@@ -222,27 +234,27 @@ mod tests {
 
     #[test]
     fn classifies_paths() {
-        assert_eq!(
-            Endpoint::classify("POST", "/stsAgent/intake/"),
-            Endpoint::Intake
-        );
-        assert_eq!(
-            Endpoint::classify("POST", "/stsAgent/intake"),
-            Endpoint::Intake
-        );
-        assert_eq!(
-            Endpoint::classify("POST", "/stsAgent/api/v1/collector"),
-            Endpoint::Collector
-        );
-        assert_eq!(
-            Endpoint::classify("POST", "/stsAgent/api/v0.2/traces"),
-            Endpoint::Traces
-        );
-        assert_eq!(
-            Endpoint::classify("GET", "/stsAgent/intake"),
-            Endpoint::Unknown
-        );
-        assert_eq!(Endpoint::classify("POST", "/intake"), Endpoint::Unknown);
+        let cases = [
+            ("POST", "/stsAgent/intake/", Endpoint::Intake),
+            ("POST", "/stsAgent/intake", Endpoint::Intake),
+            ("POST", "/stsAgent/api/v1/collector", Endpoint::Collector),
+            (
+                "POST",
+                "/stsAgent/api/v1/connections",
+                Endpoint::Connections,
+            ),
+            ("GET", "/stsAgent/features", Endpoint::Features),
+            ("POST", "/stsAgent/api/v0.2/traces", Endpoint::Traces),
+            ("GET", "/stsAgent/intake", Endpoint::Unknown),
+            ("POST", "/intake", Endpoint::Unknown),
+        ];
+        for (method, path, endpoint) in cases {
+            assert_eq!(
+                Endpoint::classify(method, path),
+                endpoint,
+                "{method} {path}"
+            );
+        }
         assert_eq!(Endpoint::parse("traces"), Some(Endpoint::Traces));
         assert_eq!(Endpoint::parse("nope"), None);
     }

@@ -85,7 +85,8 @@ pub fn decode_as(
                 Decoded::TraceIds(TracePayloadIds::decode(plain.as_slice())?.ids())
             }
         },
-        Endpoint::Collector => Decoded::Collector(collector(plain)?),
+        Endpoint::Collector | Endpoint::Connections => Decoded::Collector(collector(plain)?),
+        Endpoint::Features => Decoded::Features,
         Endpoint::Unknown => Decoded::Unknown,
     })
 }

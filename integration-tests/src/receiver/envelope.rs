@@ -20,6 +20,7 @@ pub const ENCODING_ZSTD1X_PB: u8 = 4;
 
 /// Message types the process agent family sends.
 pub const TYPE_COLLECTOR_PROC: u8 = 12;
+pub const TYPE_COLLECTOR_COMMANDS: u8 = 13;
 pub const TYPE_COLLECTOR_CONNECTIONS: u8 = 22;
 pub const TYPE_COLLECTOR_REAL_TIME: u8 = 27;
 pub const TYPE_COLLECTOR_CONTAINER: u8 = 39;

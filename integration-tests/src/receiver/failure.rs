@@ -98,6 +98,8 @@ pub enum Scope {
     All,
     Intake,
     Collector,
+    Connections,
+    Features,
     Traces,
     Unknown,
 }
@@ -107,6 +109,8 @@ impl From<Endpoint> for Scope {
         match e {
             Endpoint::Intake => Self::Intake,
             Endpoint::Collector => Self::Collector,
+            Endpoint::Connections => Self::Connections,
+            Endpoint::Features => Self::Features,
             Endpoint::Traces => Self::Traces,
             Endpoint::Unknown => Self::Unknown,
         }

@@ -4,7 +4,9 @@
 //!
 //! Endpoints under `<url>` (`http(s)://127.0.0.1:<port>/stsAgent`):
 //! - `POST /intake` and `/intake/`: JSON (gzip/deflate per Content-Encoding);
-//! - `POST /api/v1/collector`: the process agent's envelope + protobuf (see `envelope`);
+//! - `POST /api/v1/collector` and `/api/v1/connections`: the process agent's envelope +
+//!   zstd protobuf (see `envelope`, and `process_agent` for the decoded messages);
+//! - `GET /features`: what `Receiver::set_features` set, else 404;
 //! - `POST /api/v0.2/traces`: gzip'd protobuf `TracePayload` (see `proto`);
 //! - anything else is recorded as `Unknown` and answered 404; an undecodable body on a
 //!   known endpoint is recorded as `Invalid` and answered 400.
@@ -21,6 +23,7 @@ mod decode;
 pub mod envelope;
 mod error;
 mod failure;
+pub mod process_agent;
 pub mod proto;
 mod server;
 mod store;
@@ -39,6 +42,7 @@ pub use captured::{Captured, CollectorMessage, Decoded, Endpoint};
 pub use decode::{content_decode, decode, decode_as, DecodeError, TraceDetail};
 pub use error::ReceiverError;
 pub use failure::{FailureMode, FailureStep, Lasting, Scope};
+pub use process_agent::ProcessAgentMessage;
 pub use proto::{ApiTrace, Span, TracePayload, TracePayloadIds};
 pub use store::{Counters, Store, DEFAULT_MAX_REQUESTS};
 
@@ -239,6 +243,16 @@ impl Receiver {
     /// How many spans the accepted traces requests carried.
     pub fn span_count(&self) -> usize {
         self.shared.store.span_count()
+    }
+
+    /// What `GET /features` answers (a JSON object); None answers 404.
+    pub fn set_features(&self, answer: Option<Value>) {
+        self.shared.set_features(answer.map(|v| v.to_string()));
+    }
+
+    /// The decoded process agent messages of the accepted requests, oldest first.
+    pub fn process_agent_messages(&self) -> Vec<(Captured, ProcessAgentMessage)> {
+        process_agent::accepted(&self.shared.store.requests(None))
     }
 
     /// JSON bodies of the accepted intake requests.

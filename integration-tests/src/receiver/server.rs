@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub listening: watch::Sender<bool>,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
+    /// The answer of `GET /features`; None answers 404.
+    features: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -61,7 +63,19 @@ impl Shared {
             listening: watch::channel(true).0,
             tls,
             shutdown,
+            features: Mutex::new(None),
         }
+    }
+
+    pub fn set_features(&self, answer: Option<String>) {
+        *self.features.lock().unwrap_or_else(|e| e.into_inner()) = answer;
+    }
+
+    fn features(&self) -> Option<String> {
+        self.features
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Changes the schedule and wakes the accept loop.
@@ -292,6 +306,10 @@ async fn handle(
             record.decoded = decoded;
             match endpoint {
                 Endpoint::Unknown => (StatusCode::NOT_FOUND, "no such endpoint\n".to_owned()),
+                Endpoint::Features => match shared.features() {
+                    Some(answer) => (StatusCode::OK, answer),
+                    None => (StatusCode::NOT_FOUND, "no features\n".to_owned()),
+                },
                 _ => (StatusCode::OK, "{}".to_owned()),
             }
         }

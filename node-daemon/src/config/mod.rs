@@ -25,6 +25,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_APM_URL",
     "STS_SKIP_SSL_VALIDATION",
     "STS_PROCESS_AGENT_ENABLED",
+    "STS_PROCESS_AGENT_INTERVAL",
+    "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
+    "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
     "STS_APM_ENABLED",
     "STS_NETWORK_TRACING_ENABLED",
     "STS_NETWORK_MAX_CONNECTIONS",
@@ -75,6 +78,8 @@ pub struct Config {
     pub apm_url: Option<Url>,
     pub skip_ssl_validation: bool,
     pub process_agent_enabled: bool,
+    /// The process agent protocol's messages (processes, containers, connections).
+    pub process_agent: ProcessAgentConfig,
     pub apm_enabled: bool,
     pub network_tracing_enabled: bool,
     pub network: NetworkConfig,
@@ -97,6 +102,17 @@ pub struct Config {
     /// Disk queue of the forwarder; None (an empty STS_QUEUE_DIR) keeps queues in memory.
     pub queue_dir: Option<PathBuf>,
     pub queue_max_bytes: u64,
+}
+
+/// The process agent protocol's schedule and filters, with the agent's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessAgentConfig {
+    /// How often the messages go (`STS_PROCESS_AGENT_INTERVAL`, 30 s).
+    pub interval: Duration,
+    /// Processes younger than this are not reported (60 s).
+    pub short_lived_processes: Duration,
+    /// Connections seen for less than this are not reported (60 s).
+    pub short_lived_connections: Duration,
 }
 
 /// The network tracer (`STS_NETWORK_*`).
@@ -205,6 +221,23 @@ impl Config {
             sts_url,
             skip_ssl_validation: get.or("STS_SKIP_SSL_VALIDATION", false, parse::boolean)?,
             process_agent_enabled: get.or("STS_PROCESS_AGENT_ENABLED", true, parse::boolean)?,
+            process_agent: ProcessAgentConfig {
+                interval: get.or(
+                    "STS_PROCESS_AGENT_INTERVAL",
+                    Duration::from_secs(30),
+                    parse::seconds,
+                )?,
+                short_lived_processes: get.or(
+                    "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
+                    Duration::from_secs(60),
+                    parse::seconds_or_zero,
+                )?,
+                short_lived_connections: get.or(
+                    "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
+                    Duration::from_secs(60),
+                    parse::seconds_or_zero,
+                )?,
+            },
             apm_enabled: get.or("STS_APM_ENABLED", true, parse::boolean)?,
             network_tracing_enabled: get.or("STS_NETWORK_TRACING_ENABLED", true, parse::boolean)?,
             network: NetworkConfig {
@@ -309,7 +342,8 @@ impl Config {
         let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let entries: [(&str, String); 29] = [
+        let secs = |d: Duration| format!("{}s", d.as_secs_f64());
+        let entries: [(&str, String); 32] = [
             (
                 "STS_API_KEY",
                 self.api_key
@@ -326,6 +360,18 @@ impl Config {
             (
                 "STS_PROCESS_AGENT_ENABLED",
                 self.process_agent_enabled.to_string(),
+            ),
+            (
+                "STS_PROCESS_AGENT_INTERVAL",
+                secs(self.process_agent.interval),
+            ),
+            (
+                "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
+                secs(self.process_agent.short_lived_processes),
+            ),
+            (
+                "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
+                secs(self.process_agent.short_lived_connections),
             ),
             ("STS_APM_ENABLED", self.apm_enabled.to_string()),
             (
@@ -380,10 +426,7 @@ impl Config {
             ),
             ("STS_LOG_LEVEL", self.log_level.clone()),
             ("STS_GRPC_ADDR", self.grpc_addr.to_string()),
-            (
-                "STS_COLLECTION_INTERVAL",
-                format!("{}s", self.collection_interval.as_secs_f64()),
-            ),
+            ("STS_COLLECTION_INTERVAL", secs(self.collection_interval)),
             ("STS_CGROUP_ROOT", self.cgroup_root.display().to_string()),
             ("STS_ECS_AGENT_URL", url(&self.ecs_agent_url)),
             (

@@ -68,6 +68,14 @@ pub fn seconds(raw: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(value))
 }
 
+/// Seconds from 0 (the filter off) to a day.
+pub fn seconds_or_zero(raw: &str) -> Result<std::time::Duration, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(0.0) => Ok(std::time::Duration::ZERO),
+        _ => seconds(raw).map_err(|_| "must be from 0 to 86400 seconds".to_string()),
+    }
+}
+
 /// A list given either as a JSON array of strings or as comma-separated items.
 /// Empty items are ignored, so a trailing comma is harmless.
 pub fn list(raw: &str) -> Result<Vec<String>, String> {

@@ -89,6 +89,22 @@ impl Batch {
     }
 }
 
+/// Queues `batches` on `disk` in order, one record each, with one sync for all; each
+/// batch's outcome.
+pub fn push_batches(
+    disk: &mut super::queue::DiskQueue,
+    batches: &[Batch],
+) -> Vec<Result<(), super::queue::QueueError>> {
+    let heads: Vec<Vec<u8>> = batches.iter().map(Batch::record_head).collect();
+    let records: Vec<[&[u8]; 2]> = heads
+        .iter()
+        .zip(batches)
+        .map(|(head, b)| [head.as_slice(), &b.body[..]])
+        .collect();
+    let parts: Vec<&[&[u8]]> = records.iter().map(|r| &r[..]).collect();
+    disk.push_many(&parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

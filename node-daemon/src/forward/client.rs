@@ -85,8 +85,38 @@ impl ReceiverClient {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<(), SendError> {
+        self.exchange(Request::post(url.as_str()), url, headers, body, 0)
+            .await
+            .map(drop)
+    }
+
+    /// A GET whose answer's body is kept up to `max_body` bytes.
+    pub async fn get(
+        &self,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        max_body: usize,
+    ) -> Result<Bytes, SendError> {
+        self.exchange(
+            Request::get(url.as_str()),
+            url,
+            headers,
+            Bytes::new(),
+            max_body,
+        )
+        .await
+    }
+
+    /// Sends the request; a success answers with the first `max_body` bytes of the body.
+    async fn exchange(
+        &self,
+        mut request: hyper::http::request::Builder,
+        url: &url::Url,
+        headers: &[(&str, String)],
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<Bytes, SendError> {
         let shown = redact_url(url);
-        let mut request = Request::post(url.as_str());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -110,19 +140,11 @@ impl ReceiverClient {
             };
         let status = response.status();
         if status.is_success() {
-            // Drain the answer so the connection can be reused.
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect()).await;
-            return Ok(());
+            let body = read_body(response.into_body(), REQUEST_TIMEOUT, max_body).await;
+            return Ok(body);
         }
-        let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)])
-            .trim()
-            .to_string();
+        let body = read_body(response.into_body(), Duration::from_secs(5), MAX_ERROR_BODY).await;
+        let text = String::from_utf8_lossy(&body).trim().to_string();
         let message = format!("{shown}: HTTP {status}: {text}");
         let code = status.as_u16();
         if code == 408 || code == 429 || status.is_server_error() {
@@ -133,8 +155,23 @@ impl ReceiverClient {
     }
 }
 
-/// STS_SKIP_SSL_VALIDATION=true: accept any certificate, still checking signatures of the
-/// handshake itself.
+/// At most `max` bytes of a body (the rest is read and dropped, so the connection can be
+/// reused); empty when it does not arrive within `within`.
+async fn read_body(mut body: hyper::body::Incoming, within: Duration, max: usize) -> Bytes {
+    let mut kept = Vec::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Ok(data) = frame.into_data() {
+                let room = max.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, read).await;
+    Bytes::from(kept)
+}
+
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
 

@@ -8,12 +8,12 @@ use serde::ser::{SerializeTuple, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::join::CONNECTS_TO;
-use crate::model::{Container, Host, Process, Snapshot};
+use crate::model::{Container, Snapshot};
 
-/// The integration instance that owns what the daemon reports, per topology pipeline.
-pub const TOPOLOGY_INSTANCE: &str = "ecs-node";
-pub const PROCESS_INSTANCE: &str = "ecs-processes";
+/// The integration instance of the ECS topology: one per cluster (its url), shared by
+/// every host's daemon, and sent without snapshots so that no host's message deletes
+/// what another host reported.
+pub const TOPOLOGY_INSTANCE: &str = "ecs";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -58,14 +58,19 @@ pub struct Elements {
     pub relations: Vec<Link>,
 }
 
-/// One intake message around a topology update. `full` marks a complete snapshot (the
-/// receiver deletes whatever the instance sent before and is missing from it).
+impl Elements {
+    pub fn is_empty(&self) -> bool {
+        self.components.is_empty() && self.relations.is_empty()
+    }
+}
+
+/// One intake message with a topology update of the instance `(TOPOLOGY_INSTANCE, url)`:
+/// never a snapshot, so the receiver deletes only `delete_ids`.
 pub fn topology_message(
     hostname: &str,
-    instance: &str,
+    url: &str,
     update: &Elements,
     delete_ids: &[String],
-    full: bool,
     now_s: u64,
 ) -> Value {
     json!({
@@ -76,9 +81,9 @@ pub fn topology_message(
         "service_checks": [],
         "health": [],
         "topologies": [{
-            "start_snapshot": full,
-            "stop_snapshot": full,
-            "instance": {"type": instance, "url": hostname},
+            "start_snapshot": false,
+            "stop_snapshot": false,
+            "instance": {"type": TOPOLOGY_INSTANCE, "url": url},
             "components": update.components.iter().map(Component::to_json).collect::<Vec<_>>(),
             "relations": update.relations.iter().map(Link::to_json).collect::<Vec<_>>(),
             "delete_ids": delete_ids,
@@ -168,36 +173,31 @@ pub fn health_message(hostname: &str, healthy: bool, message: &str, now_s: u64) 
     })
 }
 
-/// Host, ECS cluster and tasks, and containers, with their relations.
-pub fn node_elements(snapshot: &Snapshot) -> Elements {
-    let host = &snapshot.host;
-    let mut e = Elements::default();
-    e.components.push(host_component(host));
-    let cluster = host.ecs.as_ref().and_then(|ecs| ecs.cluster.clone());
-    if let Some(cluster) = &cluster {
-        e.components.push(Component {
-            external_id: cluster_id(cluster),
-            type_name: "ecs-cluster",
-            data: json!({"name": cluster, "layer": "ECS Clusters", "domain": "ECS"}),
-        });
-        e.relations
-            .push(link(&host.urn, &cluster_id(cluster), "member-of"));
-    }
+/// The ECS cluster of this host and the tasks on it, with their relations (tasks are
+/// part of the cluster, containers part of their task). None off ECS. The host, its
+/// processes and containers go by the process agent protocol.
+pub fn ecs_elements(snapshot: &Snapshot) -> Option<(String, Elements)> {
+    let host_cluster = snapshot.host.ecs.as_ref().and_then(|e| e.cluster.clone());
     let mut tasks: BTreeMap<&str, &Container> = BTreeMap::new();
+    let mut e = Elements::default();
     for c in &snapshot.containers {
-        e.components.push(container_component(c));
-        e.relations.push(link(&c.urn, &host.urn, "runs-on"));
         if let Some(ecs) = &c.info.ecs {
             e.relations.push(link(&c.urn, &ecs.task_arn, "part-of"));
             tasks.entry(ecs.task_arn.as_str()).or_insert(c);
         }
     }
+    let cluster = host_cluster.or_else(|| {
+        tasks
+            .values()
+            .find_map(|c| c.info.ecs.as_ref()?.cluster.clone())
+    })?;
+    e.components.push(Component {
+        external_id: cluster_id(&cluster),
+        type_name: "ecs-cluster",
+        data: json!({"name": cluster_name(&cluster), "arn": cluster.starts_with("arn:").then_some(&cluster), "layer": "ECS Clusters", "domain": "ECS"}),
+    });
     for (arn, c) in tasks {
-        let ecs = c
-            .info
-            .ecs
-            .as_ref()
-            .expect("only ECS containers are in tasks");
+        let Some(ecs) = &c.info.ecs else { continue };
         e.components.push(Component {
             external_id: arn.to_string(),
             type_name: "ecs-task",
@@ -205,30 +205,15 @@ pub fn node_elements(snapshot: &Snapshot) -> Elements {
                 "name": format!("{}:{}", ecs.family.as_deref().unwrap_or("?"), ecs.revision.as_deref().unwrap_or("?")),
                 "family": ecs.family, "revision": ecs.revision, "cluster": ecs.cluster,
                 "desiredStatus": ecs.task_desired_status, "knownStatus": ecs.task_known_status,
+                "host": snapshot.host.hostname,
                 "layer": "ECS Tasks", "domain": "ECS",
             }),
         });
-        if let Some(task_cluster) = ecs.cluster.as_ref().or(cluster.as_ref()) {
-            e.relations
-                .push(link(arn, &cluster_id(task_cluster), "part-of"));
-        }
+        let task_cluster = ecs.cluster.as_deref().unwrap_or(&cluster);
+        e.relations
+            .push(link(arn, &cluster_id(task_cluster), "part-of"));
     }
-    e
-}
-
-/// Processes and what they run in and on, plus the `connects-to` relations between
-/// processes and between containers (their traffic goes as metrics: [`snapshot_metrics`]).
-pub fn process_elements(snapshot: &Snapshot) -> Elements {
-    let mut e = Elements::default();
-    for p in &snapshot.processes {
-        e.components.push(process_component(p));
-    }
-    for r in &snapshot.relations {
-        if r.source.starts_with("urn:process:") || r.kind == CONNECTS_TO {
-            e.relations.push(link(&r.source, &r.target, r.kind));
-        }
-    }
-    e
+    Some((cluster, e))
 }
 
 fn cluster_id(cluster: &str) -> String {
@@ -239,6 +224,11 @@ fn cluster_id(cluster: &str) -> String {
     }
 }
 
+/// `arn:aws:ecs:<region>:<account>:cluster/<name>` or a bare name: the name.
+pub fn cluster_name(cluster: &str) -> &str {
+    cluster.rsplit('/').next().unwrap_or(cluster)
+}
+
 fn link(source: &str, target: &str, kind: &str) -> Link {
     Link {
         source: source.to_string(),
@@ -247,55 +237,10 @@ fn link(source: &str, target: &str, kind: &str) -> Link {
     }
 }
 
-fn host_component(host: &Host) -> Component {
-    let instance = host.ecs.as_ref().and_then(|e| e.instance.as_ref());
-    let identifiers: Vec<String> = instance
-        .map(|i| format!("urn:host:/{}", i.instance_id))
-        .into_iter()
-        .collect();
-    Component {
-        external_id: host.urn.clone(),
-        type_name: "host",
-        data: json!({
-            "name": host.hostname, "os": host.os, "kernel": host.kernel, "cpuCount": host.cpu_count,
-            "memoryBytes": host.memory_total_bytes, "bootTimeMs": host.boot_time_ms,
-            "identifiers": identifiers,
-            "ec2": instance,
-            "layer": "Machines", "domain": "ECS",
-        }),
-    }
-}
+const MB: f64 = 1024.0 * 1024.0;
 
-fn container_component(c: &Container) -> Component {
-    let i = &c.info;
-    Component {
-        external_id: c.urn.clone(),
-        type_name: "container",
-        data: json!({
-            "name": i.name, "containerId": i.id, "image": i.image, "imageId": i.image_id,
-            "state": i.state, "created": i.created, "labels": i.labels,
-            "networkMode": i.network_mode, "ipAddresses": i.ip_addresses, "ports": i.ports,
-            "ecs": i.ecs, "role": i.role,
-            "identifiers": [format!("urn:container:/{}", i.id)],
-            "layer": "Containers", "domain": "ECS",
-        }),
-    }
-}
-
-fn process_component(p: &Process) -> Component {
-    Component {
-        external_id: p.urn.clone(),
-        type_name: "process",
-        data: json!({
-            "name": p.name, "pid": p.pid, "ppid": p.ppid, "createTime": p.create_time_ms,
-            "exe": p.exe, "command": {"args": p.cmdline}, "user": p.user,
-            "containerId": p.container_id, "ecsTaskArn": p.ecs_task_arn,
-            "layer": "Processes", "domain": "ECS",
-        }),
-    }
-}
-
-/// Gauges for the host, processes, containers and connections.
+/// Gauges for the host (the core agent's names and units) and the containers (as the
+/// process agent names them, tagged `containerId:<id>`).
 pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
     let host = &snapshot.host;
     let h = host.hostname.as_str();
@@ -318,9 +263,26 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
     gauge("system.load.1", t.load.load1, none());
     gauge("system.load.5", t.load.load5, none());
     gauge("system.load.15", t.load.load15, none());
-    gauge("system.mem.used", t.memory.used_bytes as f64, none());
-    gauge("system.mem.usable", t.memory.available_bytes as f64, none());
-    gauge("system.swap.used", t.memory.swap_used_bytes as f64, none());
+    let m = &t.memory;
+    let mb = |bytes: u64| bytes as f64 / MB;
+    let memory = [
+        ("system.mem.total", m.total_bytes),
+        (
+            "system.mem.used",
+            m.total_bytes.saturating_sub(m.free_bytes),
+        ),
+        ("system.mem.free", m.free_bytes),
+        ("system.mem.usable", m.available_bytes),
+        ("system.swap.total", m.swap_total_bytes),
+        ("system.swap.used", m.swap_used_bytes),
+        (
+            "system.swap.free",
+            m.swap_total_bytes.saturating_sub(m.swap_used_bytes),
+        ),
+    ];
+    for (name, bytes) in memory {
+        gauge(name, mb(bytes), none());
+    }
     for n in &t.network {
         let tags: Rc<[String]> = Rc::new([format!("device:{}", n.interface)]);
         gauge(
@@ -347,77 +309,24 @@ pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
             tags,
         );
     }
-    for p in &snapshot.processes {
-        let tags: Rc<[String]> = Rc::new([
-            p.urn.clone(),
-            format!("pid:{}", p.pid),
-            format!("process_name:{}", p.name),
-        ]);
-        gauge("process.cpu.pct", p.cpu_pct.unwrap_or(0.0), tags.clone());
-        gauge("process.mem.rss", p.rss_bytes as f64, tags.clone());
-        gauge("process.threads", p.threads as f64, tags.clone());
-        if let Some(fds) = p.open_fds {
-            gauge("process.open_fds", fds as f64, tags.clone());
-        }
-        if let (Some(r), Some(w)) = (p.read_bytes, p.write_bytes) {
-            gauge("process.io.read_bytes", r as f64, tags.clone());
-            gauge("process.io.write_bytes", w as f64, tags);
-        }
-    }
-    // The traffic of each `connects-to` relation, seen from its client, tagged with the
-    // relation's external id and both ends.
-    for r in &snapshot.relations {
-        let Some(traffic) = &r.traffic else { continue };
-        let tags: Rc<[String]> = Rc::new([
-            format!("relation:{}->{}", r.source, r.target),
-            format!("source:{}", r.source),
-            format!("target:{}", r.target),
-        ]);
-        gauge("connection.count", traffic.connections as f64, tags.clone());
-        let values = [
-            (
-                "connection.bytes_sent",
-                traffic.bytes_sent.map(|v| v as f64),
-            ),
-            (
-                "connection.bytes_received",
-                traffic.bytes_received.map(|v| v as f64),
-            ),
-            ("connection.bytes_sent_per_sec", traffic.bytes_sent_per_sec),
-            (
-                "connection.bytes_received_per_sec",
-                traffic.bytes_received_per_sec,
-            ),
-        ];
-        for (name, value) in values {
-            if let Some(v) = value {
-                gauge(name, v, tags.clone());
-            }
-        }
-    }
     for c in &snapshot.containers {
         let Some(ct) = &c.telemetry else { continue };
-        let mut tags = vec![c.urn.clone(), format!("container_name:{}", c.info.name)];
-        if let Some(ecs) = &c.info.ecs {
-            tags.push(format!("task_arn:{}", ecs.task_arn));
-        }
-        let tags: Rc<[String]> = tags.into();
-        let pairs = [
-            ("container.cpu.pct", ct.cpu_pct),
-            (
-                "container.mem.usage",
-                ct.memory_usage_bytes.map(|v| v as f64),
-            ),
-            (
-                "container.mem.limit",
-                ct.memory_limit_bytes.map(|v| v as f64),
-            ),
-            ("container.net.rcvd", ct.network_rx_bytes.map(|v| v as f64)),
-            ("container.net.sent", ct.network_tx_bytes.map(|v| v as f64)),
-            ("container.io.read", ct.block_read_bytes.map(|v| v as f64)),
-            ("container.io.write", ct.block_write_bytes.map(|v| v as f64)),
+        let tags: Rc<[String]> = Rc::new([format!("containerId:{}", c.info.id)]);
+        let bytes = |v: Option<u64>| v.map(|v| v as f64);
+        let values = [
+            ("rbps", ct.block_read_bytes_per_sec),
+            ("wbps", ct.block_write_bytes_per_sec),
+            ("netRcvdPs", ct.network_rx_packets_per_sec),
+            ("netSentPs", ct.network_tx_packets_per_sec),
+            ("netRcvdBps", ct.network_rx_bytes_per_sec),
+            ("netSentBps", ct.network_tx_bytes_per_sec),
+            ("userPct", ct.cpu_user_pct),
+            ("systemPct", ct.cpu_system_pct),
+            ("totalPct", ct.cpu_pct),
+            ("memRss", bytes(ct.memory_rss_bytes)),
+            ("memCache", bytes(ct.memory_cache_bytes)),
         ];
-        for (name, value) in pairs {
+        for (name, value) in values {
             if let Some(v) = value {
                 gauge(name, v, tags.clone());
             }

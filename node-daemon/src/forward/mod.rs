@@ -1,12 +1,14 @@
-//! Forwarding to the StackState receiver: five pipelines (topology, processes, metrics,
-//! traces, health), each a [`Sink`] with its own queue (on disk under `STS_QUEUE_DIR`)
-//! and sender. Choices where the public facts leave one are listed in the README.
+//! Forwarding to the StackState receiver: five pipelines (topology, process-agent,
+//! metrics, traces, health), each a [`Sink`] with its own queue (on disk under
+//! `STS_QUEUE_DIR`) and sender. Choices where the public facts leave one are listed in the
+//! README.
 
 pub mod batch;
 pub mod client;
 pub mod diff;
 pub mod gzip;
 pub mod intake;
+pub mod process_agent;
 pub mod queue;
 pub mod sink;
 pub mod traces;
@@ -27,10 +29,11 @@ use crate::traces::CorrelatedSpan;
 use batch::{Batch, RelayBatch};
 use client::ReceiverClient;
 use diff::TopologyDiff;
+use process_agent::{Features, Outgoing, ProcessAgent};
 use queue::DiskQueue;
 pub use sink::Sink;
 
-/// A complete topology snapshot every this many cycles; changes only in between.
+/// All of the ECS topology again every this many cycles; changes only in between.
 const FULL_SNAPSHOT_EVERY: u64 = 6;
 /// Memory queue per pipeline when no disk queue is configured.
 const MEMORY_CAP: usize = 32 << 20;
@@ -41,6 +44,8 @@ pub enum ForwardError {
     Client(#[from] client::ClientError),
     #[error("STS_QUEUE_DIR: cannot use {path}: {reason}")]
     Queue { path: String, reason: String },
+    #[error("process agent messages: {0}")]
+    ProcessAgent(#[from] process_agent::CompressError),
 }
 
 /// A running forwarder and its tasks (one sender per pipeline).
@@ -53,17 +58,21 @@ pub enum Auth {
     Query,
     /// `DD-Api-Key` header, as the trace agent sends.
     Header,
+    /// `sts-api-key` header, as the process agent sends.
+    StsHeader,
 }
 
 pub struct Forwarder {
     hostname: String,
     pub topology: Sink,
-    pub processes: Sink,
+    pub process_agent: Sink,
     pub metrics: Sink,
     pub traces: Sink,
     pub health: Sink,
-    node_diff: Mutex<TopologyDiff>,
-    process_diff: Mutex<TopologyDiff>,
+    ecs_diff: Mutex<TopologyDiff>,
+    /// None with `STS_PROCESS_AGENT_ENABLED=false`: no process agent messages at all.
+    agent: Option<Mutex<ProcessAgent>>,
+    collection_interval: Duration,
     /// Kept from batch to batch (a batch finding it busy gets one of its own).
     trace_encoder: Mutex<traces::Encoder>,
     /// The sidecar batches whose spans were in the traces queue when it was opened.
@@ -127,18 +136,29 @@ impl Forwarder {
             };
             Ok(Sink::new(name, MEMORY_CAP, disk))
         };
+        if let Some(dir) = &config.queue_dir {
+            remove_obsolete_queue(&dir.join("processes"));
+        }
         let traces = open("traces", 2)?;
+        let features = Features::default();
         // Before the sender can take any of them away.
         let relay_batches_queued = Mutex::new(traces.relay_batches());
         let forwarder = Arc::new(Self {
             hostname: hostname.to_string(),
             topology: open("topology", 8)?,
-            processes: open("processes", 8)?,
+            process_agent: open("process-agent", 8)?,
             metrics: open("metrics", 8)?,
             traces,
             health: open("health", 8)?,
-            node_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
-            process_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            ecs_diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
+            agent: match config.process_agent_enabled {
+                true => Some(Mutex::new(ProcessAgent::new(
+                    config.process_agent.into(),
+                    features.clone(),
+                )?)),
+                false => None,
+            },
+            collection_interval: config.collection_interval,
             trace_encoder: Mutex::default(),
             relay_batches_queued,
             sequence: AtomicU64::new(0),
@@ -156,20 +176,32 @@ impl Forwarder {
                     .run(client.clone(), base, key.clone(), auth, stop.clone()),
             )
         };
-        let tasks = vec![
+        let mut tasks = vec![
             spawn(&forwarder.topology, sts_url.clone(), Auth::Query),
-            spawn(&forwarder.processes, process_url, Auth::Query),
+            spawn(
+                &forwarder.process_agent,
+                process_url.clone(),
+                Auth::StsHeader,
+            ),
             spawn(&forwarder.metrics, sts_url.clone(), Auth::Query),
             spawn(&forwarder.traces, apm_url, Auth::Header),
             spawn(&forwarder.health, sts_url, Auth::Query),
         ];
+        if config.process_agent_enabled {
+            tasks.push(tokio::spawn(features.follow(
+                client.clone(),
+                process_url,
+                key.clone(),
+                stop.clone(),
+            )));
+        }
         Ok(Some((forwarder, tasks)))
     }
 
     pub fn sinks(&self) -> [&Sink; 5] {
         [
             &self.topology,
-            &self.processes,
+            &self.process_agent,
             &self.metrics,
             &self.traces,
             &self.health,
@@ -180,6 +212,15 @@ impl Forwarder {
     /// A failing receiver makes the sink `unavailable`, not the daemon unhealthy: a
     /// restart would not bring the receiver back.
     pub fn report(&self, registry: &crate::status::Registry) {
+        let counts = self
+            .agent
+            .as_ref()
+            .map(|a| lock(a).counts())
+            .unwrap_or_default();
+        registry.set_drops(
+            "process_agent.connections_untracked",
+            counts.untracked_total,
+        );
         for sink in self.sinks() {
             let name = status_name(sink.name);
             let s = &sink.stats;
@@ -198,22 +239,26 @@ impl Forwarder {
                 );
                 continue;
             }
+            let mut values = vec![
+                ("sent_batches", s.sent_batches.load(Ordering::Relaxed)),
+                ("sent_bytes", s.sent_bytes.load(Ordering::Relaxed)),
+                ("sent_spans", s.sent_spans.load(Ordering::Relaxed)),
+                ("retries", s.retries.load(Ordering::Relaxed)),
+                (
+                    "rejected_batches",
+                    s.rejected_batches.load(Ordering::Relaxed),
+                ),
+                ("queued_batches", queued),
+            ];
+            if sink.name == self.process_agent.name {
+                values.extend(process_agent::status_values(&counts));
+            }
             // The sink's last run is the last batch the receiver took.
             registry.record_at(
                 name,
                 s.last_sent_unix_ms.load(Ordering::Relaxed),
                 Duration::from_micros(s.last_send_us.load(Ordering::Relaxed)),
-                Ok(vec![
-                    ("sent_batches", s.sent_batches.load(Ordering::Relaxed)),
-                    ("sent_bytes", s.sent_bytes.load(Ordering::Relaxed)),
-                    ("sent_spans", s.sent_spans.load(Ordering::Relaxed)),
-                    ("retries", s.retries.load(Ordering::Relaxed)),
-                    (
-                        "rejected_batches",
-                        s.rejected_batches.load(Ordering::Relaxed),
-                    ),
-                    ("queued_batches", queued),
-                ]),
+                Ok(values),
             );
         }
     }
@@ -246,30 +291,22 @@ impl Forwarder {
     pub fn submit_snapshot(&self, snapshot: &Snapshot, healthy: bool, health_message: &str) {
         let now = now_s();
         let h = &self.hostname;
-        let node = lock(&self.node_diff).update(intake::node_elements(snapshot));
-        self.intake(
-            &self.topology,
-            &intake::topology_message(
-                h,
-                intake::TOPOLOGY_INSTANCE,
-                &node.elements,
-                &node.delete_ids,
-                node.full,
-                now,
-            ),
-        );
-        let processes = lock(&self.process_diff).update(intake::process_elements(snapshot));
-        self.intake(
-            &self.processes,
-            &intake::topology_message(
-                h,
-                intake::PROCESS_INSTANCE,
-                &processes.elements,
-                &processes.delete_ids,
-                processes.full,
-                now,
-            ),
-        );
+        if let Some((cluster, elements)) = intake::ecs_elements(snapshot) {
+            let update = lock(&self.ecs_diff).update(elements);
+            if update.full || !update.elements.is_empty() || !update.delete_ids.is_empty() {
+                self.intake(
+                    &self.topology,
+                    &intake::topology_message(
+                        h,
+                        &cluster,
+                        &update.elements,
+                        &update.delete_ids,
+                        now,
+                    ),
+                );
+            }
+        }
+        self.submit_process_agent(snapshot);
         self.intake(
             &self.metrics,
             &intake::metrics_message(h, &intake::snapshot_metrics(snapshot, now), now),
@@ -278,6 +315,35 @@ impl Forwarder {
             &self.health,
             &intake::health_message(h, healthy, health_message, now),
         );
+    }
+
+    /// The process agent's messages of this cycle, when they are due.
+    fn submit_process_agent(&self, snapshot: &Snapshot) {
+        let Some(agent) = &self.agent else { return };
+        let now_ms = crate::status::unix_ms_now().max(0) as u64;
+        let messages = lock(agent).cycle(snapshot, now_ms, self.collection_interval);
+        match messages {
+            Ok(messages) => {
+                let batches = messages
+                    .into_iter()
+                    .map(|m| self.process_agent_batch(m))
+                    .collect();
+                self.process_agent.submit_all(batches);
+            }
+            Err(e) => tracing::warn!("process agent messages not made: {e}"),
+        }
+    }
+
+    fn process_agent_batch(&self, m: Outgoing) -> Batch {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        Batch {
+            id: format!("{}/process-agent/{}/{seq}", self.hostname, self.started_ms),
+            path: m.path.to_string(),
+            headers: process_agent::headers(&self.hostname),
+            spans: 0,
+            relay: None,
+            body: Bytes::from(m.body),
+        }
     }
 
     /// The correlated spans of the sidecar batch `from`, queued (on disk with
@@ -341,7 +407,7 @@ impl Forwarder {
 /// The status names of the pipelines.
 pub const STATUS_NAMES: [&str; 5] = [
     "forward.topology",
-    "forward.processes",
+    "forward.process-agent",
     "forward.metrics",
     "forward.traces",
     "forward.health",
@@ -372,6 +438,22 @@ pub fn authorize(
             url.query_pairs_mut().append_pair("api_key", key.expose());
         }
         Auth::Header => headers.push(("DD-Api-Key", key.expose().to_string())),
+        Auth::StsHeader => headers.push(("sts-api-key", key.expose().to_string())),
+    }
+}
+
+/// The `processes` queue of the intake topology the process agent protocol replaced:
+/// what it holds would go to an instance the receiver no longer hears from.
+fn remove_obsolete_queue(dir: &std::path::Path) {
+    if !dir.exists() {
+        return;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => tracing::info!(
+            "removed {}: processes now go by the process agent protocol",
+            dir.display()
+        ),
+        Err(e) => tracing::warn!("cannot remove the obsolete queue {}: {e}", dir.display()),
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 use url::Url;
 
-use super::batch::{Batch, RelayBatch};
+use super::batch::{push_batches, Batch, RelayBatch};
 use super::client::{ReceiverClient, SendError};
 use super::queue::{DiskQueue, RecordId};
 use super::{authorize, Auth};
@@ -112,31 +112,44 @@ impl Sink {
 
     /// Queues a batch; never waits for the network.
     pub fn submit(&self, batch: Batch) {
+        self.submit_all(vec![batch]);
+    }
+
+    /// Queues batches in order (on disk with one sync for all); never waits for the
+    /// network.
+    pub fn submit_all(&self, batches: Vec<Batch>) {
+        if batches.is_empty() {
+            return;
+        }
         let mut store = self.store();
         match &mut *store {
             Store::Disk(disk) => {
-                if let Err(e) = disk.push_parts(&[&batch.record_head(), &batch.body]) {
-                    warn!(
-                        sink = self.name,
-                        "cannot queue a batch on disk: {e}; dropped"
-                    );
-                    self.count_drop(&batch);
+                for (outcome, batch) in push_batches(disk, &batches).into_iter().zip(&batches) {
+                    if let Err(e) = outcome {
+                        warn!(
+                            sink = self.name,
+                            "cannot queue a batch on disk: {e}; dropped"
+                        );
+                        self.count_drop(batch);
+                    }
                 }
             }
             Store::Memory {
-                batches,
+                batches: queued,
                 bytes,
                 cap,
             } => {
-                while *bytes + batch.len() > *cap {
-                    let Some(old) = batches.pop_front() else {
-                        break;
-                    };
-                    *bytes -= old.len();
-                    self.count_drop(&old);
+                for batch in batches {
+                    while *bytes + batch.len() > *cap {
+                        let Some(old) = queued.pop_front() else {
+                            break;
+                        };
+                        *bytes -= old.len();
+                        self.count_drop(&old);
+                    }
+                    *bytes += batch.len();
+                    queued.push_back(batch);
                 }
-                *bytes += batch.len();
-                batches.push_back(batch);
             }
         }
         drop(store);

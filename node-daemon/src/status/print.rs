@@ -185,7 +185,7 @@ mod tests {
                     detail: String::new(),
                 },
                 CollectorStatus {
-                    name: "forward.processes".into(),
+                    name: "forward.process-agent".into(),
                     state: "ok".into(),
                     ..CollectorStatus::default()
                 },
@@ -215,15 +215,15 @@ mod tests {
         );
         // Names in one column as wide as the longest; details under the state.
         assert!(
-            text.contains("\n  processes         failed    last run"),
+            text.contains("\n  processes             failed    last run"),
             "{text}"
         );
         assert!(
-            text.contains("\n  forward.processes ok        never run"),
+            text.contains("\n  forward.process-agent ok        never run"),
             "{text}"
         );
         assert!(
-            text.contains("\n                    error: cannot list /proc"),
+            text.contains("\n                        error: cannot list /proc"),
             "{text}"
         );
         assert!(text.contains("reported=7"));

@@ -5,13 +5,22 @@ use std::path::{Path, PathBuf};
 
 use crate::collect::proc_files::FileReader;
 
+/// cgroup v1 `cpuacct.stat` counts in USER_HZ ticks, which Linux fixes at 100 a second.
+const NS_PER_V1_TICK: u64 = 10_000_000;
+
 /// A memory limit at or above this is "no limit" (cgroup v1 writes a huge number).
 const UNLIMITED: u64 = 1 << 60;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupStats {
     pub cpu_usage_ns: Option<u64>,
+    /// CPU time in user and in kernel mode (v1 counts it in 10 ms ticks).
+    pub cpu_user_ns: Option<u64>,
+    pub cpu_system_ns: Option<u64>,
     pub memory_usage_bytes: Option<u64>,
+    /// Anonymous memory and page cache (`memory.stat`: v2 `anon`/`file`, v1 `rss`/`cache`).
+    pub memory_rss_bytes: Option<u64>,
+    pub memory_cache_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
     pub block_read_bytes: Option<u64>,
     pub block_write_bytes: Option<u64>,
@@ -123,6 +132,16 @@ impl CgroupReader {
                 .filter(|l| *l < UNLIMITED),
             ..CgroupStats::default()
         };
+        if let Some(text) = cpu.and_then(|d| self.read_text(&d.join("cpuacct.stat"))) {
+            let ticks = |key| keyed(&text, key).map(|t| t * NS_PER_V1_TICK);
+            stats.cpu_user_ns = ticks("user");
+            stats.cpu_system_ns = ticks("system");
+        }
+        if let Some(text) = memory.and_then(|d| self.read_text(&d.join("memory.stat"))) {
+            stats.memory_rss_bytes = keyed(&text, "total_rss").or_else(|| keyed(&text, "rss"));
+            stats.memory_cache_bytes =
+                keyed(&text, "total_cache").or_else(|| keyed(&text, "cache"));
+        }
         if let Some(dir) = blkio {
             let text = [
                 "blkio.throttle.io_service_bytes_recursive",
@@ -144,13 +163,17 @@ impl CgroupReader {
         stats
     }
 
-    fn read_v2(&mut self, dir: &Path) -> CgroupStats {
-        let cpu_usage_ns = self
-            .reader
-            .read_str(&dir.join("cpu.stat").to_string_lossy())
+    fn read_text(&mut self, path: &Path) -> Option<String> {
+        self.reader
+            .read_str(&path.to_string_lossy())
             .ok()
-            .and_then(keyed_usage_usec)
-            .map(|usec| usec * 1000);
+            .map(String::from)
+    }
+
+    fn read_v2(&mut self, dir: &Path) -> CgroupStats {
+        let cpu = self.read_text(&dir.join("cpu.stat")).unwrap_or_default();
+        let cpu_ns = |key| keyed(&cpu, key).map(|usec| usec * 1000);
+        let memory = self.read_text(&dir.join("memory.stat")).unwrap_or_default();
         let memory_limit_bytes = self
             .reader
             .read_str(&dir.join("memory.max").to_string_lossy())
@@ -162,8 +185,12 @@ impl CgroupReader {
             .ok()
             .map(parse_io_v2);
         CgroupStats {
-            cpu_usage_ns,
+            cpu_usage_ns: cpu_ns("usage_usec"),
+            cpu_user_ns: cpu_ns("user_usec"),
+            cpu_system_ns: cpu_ns("system_usec"),
             memory_usage_bytes: self.read_u64(&dir.join("memory.current")),
+            memory_rss_bytes: keyed(&memory, "anon"),
+            memory_cache_bytes: keyed(&memory, "file"),
             memory_limit_bytes,
             block_read_bytes: io.map(|(r, _)| r),
             block_write_bytes: io.map(|(_, w)| w),
@@ -171,10 +198,16 @@ impl CgroupReader {
     }
 }
 
-fn keyed_usage_usec(cpu_stat: &str) -> Option<u64> {
-    cpu_stat
-        .lines()
-        .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+/// The value of a `key value` line (cpu.stat, cpuacct.stat, memory.stat).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// Sums `Read` and `Write` over devices: lines `MAJ:MIN Read N`.
@@ -235,6 +268,7 @@ mod tests {
             "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
         );
         write(&dir, "memory.current", "1048576\n");
+        write(&dir, "memory.stat", "anon 4096\nfile 8192\nanon_thp 0\n");
         write(&dir, "memory.max", "max\n");
         write(
             &dir,
@@ -248,7 +282,11 @@ mod tests {
             stats,
             CgroupStats {
                 cpu_usage_ns: Some(2_500_000),
+                cpu_user_ns: Some(2_000_000),
+                cpu_system_ns: Some(500_000),
                 memory_usage_bytes: Some(1_048_576),
+                memory_rss_bytes: Some(4096),
+                memory_cache_bytes: Some(8192),
                 memory_limit_bytes: None,
                 block_read_bytes: Some(101),
                 block_write_bytes: Some(202),
@@ -266,9 +304,19 @@ mod tests {
             "cpuacct.usage",
             "123456789\n",
         );
+        write(
+            &root.path().join(format!("cpu,cpuacct/docker/{id}")),
+            "cpuacct.stat",
+            "user 7\nsystem 3\n",
+        );
         let mem = root.path().join(format!("memory/docker/{id}"));
         write(&mem, "memory.usage_in_bytes", "4096\n");
         write(&mem, "memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            &mem,
+            "memory.stat",
+            "cache 300\nrss 200\ntotal_cache 310\ntotal_rss 210\n",
+        );
         write(
             &root.path().join(format!("blkio/docker/{id}")),
             "blkio.throttle.io_service_bytes",
@@ -279,6 +327,15 @@ mod tests {
         let stats = reader.read(&id, None).unwrap();
         assert_eq!(stats.cpu_usage_ns, Some(123_456_789));
         assert_eq!(stats.memory_usage_bytes, Some(4096));
+        assert_eq!(
+            (stats.cpu_user_ns, stats.cpu_system_ns),
+            (Some(70_000_000), Some(30_000_000))
+        );
+        assert_eq!(
+            (stats.memory_rss_bytes, stats.memory_cache_bytes),
+            (Some(210), Some(310)),
+            "the hierarchy's totals win"
+        );
         assert_eq!(
             stats.memory_limit_bytes, None,
             "huge v1 limit means unlimited"
@@ -291,7 +348,8 @@ mod tests {
 
     #[test]
     fn garbage_is_none_not_a_panic() {
-        assert_eq!(keyed_usage_usec("usage_usec x\n"), None);
+        assert_eq!(keyed("usage_usec x\n", "usage_usec"), None);
+        assert_eq!(keyed("usage_usec_other 5\n", "usage_usec"), None);
         assert_eq!(parse_blkio_v1("garbage\n8:0 Read\n"), (0, 0));
         assert_eq!(parse_io_v2("rbytes=x wbytes="), (0, 0));
     }

@@ -23,8 +23,42 @@ pub struct ContainerCollector {
     hostname: String,
     store: ContainerStore,
     cgroups: CgroupReader,
-    /// CPU usage (ns) and when it was read, per container id.
-    previous: HashMap<String, (u64, Instant)>,
+    /// The counters of the last cycle, per container id (for the rates).
+    previous: HashMap<String, Counters>,
+}
+
+/// A container's cumulative counters and when they were read.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    at: Instant,
+    /// Total, user and kernel CPU time (ns).
+    cpu_ns: [Option<u64>; 3],
+    block: [Option<u64>; 2],
+    /// Bytes received, packets received, bytes sent, packets sent.
+    network: Option<[u64; 4]>,
+}
+
+impl Counters {
+    fn read(stats: &CgroupStats, network: Option<[u64; 4]>, at: Instant) -> Self {
+        Self {
+            at,
+            cpu_ns: [stats.cpu_usage_ns, stats.cpu_user_ns, stats.cpu_system_ns],
+            block: [stats.block_read_bytes, stats.block_write_bytes],
+            network,
+        }
+    }
+}
+
+/// Per-second rates between two samples of one counter.
+struct Rates {
+    elapsed_s: Option<f64>,
+}
+
+impl Rates {
+    fn of(&self, now: Option<u64>, before: Option<u64>) -> Option<f64> {
+        let elapsed = self.elapsed_s?;
+        Some(now?.saturating_sub(before?) as f64 / elapsed)
+    }
 }
 
 impl ContainerCollector {
@@ -50,26 +84,13 @@ impl ContainerCollector {
             .map(|info| {
                 let telemetry = (info.state == "running").then(|| {
                     let stats = self.cgroups.read(&info.id, info.pid).unwrap_or_default();
-                    let cpu_pct = stats.cpu_usage_ns.and_then(|ns| {
-                        previous.insert(info.id.clone(), (ns, now));
-                        let (before, at) = self.previous.get(&info.id)?;
-                        let elapsed = now.duration_since(*at).as_secs_f64();
-                        (elapsed > 0.0)
-                            .then(|| ns.saturating_sub(*before) as f64 / 1e9 / elapsed * 100.0)
-                    });
                     let network = (info.network_mode != "host")
                         .then(|| info.pid.and_then(container_network))
                         .flatten();
-                    ContainerTelemetry {
-                        cpu_pct,
-                        cpu_usage_seconds: stats.cpu_usage_ns.map(|ns| ns as f64 / 1e9),
-                        memory_usage_bytes: stats.memory_usage_bytes,
-                        memory_limit_bytes: stats.memory_limit_bytes,
-                        network_rx_bytes: network.map(|(rx, _)| rx),
-                        network_tx_bytes: network.map(|(_, tx)| tx),
-                        block_read_bytes: stats.block_read_bytes,
-                        block_write_bytes: stats.block_write_bytes,
-                    }
+                    let counters = Counters::read(&stats, network, now);
+                    previous.insert(info.id.clone(), counters);
+                    let before = self.previous.get(&info.id);
+                    telemetry(&stats, &counters, before)
                 });
                 Container {
                     urn: container_urn(&self.hostname, &info.id),
@@ -83,14 +104,55 @@ impl ContainerCollector {
     }
 }
 
-/// Bytes received and sent on the container's own interfaces (all but `lo`), from its
-/// main process's view of /proc/net/dev.
-fn container_network(pid: u32) -> Option<(u64, u64)> {
+fn telemetry(stats: &CgroupStats, now: &Counters, before: Option<&Counters>) -> ContainerTelemetry {
+    let rates = Rates {
+        elapsed_s: before
+            .map(|b| now.at.duration_since(b.at).as_secs_f64())
+            .filter(|s| *s > 0.0),
+    };
+    let cpu_pct = |i: usize| {
+        let ns_per_s = rates.of(now.cpu_ns[i], before.and_then(|b| b.cpu_ns[i]))?;
+        Some(ns_per_s / 1e9 * 100.0)
+    };
+    let block = |i: usize| rates.of(now.block[i], before.and_then(|b| b.block[i]));
+    let net = |i: usize| {
+        rates.of(
+            now.network.map(|n| n[i]),
+            before.and_then(|b| b.network).map(|n| n[i]),
+        )
+    };
+    ContainerTelemetry {
+        cpu_pct: cpu_pct(0),
+        cpu_user_pct: cpu_pct(1),
+        cpu_system_pct: cpu_pct(2),
+        cpu_usage_seconds: stats.cpu_usage_ns.map(|ns| ns as f64 / 1e9),
+        memory_usage_bytes: stats.memory_usage_bytes,
+        memory_limit_bytes: stats.memory_limit_bytes,
+        network_rx_bytes: now.network.map(|n| n[0]),
+        network_tx_bytes: now.network.map(|n| n[2]),
+        block_read_bytes: stats.block_read_bytes,
+        block_write_bytes: stats.block_write_bytes,
+        memory_rss_bytes: stats.memory_rss_bytes,
+        memory_cache_bytes: stats.memory_cache_bytes,
+        block_read_bytes_per_sec: block(0),
+        block_write_bytes_per_sec: block(1),
+        network_rx_bytes_per_sec: net(0),
+        network_tx_bytes_per_sec: net(2),
+        network_rx_packets_per_sec: net(1),
+        network_tx_packets_per_sec: net(3),
+    }
+}
+
+/// Bytes and packets received, bytes and packets sent on the container's own interfaces
+/// (all but `lo`), from its main process's view of /proc/net/dev.
+fn container_network(pid: u32) -> Option<[u64; 4]> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
     Some(
         parse_net_dev(&text)
             .into_iter()
             .filter(|(name, _)| name != "lo")
-            .fold((0, 0), |(rx, tx), (_, [r, _, t, _])| (rx + r, tx + t)),
+            .fold([0; 4], |sum, (_, counters)| {
+                std::array::from_fn(|i| sum[i] + counters[i])
+            }),
     )
 }

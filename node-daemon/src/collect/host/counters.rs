@@ -46,13 +46,15 @@ pub fn parse_loadavg(text: &str) -> Option<LoadAverage> {
 pub fn parse_meminfo(text: &str) -> Option<Memory> {
     let kb = |key| keyed_u64(text, key).map(|v| v * 1024);
     let total = kb("MemTotal")?;
-    let available = kb("MemAvailable").or_else(|| kb("MemFree"))?;
+    let free = kb("MemFree")?;
+    let available = kb("MemAvailable").unwrap_or(free);
     let swap_total = kb("SwapTotal").unwrap_or(0);
     let swap_free = kb("SwapFree").unwrap_or(0);
     Some(Memory {
         total_bytes: total,
         used_bytes: total.saturating_sub(available),
         available_bytes: available,
+        free_bytes: free,
         swap_total_bytes: swap_total,
         swap_used_bytes: swap_total.saturating_sub(swap_free),
     })
@@ -133,6 +135,7 @@ mod tests {
         let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 400 kB\nSwapTotal: 50 kB\nSwapFree: 20 kB\n").unwrap();
         assert_eq!(m.total_bytes, 1_024_000);
         assert_eq!(m.used_bytes, 600 * 1024);
+        assert_eq!(m.free_bytes, 100 * 1024);
         assert_eq!(m.swap_used_bytes, 30 * 1024);
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::blacklist::{Blacklist, Usage};
 use super::pid_dir::{PidDir, ProcReader};
 use super::scrub::Scrubber;
-use super::stat::{parse_io, parse_stat, Stat};
+use super::stat::{parse_io, parse_stat, IoCounters, Stat};
 use super::users::Users;
 use super::{cgroup, ProcessError};
 use crate::collect::kernel::Kernel;
@@ -45,6 +45,8 @@ struct Identity {
     exe: Option<String>,
     cmdline: Vec<String>,
     user: String,
+    uid: Option<u32>,
+    cwd: Option<String>,
     container_id: Option<String>,
     blacklisted: bool,
 }
@@ -54,8 +56,9 @@ struct Known {
     starttime: u64,
     comm: String,
     identity: Identity,
-    cpu_ticks: u64,
-    io: Option<(u64, u64)>,
+    /// User and kernel clock ticks.
+    cpu_ticks: (u64, u64),
+    io: Option<IoCounters>,
     generation: u64,
 }
 
@@ -174,7 +177,7 @@ impl ProcessCollector {
             .ok()
             .and_then(|b| std::str::from_utf8(b).ok().and_then(parse_io));
         let open_fds = self.open_fds(pid, &dir);
-        let cpu_ticks = stat.utime + stat.stime;
+        let cpu_ticks = (stat.utime, stat.stime);
 
         // Updated in place when the cached identity still holds, replaced otherwise; an
         // entry not visited in this cycle is dropped at its end.
@@ -208,14 +211,19 @@ impl ProcessCollector {
         let identity = &self.known[&pid].identity;
 
         let rate = |now: u64, before: u64| elapsed_s.map(|s| now.saturating_sub(before) as f64 / s);
-        let cpu_pct = prev_ticks.and_then(|before| {
-            rate(cpu_ticks, before)
-                .map(|ticks_per_s| ticks_per_s * 100.0 / self.kernel.clk_tck as f64)
-        });
-        let (read_rate, write_rate) = match (io, prev_io) {
-            (Some((r, w)), Some((pr, pw))) => (rate(r, pr), rate(w, pw)),
-            _ => (None, None),
+        let pct = |now: u64, before: u64| {
+            rate(now, before).map(|ticks_per_s| ticks_per_s * 100.0 / self.kernel.clk_tck as f64)
         };
+        let (user, system) = cpu_ticks;
+        let cpu_pct = prev_ticks.and_then(|(u, s)| pct(user + system, u + s));
+        let cpu_user_pct = prev_ticks.and_then(|(u, _)| pct(user, u));
+        let cpu_system_pct = prev_ticks.and_then(|(_, s)| pct(system, s));
+        let io_rate = |field: fn(&IoCounters) -> u64| match (&io, &prev_io) {
+            (Some(now), Some(before)) => rate(field(now), field(before)),
+            _ => None,
+        };
+        let read_rate = io_rate(|c| c.read_bytes);
+        let write_rate = io_rate(|c| c.write_bytes);
         let create_time_ms = self.kernel.create_time_ms(stat.starttime);
         let rss_bytes = stat.rss_pages * self.kernel.page_size;
         let process = Process {
@@ -227,13 +235,22 @@ impl ProcessCollector {
             exe: identity.exe.clone(),
             cmdline: identity.cmdline.clone(),
             user: identity.user.clone(),
+            uid: identity.uid,
+            cwd: identity.cwd.clone(),
+            state: stat.state,
             cpu_pct,
+            cpu_user_pct,
+            cpu_system_pct,
             cpu_user_seconds: self.kernel.ticks_to_seconds(stat.utime),
             cpu_system_seconds: self.kernel.ticks_to_seconds(stat.stime),
             rss_bytes,
             vms_bytes: stat.vsize,
-            read_bytes: io.map(|(r, _)| r),
-            write_bytes: io.map(|(_, w)| w),
+            read_bytes: io.map(|c| c.read_bytes),
+            write_bytes: io.map(|c| c.write_bytes),
+            read_bytes_per_sec: read_rate,
+            write_bytes_per_sec: write_rate,
+            read_ops_per_sec: io_rate(|c| c.read_ops),
+            write_ops_per_sec: io_rate(|c| c.write_ops),
             threads: stat.num_threads,
             open_fds,
             container_id: identity.container_id.clone(),
@@ -297,6 +314,10 @@ impl ProcessCollector {
             }
         };
         let user = uid.map_or_else(String::new, |uid| self.users.name(uid));
+        let cwd = dir
+            .read_link(c"cwd")
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         let container_id = self
             .reader
             .read(dir, c"cgroup")
@@ -308,6 +329,8 @@ impl ProcessCollector {
             exe,
             cmdline,
             user,
+            uid,
+            cwd,
             container_id,
             blacklisted,
         })

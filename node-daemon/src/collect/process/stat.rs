@@ -9,6 +9,8 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
     pub comm: String,
+    /// The state letter (`R`, `S`, `D`, `Z`, `T` ...).
+    pub state: char,
     pub ppid: u32,
     pub flags: u64,
     /// Clock ticks.
@@ -40,8 +42,9 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
     // Index 0 is field 3 (state) of proc(5).
     let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
     let mut nth = |skip: usize| -> Option<u64> { fields.nth(skip)?.parse().ok() };
-    let ppid = nth(1)?; // field 4
+    let ppid = nth(0)?; // field 4
     let flags = nth(4)?; // field 9
     let utime = nth(4)?; // field 14
     let stime = nth(0)?; // field 15
@@ -51,6 +54,7 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let rss_pages = nth(0)?; // field 24
     Some(Stat {
         comm,
+        state,
         ppid: u32::try_from(ppid).ok()?,
         flags,
         utime,
@@ -62,12 +66,24 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     })
 }
 
-/// Storage IO counters from /proc/<pid>/io: (read_bytes, write_bytes).
-pub fn parse_io(text: &str) -> Option<(u64, u64)> {
-    Some((
-        keyed_u64(text, "read_bytes")?,
-        keyed_u64(text, "write_bytes")?,
-    ))
+/// IO counters from /proc/<pid>/io.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Bytes from and to storage.
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Read and write system calls.
+    pub read_ops: u64,
+    pub write_ops: u64,
+}
+
+pub fn parse_io(text: &str) -> Option<IoCounters> {
+    Some(IoCounters {
+        read_bytes: keyed_u64(text, "read_bytes")?,
+        write_bytes: keyed_u64(text, "write_bytes")?,
+        read_ops: keyed_u64(text, "syscr").unwrap_or(0),
+        write_ops: keyed_u64(text, "syscw").unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
@@ -83,6 +99,7 @@ mod tests {
             stat,
             Stat {
                 comm: "my (odd) name".into(),
+                state: 'S',
                 ppid: 1,
                 flags: 4_194_560,
                 utime: 250,
@@ -116,7 +133,15 @@ mod tests {
     #[test]
     fn io_counters() {
         let io = "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
-        assert_eq!(parse_io(io), Some((4096, 8192)));
+        assert_eq!(
+            parse_io(io),
+            Some(IoCounters {
+                read_bytes: 4096,
+                write_bytes: 8192,
+                read_ops: 3,
+                write_ops: 4
+            })
+        );
         assert_eq!(parse_io("rchar: 1\n"), None);
     }
 }

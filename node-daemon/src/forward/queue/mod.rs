@@ -166,6 +166,42 @@ impl DiskQueue {
     /// Appends one record made of `parts` in order, written as they are (no copy into one
     /// buffer); as [`DiskQueue::push`] otherwise.
     pub fn push_parts(&mut self, parts: &[&[u8]]) -> Result<(), QueueError> {
+        self.append(parts)?;
+        self.after_push()
+    }
+
+    /// Appends several records, each made of its parts, then syncs once as the policy
+    /// says: one `fdatasync` for all of them with [`SyncPolicy::EveryPush`]. Each record's
+    /// outcome, in order; a refused one leaves the others in.
+    pub fn push_many(&mut self, records: &[&[&[u8]]]) -> Vec<Result<(), QueueError>> {
+        let mut outcomes: Vec<Result<(), QueueError>> =
+            records.iter().map(|parts| self.append(parts)).collect();
+        if outcomes.iter().any(Result::is_ok) {
+            if let Err(e) = self.after_push() {
+                // Written but not known to be on disk: none of them counts as kept.
+                let text = e.to_string();
+                for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                    *o = Err(QueueError::Io {
+                        path: self.dir.clone(),
+                        op: "sync",
+                        source: std::io::Error::other(text.clone()),
+                    });
+                }
+            }
+        }
+        outcomes
+    }
+
+    fn after_push(&mut self) -> Result<(), QueueError> {
+        match self.opts.sync {
+            SyncPolicy::EveryPush => self.sync_writer(),
+            SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            SyncPolicy::Interval(_) => Ok(()),
+        }
+    }
+
+    /// Writes one record, unsynced.
+    fn append(&mut self, parts: &[&[u8]]) -> Result<(), QueueError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > self.record_limit {
             return Err(QueueError::TooLarge {
@@ -202,11 +238,7 @@ impl DiskQueue {
         self.stats.records += 1;
         self.stats.bytes += need;
         self.stats.disk_bytes += need;
-        match self.opts.sync {
-            SyncPolicy::EveryPush => self.sync_writer(),
-            SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
-            SyncPolicy::Interval(_) => Ok(()),
-        }
+        Ok(())
     }
 
     /// The oldest record, left in the queue until [`DiskQueue::ack`]. Records found
