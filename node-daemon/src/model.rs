@@ -296,3 +296,70 @@ pub fn host_urn(hostname: &str) -> String {
 pub fn process_urn(hostname: &str, pid: u32, create_time_ms: u64) -> String {
     format!("urn:process:/{hostname}:{pid}:{create_time_ms}")
 }
+
+/// Model values for unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A process created at 1 ms past the epoch, in `container` if given.
+    pub fn process(pid: u32, container: Option<&str>) -> Process {
+        Process {
+            pid,
+            ppid: 1,
+            create_time_ms: 1,
+            urn: process_urn("h", pid, 1),
+            name: format!("p{pid}"),
+            exe: None,
+            cmdline: vec![],
+            user: "root".into(),
+            uid: Some(0),
+            cwd: None,
+            state: 'S',
+            cpu_pct: None,
+            cpu_user_pct: None,
+            cpu_system_pct: None,
+            cpu_user_seconds: 0.0,
+            cpu_system_seconds: 0.0,
+            rss_bytes: 0,
+            vms_bytes: 0,
+            read_bytes: None,
+            write_bytes: None,
+            read_bytes_per_sec: None,
+            write_bytes_per_sec: None,
+            read_ops_per_sec: None,
+            write_ops_per_sec: None,
+            threads: 1,
+            open_fds: None,
+            container_id: container.map(String::from),
+            ecs_task_arn: None,
+            readmitted: false,
+        }
+    }
+
+    pub fn host(hostname: &str) -> Host {
+        Host {
+            hostname: hostname.into(),
+            urn: format!("urn:host:/{hostname}"),
+            os: "Debian".into(),
+            kernel: "6.1".into(),
+            cpu_count: 2,
+            memory_total_bytes: 1 << 30,
+            boot_time_ms: 0,
+            uptime_seconds: 1.0,
+            telemetry: HostTelemetry::default(),
+            ecs: None,
+        }
+    }
+
+    pub fn snapshot(processes: Vec<Process>) -> Snapshot {
+        Snapshot {
+            host: host("h"),
+            processes,
+            containers: Vec::new(),
+            connections: Vec::new(),
+            relations: Vec::new(),
+            translations: Vec::new(),
+        }
+    }
+}

@@ -212,6 +212,7 @@ fn sum<T: std::ops::AddAssign + Copy>(total: &mut Option<T>, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fixtures::process;
     use crate::model::{process_urn, ContainerInfo};
 
     fn conn(pid: u32, netns: u64, local: &str, remote: &str, side: &str) -> Connection {
@@ -238,40 +239,6 @@ mod tests {
             inode: u64::from(pid),
             start_time_ms: None,
             closed: false,
-        }
-    }
-
-    fn process(pid: u32, container: Option<&str>) -> Process {
-        Process {
-            pid,
-            ppid: 1,
-            create_time_ms: 1,
-            urn: process_urn("h", pid, 1),
-            name: format!("p{pid}"),
-            exe: None,
-            cmdline: vec![],
-            user: "root".into(),
-            uid: Some(0),
-            cwd: None,
-            state: 'S',
-            cpu_pct: None,
-            cpu_user_pct: None,
-            cpu_system_pct: None,
-            cpu_user_seconds: 0.0,
-            cpu_system_seconds: 0.0,
-            rss_bytes: 0,
-            vms_bytes: 0,
-            read_bytes: None,
-            write_bytes: None,
-            read_bytes_per_sec: None,
-            write_bytes_per_sec: None,
-            read_ops_per_sec: None,
-            write_ops_per_sec: None,
-            threads: 1,
-            open_fds: None,
-            container_id: container.map(String::from),
-            ecs_task_arn: None,
-            readmitted: false,
         }
     }
 

@@ -27,7 +27,7 @@ impl Features {
         self.incremental_topology.load(Ordering::Relaxed)
     }
 
-    fn set(&self, answer: &[u8]) -> bool {
+    pub(super) fn set(&self, answer: &[u8]) -> bool {
         let on = parse_incremental(answer);
         self.incremental_topology.store(on, Ordering::Relaxed);
         on

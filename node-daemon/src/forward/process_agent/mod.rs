@@ -430,3 +430,102 @@ pub fn by_kind(messages: &[Outgoing]) -> HashMap<u8, usize> {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::{process, snapshot};
+    use pb::collector_command::Command as C;
+
+    const MINUTE: u64 = 60_000;
+    const CYCLE: Duration = Duration::from_secs(10);
+
+    fn decoded(m: &Outgoing) -> Vec<u8> {
+        assert_eq!(&m.body[..3], &[3, 2, m.kind as u8]);
+        zstd::bulk::decompress(&m.body[envelope::HEADER_LEN..], 1 << 24).unwrap()
+    }
+
+    fn procs(out: &[Outgoing]) -> Vec<pb::CollectorProc> {
+        out.iter()
+            .filter(|m| m.kind == MessageType::CollectorProc)
+            .map(|m| pb::CollectorProc::decode(decoded(m).as_slice()).unwrap())
+            .collect()
+    }
+
+    fn commands(out: &[Outgoing]) -> Vec<C> {
+        out.iter()
+            .filter(|m| m.kind == MessageType::CollectorCommands)
+            .flat_map(|m| {
+                pb::CollectorCommands::decode(decoded(m).as_slice())
+                    .unwrap()
+                    .commands
+            })
+            .filter_map(|c| c.command)
+            .collect()
+    }
+
+    /// Processes created at 1 ms; `young` more created at `young_at`.
+    fn processes(old: u32, young: u32, young_at: u64) -> Vec<Process> {
+        let mut all: Vec<Process> = (1..=old).map(|pid| process(pid, None)).collect();
+        all.extend((0..young).map(|i| Process {
+            create_time_ms: young_at,
+            ..process(10_000 + i, None)
+        }));
+        all
+    }
+
+    #[test]
+    fn a_cycle_goes_when_due_in_groups_of_at_most_100_without_the_young() {
+        let mut agent = ProcessAgent::new(Settings::default(), Features::default()).unwrap();
+        let now = 10 * MINUTE;
+        let snap = snapshot(processes(250, 7, now - 59_000));
+        let out = agent.cycle(&snap, now, CYCLE).unwrap();
+        let groups = procs(&out);
+        let sizes: Vec<usize> = groups.iter().map(|g| g.processes.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert!(groups
+            .iter()
+            .all(|g| g.group_size == 3 && g.group_id == groups[0].group_id));
+        assert_eq!(by_kind(&out)[&22], 1, "one connections message, empty");
+        let c = agent.counts();
+        assert_eq!((c.processes, c.short_lived_processes), (250, 7));
+        // Not due 10 s later; due 25 s later (within half a collection cycle of 30 s).
+        assert!(agent.cycle(&snap, now + 10_000, CYCLE).unwrap().is_empty());
+        let next = agent.cycle(&snap, now + 25_000, CYCLE).unwrap();
+        assert_eq!(procs(&next).len(), 3);
+        assert_ne!(procs(&next)[0].group_id, groups[0].group_id);
+    }
+
+    #[test]
+    fn with_incremental_topology_changes_go_between_full_messages() {
+        let features = Features::default();
+        features.set(br#"{"incremental-topology": true}"#);
+        let mut agent = ProcessAgent::new(Settings::default(), features).unwrap();
+        let now = 10 * MINUTE;
+        let out = agent
+            .cycle(&snapshot(processes(3, 0, 0)), now, CYCLE)
+            .unwrap();
+        assert_eq!(procs(&out)[0].processes.len(), 3, "a full message first");
+        // 30 s on: pid 3 is gone, pid 4 is new.
+        let mut now_procs = processes(2, 0, 0);
+        now_procs.push(process(4, None));
+        let out = agent
+            .cycle(&snapshot(now_procs.clone()), now + 30_000, CYCLE)
+            .unwrap();
+        assert!(procs(&out).is_empty());
+        let changes = commands(&out);
+        let has = |f: &dyn Fn(&C) -> bool| changes.iter().any(f);
+        assert!(has(
+            &|c| matches!(c, C::UpdateProcessMetrics(p) if p.pid == 1)
+        ));
+        assert!(has(&|c| matches!(c, C::UpdateProcess(p) if p.pid == 4)));
+        assert!(has(&|c| matches!(c, C::DeleteProcess(p) if p.pid == 3)));
+        assert_eq!(changes.len(), 4);
+        // A minute after the first full message, another.
+        let out = agent
+            .cycle(&snapshot(now_procs), now + 60_000, CYCLE)
+            .unwrap();
+        assert_eq!(procs(&out)[0].processes.len(), 3);
+        assert_eq!(agent.counts().full_messages, 2);
+    }
+}
