@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::blacklist::{Blacklist, Usage};
 use super::pid_dir::{PidDir, ProcReader};
 use super::scrub::Scrubber;
-use super::stat::{parse_io, parse_stat, IoCounters, Stat};
+use super::stat::{parse_io, parse_stat, parse_statm_resident, IoCounters, Stat};
 use super::users::Users;
 use super::{cgroup, ProcessError};
 use crate::collect::kernel::Kernel;
@@ -225,7 +225,13 @@ impl ProcessCollector {
         let read_rate = io_rate(|c| c.read_bytes);
         let write_rate = io_rate(|c| c.write_bytes);
         let create_time_ms = self.kernel.create_time_ms(stat.starttime);
-        let rss_bytes = stat.rss_pages * self.kernel.page_size;
+        let rss_pages = self
+            .reader
+            .read(&dir, c"statm")
+            .ok()
+            .and_then(parse_statm_resident)
+            .unwrap_or(stat.rss_pages);
+        let rss_bytes = rss_pages * self.kernel.page_size;
         let process = Process {
             pid,
             ppid: stat.ppid,

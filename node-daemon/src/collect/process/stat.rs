@@ -66,6 +66,15 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     })
 }
 
+/// Resident pages from /proc/<pid>/statm (its second field). Exact where the RSS field of
+/// /proc/<pid>/stat is not: since the kernel keeps RSS in per-CPU counters, `stat` shows
+/// a quick read that leaves out up to a few dozen pages per CPU, `statm` (and `status`)
+/// their sum.
+pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// IO counters from /proc/<pid>/io.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoCounters {
@@ -133,6 +142,8 @@ mod tests {
     #[test]
     fn io_counters() {
         let io = "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_statm_resident(b"2743 437 301 2 0 116 0\n"), Some(437));
+        assert_eq!(parse_statm_resident(b"2743"), None);
         assert_eq!(
             parse_io(io),
             Some(IoCounters {
