@@ -13,6 +13,7 @@ pub mod record;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::socket::{Backend, Observation, Owner, Socket, TcpCounters};
 use super::NetworkError;
@@ -240,35 +241,57 @@ impl Backend for EbpfBackend {
     }
 }
 
-/// What the socket iterator said of each TCP connection in the last two cycles, for the
-/// close records whose owner the kernel programs did not learn: connections older than
-/// the tracer, and accepted ones that closed before their server read (where fexit is
-/// refused). Two cycles, because a connection the last pass saw may close before this
-/// cycle drains the closes, and one the pass before saw may be reported closed now.
+/// What the socket iterator said of each TCP connection, for the close records whose
+/// owner the kernel programs did not learn: connections older than the tracer, and
+/// accepted ones that closed before their server read (where fexit is refused). The
+/// iterator walks file descriptors, so a connection leaves its view when its last
+/// descriptor closes, which can be long before the kernel reports it closed (FIN_WAIT,
+/// LAST_ACK): what it last said of such a connection is kept for [`DEPARTED_FOR`].
 #[derive(Default)]
 struct Owners {
     current: HashMap<u64, Record>,
-    previous: HashMap<u64, Record>,
+    /// Connections the iterator no longer sees and the kernel has not reported closed,
+    /// with when they left its view.
+    departed: HashMap<u64, (Record, Instant)>,
 }
+
+/// How long a departed connection's owner is kept for its close record (tcp_fin_timeout
+/// is 60 s by default).
+const DEPARTED_FOR: Duration = Duration::from_secs(120);
+/// Departed connections kept at most; beyond, their closes are reported without owner.
+const MAX_DEPARTED: usize = 16_384;
 
 impl Owners {
     fn remember(&mut self, mut by_sk: HashMap<u64, Record>) {
         by_sk.retain(|_, r| r.protocol == super::socket::Protocol::Tcp && r.remote.port() != 0);
-        self.previous = std::mem::replace(&mut self.current, by_sk);
+        let now = Instant::now();
+        self.departed.retain(|sk, (_, since)| {
+            now.duration_since(*since) < DEPARTED_FOR && !by_sk.contains_key(sk)
+        });
+        for (sk, r) in std::mem::replace(&mut self.current, by_sk) {
+            if self.departed.len() >= MAX_DEPARTED {
+                break;
+            }
+            if !self.current.contains_key(&sk) {
+                self.departed.insert(sk, (r, now));
+            }
+        }
     }
 
     /// Fills the owner, inode and local port of a close record from the iterator's record
     /// of the same connection: the same sock, namespace and peer.
-    fn complete(&self, r: &mut Record) {
+    fn complete(&mut self, r: &mut Record) {
         if r.pid != 0 && r.inode != 0 && r.local.port() != 0 {
+            self.departed.remove(&r.sk);
             return;
         }
-        let same = |seen: &&Record| seen.netns == r.netns && seen.remote == r.remote;
+        let same = |seen: &Record| seen.netns == r.netns && seen.remote == r.remote;
+        let departed = self.departed.remove(&r.sk).map(|(seen, _)| seen);
         let Some(seen) = self
             .current
             .get(&r.sk)
-            .filter(same)
-            .or_else(|| self.previous.get(&r.sk).filter(same))
+            .filter(|seen| same(seen))
+            .or(departed.as_ref().filter(|seen| same(seen)))
         else {
             return;
         };
