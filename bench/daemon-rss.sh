@@ -78,7 +78,7 @@ echo "   /proc now lists $(proc_count) processes"
 
 port=$(free_port)
 echo "== node-daemon run --interval $INTERVAL on 127.0.0.1:$port for ${DURATION}s"
-NO_COLOR=1 STS_GRPC_ADDR=127.0.0.1:$port STS_LOG_LEVEL=${STS_LOG_LEVEL:-info} \
+NO_COLOR=1 STS_GRPC_ADDR=127.0.0.1:$port STS_RELAY_ADDR=127.0.0.1:$(free_port) STS_LOG_LEVEL=${STS_LOG_LEVEL:-info} \
     "$work/node-daemon" run --interval "$INTERVAL" 2>"$work/daemon.log" &
 daemon_pid=$!
 

@@ -146,7 +146,7 @@ start_daemon() {
     port=$(free_port)
     addr=127.0.0.1:$port
     env -u STS_STS_URL -u STS_COLLECTION_INTERVAL -u STS_CONFIG_FILE \
-        NO_COLOR=1 STS_NETWORK_BACKEND=ebpf STS_GRPC_ADDR="$addr" \
+        NO_COLOR=1 STS_NETWORK_BACKEND=ebpf STS_GRPC_ADDR="$addr" STS_RELAY_ADDR="127.0.0.1:$(free_port)" \
         STS_QUEUE_DIR="$work/queue" "$work/node-daemon" run >"$work/daemon.log" 2>&1 &
     daemon_pid=$!
     for _ in $(seq 150); do

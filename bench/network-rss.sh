@@ -94,7 +94,7 @@ run_daemon() {
     echo
     echo "== node-daemon run --interval $INTERVAL, STS_NETWORK_BACKEND=$backend, for ${DURATION}s"
     env -u STS_STS_URL -u STS_COLLECTION_INTERVAL -u STS_CONFIG_FILE \
-        NO_COLOR=1 STS_NETWORK_BACKEND="$backend" STS_GRPC_ADDR="$addr" \
+        NO_COLOR=1 STS_NETWORK_BACKEND="$backend" STS_GRPC_ADDR="$addr" STS_RELAY_ADDR="127.0.0.1:$(free_port)" \
         STS_QUEUE_DIR="$work/queue" STS_LOG_LEVEL="${STS_LOG_LEVEL:-info}" \
         "$work/node-daemon" run --interval "$INTERVAL" >"$work/daemon.log" 2>&1 &
     daemon_pid=$!

@@ -15,7 +15,7 @@ USER 0:0
 COPY target/release/node-daemon /usr/local/bin/node-daemon
 
 # gRPC status (sts.daemon.v1.Status, grpc.health.v1.Health) on the host network.
-EXPOSE 7182
+EXPOSE 7182 7183
 # ECS uses the healthCheck of the task definition (the same command); this one serves
 # plain `docker run`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

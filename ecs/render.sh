@@ -9,6 +9,10 @@
 # Only the variables listed below are replaced (see ecs/README.md); an unset or empty one
 # takes its default, and an empty value means "unset" to the daemon (its built-in default).
 # AGENT_VERSION has no default. Any other ${...} left in the output is an error.
+# Optional lines: a line holding the placeholder of an empty STS_RELAY_TOKEN_SECRET (the ARN
+# of a Secrets Manager secret or SSM parameter holding the relay token) or
+# STS_EXECUTION_ROLE_ARN (the role that lets ECS read it) is left out, so without them the
+# task definitions carry no `secrets` and no execution role.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true
 
@@ -31,7 +35,10 @@ variables=(
     STS_PROCESS_BLACKLIST_PATTERNS=
     STS_LOG_LEVEL=info
     STS_DAEMON_ADDR=
+    STS_RELAY_TOKEN_SECRET=
+    STS_EXECUTION_ROLE_ARN=
 )
+optional=(STS_RELAY_TOKEN_SECRET STS_EXECUTION_ROLE_ARN)
 
 json_escape() {
     # shellcheck disable=SC1003 # a lone backslash, quoted
@@ -49,6 +56,19 @@ json_escape() {
 }
 
 text=$(<"$1")
+if [[ -n ${STS_RELAY_TOKEN_SECRET:-} && $text == *'"executionRoleArn"'* && -z ${STS_EXECUTION_ROLE_ARN:-} ]]; then
+    echo "render.sh: STS_RELAY_TOKEN_SECRET needs STS_EXECUTION_ROLE_ARN (a role allowed to read the secret)" >&2
+    exit 65
+fi
+for name in "${optional[@]}"; do
+    if [[ -z ${!name:-} ]]; then
+        kept=
+        while IFS= read -r line; do
+            [[ $line == *"\${$name}"* ]] || kept+=$line$'\n'
+        done <<<"$text"
+        text=${kept%$'\n'}
+    fi
+done
 for entry in "${variables[@]}"; do
     name=${entry%%=*}
     default=${entry#*=}

@@ -40,7 +40,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use integration_tests::load::{Client, TracesRequest};
-use integration_tests::traces::{Daemon, Sidecar};
+use integration_tests::traces::{Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, rss_bytes, RssSampler};
 use sts_proto::daemon::v1::status_client::StatusClient;
 use sts_proto::daemon::v1::GetStatusRequest;
@@ -163,13 +163,13 @@ struct Stack {
 impl Stack {
     fn start() -> Self {
         let daemon = Daemon::start_with_interval(
-            free_port(),
+            DaemonPorts::free(),
             "3600",
             &[("STS_TRACE_RECENT_SPANS", "0"), ("STS_LOG_LEVEL", "warn")],
         );
         let sidecar = Sidecar::start(
             &format!("127.0.0.1:{}", free_port()),
-            daemon.port,
+            daemon.relay_port,
             &[("STS_LOG_LEVEL", "warn")],
         );
         Self { daemon, sidecar }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::free_port;
 use crate::receiver::{ProcessAgentMessage, Receiver};
 use crate::status::collectors;
-use crate::traces::Daemon;
+use crate::traces::{Daemon, DaemonPorts};
 use sts_proto::process_agent::v1 as pb;
 
 /// The API key the daemons of these tests send.
@@ -54,14 +54,14 @@ impl ForwardSetup {
         }
     }
 
-    /// A daemon with this environment, its gRPC on `port`.
-    pub fn start_daemon(&self, port: u16) -> Daemon {
+    /// A daemon with this environment on `ports`.
+    pub fn start_daemon(&self, ports: DaemonPorts) -> Daemon {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        Daemon::start_with_interval(port, "1", &env)
+        Daemon::start_with_interval(ports, "1", &env)
     }
 }
 

@@ -10,24 +10,45 @@ use sts_proto::daemon::v1::{GetRecentSpansRequest, Span};
 
 use crate::{binary, free_port, python, wait_for, workspace_root, Guard};
 
+/// A daemon's two ports on loopback: the read API's (status) and the relay's.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonPorts {
+    pub grpc: u16,
+    pub relay: u16,
+}
+
+impl DaemonPorts {
+    pub fn free() -> Self {
+        Self {
+            grpc: free_port(),
+            relay: free_port(),
+        }
+    }
+}
+
 pub struct Daemon {
     pub guard: Guard,
+    /// The read API's port.
     pub port: u16,
+    /// The relay's port, where sidecars send.
+    pub relay_port: u16,
 }
 
 impl Daemon {
-    pub fn start(port: u16, env: &[(&str, &str)]) -> Self {
-        Self::start_with_interval(port, "60", env)
+    pub fn start(ports: DaemonPorts, env: &[(&str, &str)]) -> Self {
+        Self::start_with_interval(ports, "60", env)
     }
 
     /// Collecting every `interval` seconds, unless `env` sets `STS_COLLECTION_INTERVAL`
     /// (`env` wins over every default here).
-    pub fn start_with_interval(port: u16, interval: &str, env: &[(&str, &str)]) -> Self {
+    pub fn start_with_interval(ports: DaemonPorts, interval: &str, env: &[(&str, &str)]) -> Self {
+        let DaemonPorts { grpc: port, relay } = ports;
         let mut command = Command::new(binary("node-daemon"));
         command
             .arg("run")
             .env("STS_COLLECTION_INTERVAL", interval)
             .env("STS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("STS_RELAY_ADDR", format!("127.0.0.1:{relay}"))
             .env("STS_TRACE_RECENT_SPANS", "100000")
             .stderr(Stdio::null());
         for (k, v) in env {
@@ -36,6 +57,7 @@ impl Daemon {
         let daemon = Self {
             guard: Guard::spawn(&mut command),
             port,
+            relay_port: relay,
         };
         wait_for(Duration::from_secs(20), || daemon.status().map(|_| ())).expect("daemon answers");
         daemon
@@ -89,6 +111,7 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// A sidecar on `listen` relaying to the daemon's relay port `daemon_port`.
     pub fn start(listen: &str, daemon_port: u16, env: &[(&str, &str)]) -> Self {
         let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
         let mut command = Command::new(binary("trace-sidecar"));
@@ -179,7 +202,11 @@ pub fn parse_client(stdout: &[u8]) -> ClientRun {
 
 /// A daemon and a sidecar on free loopback ports.
 pub fn stack() -> (Daemon, Sidecar) {
-    let daemon = Daemon::start(free_port(), &[]);
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+    let daemon = Daemon::start(DaemonPorts::free(), &[]);
+    let sidecar = Sidecar::start(
+        &format!("127.0.0.1:{}", free_port()),
+        daemon.relay_port,
+        &[],
+    );
     (daemon, sidecar)
 }

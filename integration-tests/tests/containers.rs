@@ -147,6 +147,7 @@ fn daemon_sees_a_new_container_within_a_second_and_forgets_it() {
         Command::new(binary("node-daemon"))
             .args(["run", "--interval", "60"])
             .env("STS_GRPC_ADDR", &addr)
+            .env("STS_RELAY_ADDR", format!("127.0.0.1:{}", free_port()))
             .stderr(Stdio::null()),
     );
     let daemon_snapshot = || -> Option<Value> {
@@ -207,6 +208,7 @@ fn daemon_without_docker_reports_unavailable_and_stays_healthy() {
         Command::new(binary("node-daemon"))
             .args(["run", "--interval", "0.5"])
             .env("STS_GRPC_ADDR", &addr)
+            .env("STS_RELAY_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .stderr(Stdio::null()),
     );

@@ -21,6 +21,7 @@ fn start_daemon(port: u16) -> (Guard, Logs) {
         Command::new(binary("node-daemon"))
             .args(["run", "--interval", "1"])
             .env("STS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("STS_RELAY_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("STS_API_KEY", API_KEY)
             .env("STS_LOG_LEVEL", "debug"),
     )
@@ -156,11 +157,14 @@ fn sigint_also_stops_cleanly() {
 fn port_in_use_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let out = node_daemon(&[("STS_GRPC_ADDR", &addr)], &["run"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("STS_GRPC_ADDR") && stderr.contains(&addr),
-        "{stderr}"
-    );
+    let free = format!("127.0.0.1:{}", free_port());
+    for (var, other) in [
+        ("STS_GRPC_ADDR", "STS_RELAY_ADDR"),
+        ("STS_RELAY_ADDR", "STS_GRPC_ADDR"),
+    ] {
+        let out = node_daemon(&[(var, &addr), (other, &free)], &["run"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(var) && stderr.contains(&addr), "{stderr}");
+    }
 }

@@ -212,8 +212,23 @@ const RENDER_ENV: &[(&str, &str)] = &[
         "STS_PROCESS_BLACKLIST_PATTERNS",
         r#"["^java\\s","^/usr/bin/dockerd"]"#,
     ),
-    ("STS_DAEMON_ADDR", "10.0.1.23:7182"),
+    ("STS_DAEMON_ADDR", "10.0.1.23:7183"),
+    ("STS_RELAY_TOKEN_SECRET", RELAY_SECRET),
+    ("STS_EXECUTION_ROLE_ARN", EXECUTION_ROLE),
 ];
+
+/// Not environment values: they render as the `secrets` entry and the execution role.
+const RELAY_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:relay-token";
+const EXECUTION_ROLE: &str = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole";
+
+/// The relay token's `secrets` entry of a container, if any.
+fn relay_secret(container: &Value) -> Option<&str> {
+    container["secrets"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == "STS_RELAY_TOKEN")?["valueFrom"]
+        .as_str()
+}
 
 fn assert_registered(answer: &Value, shipped: &Value) {
     assert_eq!(answer["family"], shipped["family"], "family echoed");
@@ -291,7 +306,10 @@ fn every_file_registers_with_the_real_cli_and_the_daemon_service_is_created() {
             let daemon = container(&answer, "node-daemon");
             assert_eq!(daemon["image"], "stackstate/node-daemon:1.2.3");
             for (name, value) in RENDER_ENV.iter().skip(1) {
-                if *name != "STS_DAEMON_ADDR" {
+                if !name.ends_with("_SECRET")
+                    && !name.ends_with("_ARN")
+                    && *name != "STS_DAEMON_ADDR"
+                {
                     assert_eq!(env_value(daemon, name), Some(*value), "{file}: {name}");
                 }
             }
@@ -303,14 +321,33 @@ fn every_file_registers_with_the_real_cli_and_the_daemon_service_is_created() {
                 shipped["containerDefinitions"][0]["healthCheck"]
             );
             assert_eq!(answer["networkMode"], "host");
+            assert_eq!(relay_secret(daemon), Some(RELAY_SECRET), "{file}");
+            assert_eq!(answer["executionRoleArn"], EXECUTION_ROLE, "{file}");
         } else {
             let sidecar = container(&rendered, "trace-sidecar");
             assert_eq!(sidecar["image"], "stackstate/trace-sidecar:1.2.3");
             assert_eq!(
                 env_value(sidecar, "STS_DAEMON_ADDR"),
-                Some("10.0.1.23:7182")
+                Some("10.0.1.23:7183")
             );
+            // The same secret as the daemon's, so both hold the same token.
+            assert_eq!(relay_secret(sidecar), Some(RELAY_SECRET), "{file}");
+            assert_eq!(rendered["executionRoleArn"], EXECUTION_ROLE, "{file}");
         }
+
+        // Without a relay token secret: no `secrets`, no execution role, still valid.
+        let out = render(file, &RENDER_ENV[..RENDER_ENV.len() - 2]);
+        assert!(out.status.success(), "render.sh {file} without a secret");
+        let plain = serde_json::from_slice::<Value>(&out.stdout).expect("JSON");
+        assert!(plain.get("executionRoleArn").is_none(), "{file}");
+        for c in containers(&plain) {
+            assert!(c.get("secrets").is_none(), "{file}: {c}");
+        }
+        let plain_file = tmp.write(&format!("plain-{file}"), &plain.to_string());
+        assert_registered(&moto.register(&plain_file), &shipped);
+        // A secret without the role that lets ECS read it is refused.
+        let out = render(file, &RENDER_ENV[..RENDER_ENV.len() - 1]);
+        assert_eq!(out.status.code(), Some(65), "{file}: secret without a role");
     }
 
     // The sidecar fragment, wrapped the way a user pastes it into an application task.
@@ -422,8 +459,10 @@ fn daemon_health_check_runs_node_daemon_status() {
             check["startPeriod"].as_u64().is_some(),
             "{file}: a start period"
         );
-        // The health check asks the address the daemon serves on.
-        assert_eq!(env_value(&daemon, "STS_GRPC_ADDR"), Some("0.0.0.0:7182"));
+        // The health check asks the address the daemon serves its read API on: loopback,
+        // and the relay listens for the sidecars on every address.
+        assert_eq!(env_value(&daemon, "STS_GRPC_ADDR"), Some("127.0.0.1:7182"));
+        assert_eq!(env_value(&daemon, "STS_RELAY_ADDR"), Some("0.0.0.0:7183"));
     }
 }
 

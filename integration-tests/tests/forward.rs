@@ -13,7 +13,7 @@ use integration_tests::forwarding::{
 };
 use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lasting, Scope};
 use integration_tests::status::collector;
-use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, Sidecar};
+use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
 use node_daemon::status::unix_ms_now;
 use serde_json::Value;
@@ -22,8 +22,12 @@ use serde_json::Value;
 fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
-    let daemon = setup.start_daemon(free_port());
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+    let daemon = setup.start_daemon(DaemonPorts::free());
+    let sidecar = Sidecar::start(
+        &format!("127.0.0.1:{}", free_port()),
+        daemon.relay_port,
+        &[],
+    );
     let mut sleeper = Guard::spawn(Command::new("/bin/sleep").arg("3633"));
     let pid = sleeper.pid();
 
@@ -106,7 +110,7 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
             c.pid == sidecar_pid as i32
                 && c.raddr
                     .as_ref()
-                    .is_some_and(|a| a.port == i32::from(daemon.port))
+                    .is_some_and(|a| a.port == i32::from(daemon.relay_port))
         })?;
         let inc = cs
             .iter()
@@ -151,7 +155,7 @@ fn everything_arrives_with_the_api_key_and_ended_processes_are_deleted() {
 fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     let receiver = CaptureReceiver::https();
     let strict = ForwardSetup::new(&receiver, &[]);
-    let daemon = strict.start_daemon(free_port());
+    let daemon = strict.start_daemon(DaemonPorts::free());
     let error = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
         let sink = collector(&status, "forward.metrics")?.clone();
@@ -170,7 +174,7 @@ fn self_signed_receiver_is_refused_unless_validation_is_skipped() {
     drop(daemon);
 
     let lax = ForwardSetup::new(&receiver, &[("STS_SKIP_SSL_VALIDATION", "true")]);
-    let _daemon = lax.start_daemon(free_port());
+    let _daemon = lax.start_daemon(DaemonPorts::free());
     assert!(receiver.wait_for(
         |r| r.iter().any(|r| r.endpoint == Endpoint::Intake && r.tls),
         Duration::from_secs(20)
@@ -191,8 +195,12 @@ impl TracedRun {
     fn start(extra: &[(&str, &str)], service: &str) -> Self {
         let receiver = CaptureReceiver::http();
         let setup = ForwardSetup::new(&receiver, extra);
-        let daemon = setup.start_daemon(free_port());
-        let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), daemon.port, &[]);
+        let daemon = setup.start_daemon(DaemonPorts::free());
+        let sidecar = Sidecar::start(
+            &format!("127.0.0.1:{}", free_port()),
+            daemon.relay_port,
+            &[],
+        );
         let url = format!("http://127.0.0.1:{}", sidecar.port);
         let run = run_client(&ddtrace_env(&url, "v0.4", service, 5, 2));
         Self {
@@ -240,7 +248,7 @@ fn status_counts_what_was_sent_since_the_last_cycle() {
 fn process_agent_disabled_sends_no_processes_or_containers() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_AGENT_ENABLED", "false")]);
-    let _daemon = setup.start_daemon(free_port());
+    let _daemon = setup.start_daemon(DaemonPorts::free());
     assert!(receiver.wait_for(|r| r.len() >= 12, Duration::from_secs(20)));
     for endpoint in [Endpoint::Collector, Endpoint::Connections] {
         assert!(
@@ -291,9 +299,9 @@ fn apm_disabled_refuses_sidecars_which_keep_buffering() {
 fn outage_with_a_sigkill_loses_nothing_and_sends_no_batch_twice() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[]);
-    let port = free_port();
-    let mut daemon = setup.start_daemon(port);
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), port, &[]);
+    let ports = DaemonPorts::free();
+    let mut daemon = setup.start_daemon(ports);
+    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), ports.relay, &[]);
     assert!(receiver.wait_for(|r| !r.is_empty(), Duration::from_secs(20)));
     // The receiver goes away: connections refused.
     receiver.fail(Scope::All, FailureMode::Refuse, Lasting::Forever);
@@ -314,7 +322,7 @@ fn outage_with_a_sigkill_loses_nothing_and_sends_no_batch_twice() {
         .guard
         .signal_and_wait(libc::SIGKILL, Duration::from_secs(2))
         .expect("killed");
-    let _daemon = setup.start_daemon(port);
+    let _daemon = setup.start_daemon(ports);
     std::thread::sleep(Duration::from_secs(2));
     receiver.clear_failure();
     let spans = receiver.wait_spans(10_000, Duration::from_secs(60));

@@ -260,6 +260,7 @@ fn node_daemon_image_runs_healthy_with_the_task_definition_privileges() {
     let name = format!("sts-it-node-daemon-{}-{port}", std::process::id());
     let overrides = [
         ("STS_GRPC_ADDR", format!("127.0.0.1:{port}")),
+        ("STS_RELAY_ADDR", format!("127.0.0.1:{}", free_port())),
         ("STS_COLLECTION_INTERVAL", "1".to_string()),
     ];
     let mut args = docker_run_args(&td, "node-daemon", &overrides);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use integration_tests::docker::{self, Container};
 use integration_tests::net_peer::Peer;
 use integration_tests::status::collector;
-use integration_tests::traces::Daemon;
+use integration_tests::traces::{Daemon, DaemonPorts};
 use integration_tests::{free_port, node_daemon, wait_for};
 use serde_json::Value;
 
@@ -100,7 +100,7 @@ fn snapshot(test: &str, backend: Backend) -> (Value, Backend) {
 
 /// A daemon collecting every second, started before the traffic, and its backend.
 fn daemon(test: &str, backend: Backend) -> (Daemon, Backend) {
-    let daemon = Daemon::start_with_interval(free_port(), "1", &backend.env());
+    let daemon = Daemon::start_with_interval(DaemonPorts::free(), "1", &backend.env());
     let described = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
         let network = collector(&status, "network")?;

@@ -13,7 +13,7 @@ use integration_tests::receiver::{
     CaptureReceiver, Captured, Endpoint, FailureMode, Lasting, ReceiverOptions, Scope, TraceDetail,
 };
 use integration_tests::status::collector;
-use integration_tests::traces::{Daemon, Sidecar};
+use integration_tests::traces::{Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, wait_for, RssSampler};
 
 const OUTAGE: Duration = Duration::from_secs(300);
@@ -190,9 +190,9 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
         &receiver,
         &[("STS_TRACE_RECENT_SPANS", "0"), ("STS_LOG_LEVEL", "warn")],
     );
-    let port = free_port();
-    let mut daemon = setup.start_daemon(port);
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), port, &[]);
+    let ports = DaemonPorts::free();
+    let mut daemon = setup.start_daemon(ports);
+    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), ports.relay, &[]);
     let rss = RssSampler::start(Duration::from_secs(1));
     rss.watch("daemon 1", daemon.guard.pid());
     rss.watch("sidecar", sidecar.guard.pid());
@@ -217,7 +217,7 @@ fn five_minute_outage_at_10k_spans_a_second_with_a_sigkill_loses_and_repeats_not
         .signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
         .expect("daemon killed");
     let killed_s = unix_s();
-    let daemon = setup.start_daemon(port);
+    let daemon = setup.start_daemon(ports);
     rss.watch("daemon 2", daemon.guard.pid());
     sleep_until(outage + OUTAGE);
     // ... and the receiver comes back as the load stops.

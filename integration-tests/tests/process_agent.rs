@@ -14,6 +14,7 @@ use integration_tests::forwarding::{
 use integration_tests::net_peer::Peer;
 use integration_tests::receiver::{CaptureReceiver, Endpoint, ProcessAgentMessage};
 use integration_tests::status::collector;
+use integration_tests::traces::DaemonPorts;
 use integration_tests::{free_port, python, wait_for, Guard};
 use serde_json::{json, Value};
 use sts_proto::process_agent::v1 as pb;
@@ -56,7 +57,7 @@ fn process_of(receiver: &CaptureReceiver, pid: u32) -> Option<pb::Process> {
 fn processes_match_psutil_and_every_message_is_framed_as_the_agent_frames_it() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
-    let _daemon = setup.start_daemon(free_port());
+    let _daemon = setup.start_daemon(DaemonPorts::free());
     let sleeper = Guard::spawn(Command::new("/bin/sleep").args(["3621"]));
     let pid = sleeper.pid();
     let secret = Guard::spawn(Command::new(python()).args([
@@ -173,7 +174,7 @@ fn processes_match_psutil_and_every_message_is_framed_as_the_agent_frames_it() {
 fn a_tcp_connection_gives_one_outgoing_and_one_incoming_connection_that_pair() {
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
-    let daemon = setup.start_daemon(free_port());
+    let daemon = setup.start_daemon(DaemonPorts::free());
     // The daemon runs before the traffic, so the tracer sees the connection open.
     let backend = wait_for(Duration::from_secs(20), || {
         let status = daemon.status()?;
@@ -296,7 +297,7 @@ fn an_ecs_container_carries_its_task_tags_and_its_task_goes_to_the_intake() {
 
     let receiver = CaptureReceiver::http();
     let setup = ForwardSetup::new(&receiver, &[("STS_PROCESS_BLACKLIST_PATTERNS", "^$never")]);
-    let _daemon = setup.start_daemon(free_port());
+    let _daemon = setup.start_daemon(DaemonPorts::free());
     let container = wait_for(Duration::from_secs(30), || {
         collector_procs(&receiver)
             .into_iter()
@@ -386,7 +387,7 @@ fn a_process_that_lives_20_s_is_not_reported_one_that_lives_90_s_is() {
             ("STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS", "60"),
         ],
     );
-    let daemon = setup.start_daemon(free_port());
+    let daemon = setup.start_daemon(DaemonPorts::free());
     let started = Instant::now();
     let mut short = Guard::spawn(Command::new("/bin/sleep").arg("20"));
     let long = Guard::spawn(Command::new("/bin/sleep").arg("90"));
@@ -431,7 +432,7 @@ fn with_incremental_topology_changes_go_between_full_messages_every_minute() {
             ("STS_PROCESS_AGENT_INTERVAL", "2"),
         ],
     );
-    let _daemon = setup.start_daemon(free_port());
+    let _daemon = setup.start_daemon(DaemonPorts::free());
     assert!(receiver.wait_for(
         |r| r.iter().any(|r| r.endpoint == Endpoint::Features),
         Duration::from_secs(20)

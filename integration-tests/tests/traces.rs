@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
 use integration_tests::traces::{
-    ddtrace_env, parse_client, run_client, stack, ClientRun, Daemon, Sidecar,
+    ddtrace_env, parse_client, run_client, stack, ClientRun, Daemon, DaemonPorts, Sidecar,
 };
 use integration_tests::{free_port, python, wait_for, workspace_root, Guard};
 use sts_proto::daemon::v1::Span;
@@ -164,9 +164,9 @@ fn two_clients_in_two_containers_are_told_apart() {
         return;
     }
     docker::ensure_test_image();
-    let daemon = Daemon::start(free_port(), &[]);
+    let daemon = Daemon::start(DaemonPorts::free(), &[]);
     // On all addresses, so containers reach it through the bridge gateway.
-    let sidecar = Sidecar::start(&format!("0.0.0.0:{}", free_port()), daemon.port, &[]);
+    let sidecar = Sidecar::start(&format!("0.0.0.0:{}", free_port()), daemon.relay_port, &[]);
     let gateway = docker::bridge_gateway();
     let url = format!("http://{gateway}:{}", sidecar.port);
     // The host's Python and ddtrace, mounted read-only into the busybox image; pidMode
@@ -250,32 +250,50 @@ fn two_clients_in_two_containers_are_told_apart() {
 
 #[test]
 fn wrong_relay_token_is_refused_and_counted() {
-    let daemon = Daemon::start(free_port(), &[("STS_RELAY_TOKEN", "right-token")]);
-    let sidecar = Sidecar::start(
-        &format!("127.0.0.1:{}", free_port()),
-        daemon.port,
-        &[("STS_RELAY_TOKEN", "wrong-token")],
+    // The daemon and the good sidecar read the token from files, as ECS secrets can be.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("relay-token");
+    std::fs::write(&token_file, "right-token\n").unwrap();
+    let token_file = token_file.display().to_string();
+    let daemon = Daemon::start(
+        DaemonPorts::free(),
+        &[("STS_RELAY_TOKEN_FILE", token_file.as_str())],
     );
-    let url = format!("http://127.0.0.1:{}", sidecar.port);
-    let run = run_client(&ddtrace_env(&url, "v0.4", "it-token", 5, 2));
-    let health = wait_for(Duration::from_secs(15), || {
-        sidecar
-            .health()
-            .filter(|h| h["spans_dropped"].as_u64() == Some(run.spans as u64))
-    })
-    .expect("refused spans counted as dropped");
-    assert_eq!(health["spans_relayed"], 0);
-    let status = daemon.status().unwrap();
-    assert_eq!(status["spans_received_total"], 0);
-    assert!(
-        !status.to_string().contains("right-token"),
-        "token shown in status"
-    );
+    for (n, env) in [vec![("STS_RELAY_TOKEN", "wrong-token")], vec![]]
+        .into_iter()
+        .enumerate()
+    {
+        let sidecar = Sidecar::start(
+            &format!("127.0.0.1:{}", free_port()),
+            daemon.relay_port,
+            &env,
+        );
+        let url = format!("http://127.0.0.1:{}", sidecar.port);
+        let run = run_client(&ddtrace_env(&url, "v0.4", "it-token", 5, 2));
+        let health = wait_for(Duration::from_secs(15), || {
+            sidecar
+                .health()
+                .filter(|h| h["spans_dropped"].as_u64() == Some(run.spans as u64))
+        })
+        .unwrap_or_else(|| panic!("refused spans counted as dropped ({env:?})"));
+        assert_eq!(health["spans_relayed"], 0);
+        let status = daemon.status().unwrap();
+        assert_eq!(status["spans_received_total"], 0);
+        assert!(
+            status["relay_refused_total"].as_u64() > Some(n as u64),
+            "refusals counted: {}",
+            status["relay_refused_total"]
+        );
+        assert!(
+            !status.to_string().contains("right-token"),
+            "token shown in status"
+        );
+    }
 
     let good = Sidecar::start(
         &format!("127.0.0.1:{}", free_port()),
-        daemon.port,
-        &[("STS_RELAY_TOKEN", "right-token")],
+        daemon.relay_port,
+        &[("STS_RELAY_TOKEN_FILE", token_file.as_str())],
     );
     let run = run_client(&ddtrace_env(
         &format!("http://127.0.0.1:{}", good.port),
@@ -294,9 +312,9 @@ fn wrong_relay_token_is_refused_and_counted() {
 
 #[test]
 fn daemon_killed_and_restarted_while_10000_spans_flow() {
-    let port = free_port();
-    let mut daemon = Daemon::start(port, &[]);
-    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), port, &[]);
+    let ports = DaemonPorts::free();
+    let mut daemon = Daemon::start(ports, &[]);
+    let sidecar = Sidecar::start(&format!("127.0.0.1:{}", free_port()), ports.relay, &[]);
     let url = format!("http://127.0.0.1:{}", sidecar.port);
     let script = workspace_root().join("integration-tests/python/trace_client.py");
     let mut env: BTreeMap<String, String> = ddtrace_env(&url, "v0.4", "it-restart", 2500, 4);
@@ -325,7 +343,7 @@ fn daemon_killed_and_restarted_while_10000_spans_flow() {
         .signal_and_wait(libc::SIGKILL, Duration::from_secs(2))
         .expect("daemon killed");
     std::thread::sleep(Duration::from_millis(500));
-    let daemon = Daemon::start(port, &[]);
+    let daemon = Daemon::start(ports, &[]);
     assert!(client.wait().unwrap().success());
     let health = wait_for(Duration::from_secs(30), || {
         sidecar

@@ -12,16 +12,44 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The relay token: its `Debug` never shows the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RelayToken(String);
+
+impl RelayToken {
+    /// The token itself, for the one field that carries it to the daemon.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RelayToken {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl std::fmt::Debug for RelayToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "RelayToken(<empty>)"
+        } else {
+            "RelayToken(<redacted>)"
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// STS_TRACE_LISTEN_ADDR, default 0.0.0.0:8126.
     pub listen_addr: SocketAddr,
     /// STS_TRACE_LISTEN_SOCKET: also listen on this unix socket.
     pub listen_socket: Option<PathBuf>,
-    /// STS_DAEMON_ADDR as `http://host:port`; default the default gateway on port 7182.
+    /// STS_DAEMON_ADDR as `http://host:port`; default the default gateway on port 7183
+    /// (the daemon's STS_RELAY_ADDR).
     pub daemon_url: String,
-    /// STS_RELAY_TOKEN.
-    pub relay_token: Option<String>,
+    /// STS_RELAY_TOKEN, or the contents of the file STS_RELAY_TOKEN_FILE names.
+    pub relay_token: Option<RelayToken>,
     /// STS_TRACE_BUFFER_BYTES, default 64 MiB.
     pub buffer_bytes: usize,
     /// STS_TASK_ARN: shown in the daemon's status; the daemon finds it by address otherwise.
@@ -29,7 +57,7 @@ pub struct Config {
     pub log_level: String,
 }
 
-const DAEMON_PORT: u16 = 7182;
+const DAEMON_PORT: u16 = 7183;
 
 impl Config {
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -79,11 +107,27 @@ impl Config {
                 })?,
             None => 64 << 20,
         };
+        let relay_token = match (get("STS_RELAY_TOKEN"), get("STS_RELAY_TOKEN_FILE")) {
+            (Some(_), Some(path)) => {
+                return Err(invalid(
+                    "STS_RELAY_TOKEN_FILE",
+                    &path,
+                    "STS_RELAY_TOKEN is set too: give the token one way",
+                ))
+            }
+            (Some(token), None) => Some(RelayToken(token)),
+            (None, Some(path)) => {
+                Some(RelayToken(token_file(&path).map_err(|reason| {
+                    invalid("STS_RELAY_TOKEN_FILE", &path, &reason)
+                })?))
+            }
+            (None, None) => None,
+        };
         Ok(Self {
             listen_addr,
             listen_socket: get("STS_TRACE_LISTEN_SOCKET").map(PathBuf::from),
             daemon_url,
-            relay_token: get("STS_RELAY_TOKEN"),
+            relay_token,
             buffer_bytes,
             task_arn: get("STS_TASK_ARN").unwrap_or_default(),
             log_level: get("STS_LOG_LEVEL")
@@ -91,6 +135,16 @@ impl Config {
                 .to_ascii_lowercase(),
         })
     }
+}
+
+/// The token in a file (an ECS secret, or a file an init container wrote), trimmed.
+fn token_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("the file is empty".into());
+    }
+    Ok(token.to_string())
 }
 
 /// `host:port` or `http://host:port` as an http URL; None when it is neither.
@@ -118,7 +172,7 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen_addr.to_string(), "0.0.0.0:8126");
-        assert!(c.daemon_url.starts_with("http://") && c.daemon_url.ends_with(":7182"));
+        assert!(c.daemon_url.starts_with("http://") && c.daemon_url.ends_with(":7183"));
         assert_eq!(c.buffer_bytes, 64 << 20);
         assert!(c.relay_token.is_none());
     }
@@ -146,5 +200,32 @@ mod tests {
             .to_string();
         assert!(err.starts_with("STS_TRACE_BUFFER_BYTES:"), "{err}");
         assert!(config(&[("STS_TRACE_LISTEN_ADDR", "8126")]).is_err());
+    }
+
+    #[test]
+    fn the_relay_token_comes_from_a_file_and_never_shows() {
+        let dir = std::env::temp_dir().join(format!("sidecar-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "  from-a-file\n").unwrap();
+        let path = path.to_str().unwrap();
+        let c = config(&[("STS_RELAY_TOKEN_FILE", path)]).unwrap();
+        assert_eq!(c.relay_token.as_ref().unwrap().expose(), "from-a-file");
+        assert!(!format!("{c:?}").contains("from-a-file"));
+        let err = config(&[("STS_RELAY_TOKEN_FILE", path), ("STS_RELAY_TOKEN", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("STS_RELAY_TOKEN_FILE:") && err.contains("one way"),
+            "{err}"
+        );
+        let err = config(&[("STS_RELAY_TOKEN_FILE", "/nonexistent/token")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("STS_RELAY_TOKEN_FILE: cannot read it"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,11 +43,15 @@ pub const KNOWN_KEYS: &[&str] = &[
     "STS_HOSTNAME",
     "STS_LOG_LEVEL",
     "STS_GRPC_ADDR",
+    "STS_GRPC_TOKEN",
+    "STS_GRPC_TOKEN_FILE",
+    "STS_RELAY_ADDR",
     "STS_COLLECTION_INTERVAL",
     "STS_CGROUP_ROOT",
     "STS_ECS_AGENT_URL",
     "STS_EC2_METADATA_URL",
     "STS_RELAY_TOKEN",
+    "STS_RELAY_TOKEN_FILE",
     "STS_TRACE_RECENT_SPANS",
     "STS_QUEUE_DIR",
     "STS_QUEUE_MAX_BYTES",
@@ -66,6 +70,14 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("{var}: cannot read {path}: {reason}")]
+    SecretFile {
+        var: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +98,12 @@ pub struct Config {
     pub process: ProcessConfig,
     pub hostname: Option<String>,
     pub log_level: String,
+    /// The read API (status, snapshot, recent spans, reflection): loopback by default.
     pub grpc_addr: SocketAddr,
+    /// Token the read API asks for (`authorization: Bearer`); required off loopback.
+    pub grpc_token: Option<ApiKey>,
+    /// The sidecars' relay and `grpc.health.v1`.
+    pub relay_addr: SocketAddr,
     pub collection_interval: Duration,
     /// Where the host's cgroup hierarchy is mounted (`/cgroup` on Amazon Linux 1).
     pub cgroup_root: PathBuf,
@@ -204,6 +221,7 @@ impl Config {
 
     pub fn from_raw(raw: &RawValues) -> Result<Self, ConfigError> {
         let get = Getter { raw };
+        let (grpc_addr, grpc_token, relay_addr) = listeners(&get)?;
         let sts_url = get.opt("STS_STS_URL", parse::http_url)?;
         let api_key = raw
             .get("STS_API_KEY")
@@ -292,11 +310,9 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .map(String::from),
             log_level: get.or("STS_LOG_LEVEL", "info".to_string(), parse::log_level)?,
-            grpc_addr: get.or(
-                "STS_GRPC_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 7182)),
-                parse::socket_addr,
-            )?,
+            grpc_addr,
+            grpc_token,
+            relay_addr,
             collection_interval: get.or(
                 "STS_COLLECTION_INTERVAL",
                 Duration::from_secs(10),
@@ -313,11 +329,11 @@ impl Config {
                 Url::parse("http://169.254.169.254").expect("valid default"),
                 parse::http_url,
             )?,
-            relay_token: raw
-                .get("STS_RELAY_TOKEN")
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(ApiKey::new),
+            relay_token: secret::from_value_or_file(
+                raw,
+                "STS_RELAY_TOKEN",
+                "STS_RELAY_TOKEN_FILE",
+            )?,
             // With a receiver the spans go there; a window would copy every span.
             trace_recent_spans: get.or(
                 "STS_TRACE_RECENT_SPANS",
@@ -343,13 +359,9 @@ impl Config {
         let b = &self.process.blacklist;
         let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
         let secs = |d: Duration| format!("{}s", d.as_secs_f64());
-        let entries: [(&str, String); 32] = [
-            (
-                "STS_API_KEY",
-                self.api_key
-                    .as_ref()
-                    .map_or("<unset>".into(), ApiKey::redacted),
-            ),
+        let redacted = |k: &Option<ApiKey>| k.as_ref().map_or("<unset>".into(), ApiKey::redacted);
+        let entries: [(&str, String); 34] = [
+            ("STS_API_KEY", redacted(&self.api_key)),
             ("STS_STS_URL", url(&self.sts_url)),
             ("STS_PROCESS_AGENT_URL", url(&self.process_agent_url)),
             ("STS_APM_URL", url(&self.apm_url)),
@@ -426,6 +438,8 @@ impl Config {
             ),
             ("STS_LOG_LEVEL", self.log_level.clone()),
             ("STS_GRPC_ADDR", self.grpc_addr.to_string()),
+            ("STS_GRPC_TOKEN", redacted(&self.grpc_token)),
+            ("STS_RELAY_ADDR", self.relay_addr.to_string()),
             ("STS_COLLECTION_INTERVAL", secs(self.collection_interval)),
             ("STS_CGROUP_ROOT", self.cgroup_root.display().to_string()),
             ("STS_ECS_AGENT_URL", url(&self.ecs_agent_url)),
@@ -433,12 +447,7 @@ impl Config {
                 "STS_EC2_METADATA_URL",
                 secret::redact_url(&self.ec2_metadata_url),
             ),
-            (
-                "STS_RELAY_TOKEN",
-                self.relay_token
-                    .as_ref()
-                    .map_or("<unset>".into(), ApiKey::redacted),
-            ),
+            ("STS_RELAY_TOKEN", redacted(&self.relay_token)),
             (
                 "STS_TRACE_RECENT_SPANS",
                 self.trace_recent_spans.to_string(),
@@ -456,6 +465,36 @@ impl Config {
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
+}
+
+/// The read API's address and token, and the relay's address. The read API serves
+/// every process's command line and every span: off loopback it needs a token.
+fn listeners(get: &Getter) -> Result<(SocketAddr, Option<ApiKey>, SocketAddr), ConfigError> {
+    let grpc_addr = get.or(
+        "STS_GRPC_ADDR",
+        SocketAddr::from(([127, 0, 0, 1], 7182)),
+        parse::socket_addr,
+    )?;
+    let relay_addr = get.or(
+        "STS_RELAY_ADDR",
+        SocketAddr::from(([0, 0, 0, 0], 7183)),
+        parse::socket_addr,
+    )?;
+    let grpc_token = secret::from_value_or_file(get.raw, "STS_GRPC_TOKEN", "STS_GRPC_TOKEN_FILE")?;
+    if !grpc_addr.ip().is_loopback() && grpc_token.is_none() {
+        return Err(ConfigError::Conflict(format!(
+            "STS_GRPC_ADDR {grpc_addr} is not a loopback address: the read API then needs a token (STS_GRPC_TOKEN or STS_GRPC_TOKEN_FILE)"
+        )));
+    }
+    let overlap = |a: std::net::IpAddr, b: std::net::IpAddr| {
+        a == b || a.is_unspecified() || b.is_unspecified()
+    };
+    if grpc_addr.port() == relay_addr.port() && overlap(grpc_addr.ip(), relay_addr.ip()) {
+        return Err(ConfigError::Conflict(format!(
+            "STS_RELAY_ADDR {relay_addr} overlaps STS_GRPC_ADDR {grpc_addr}: the relay and the read API need a port each"
+        )));
+    }
+    Ok((grpc_addr, grpc_token, relay_addr))
 }
 
 /// Looks up and parses one variable, turning a parse failure into an error that names it.

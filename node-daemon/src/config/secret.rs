@@ -21,6 +21,56 @@ impl ApiKey {
     pub fn redacted(&self) -> String {
         "<set, redacted>".into()
     }
+
+    /// Whether `presented` is this secret, in time that depends only on the lengths.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        if expected.len() != presented.len() {
+            return false;
+        }
+        let diff = expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// A secret given as `var` or as the contents of the file `file_var` names (ECS
+/// `secrets` mounted as files, or a file written by an init container). Setting both is
+/// an error; the file's contents are trimmed of surrounding white space, and an empty
+/// value counts as unset. Errors name the variable and the path, never the contents.
+pub fn from_value_or_file(
+    raw: &super::RawValues,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<ApiKey>, super::ConfigError> {
+    let value = raw.get(var).map(str::trim).filter(|v| !v.is_empty());
+    let path = raw.get(file_var).map(str::trim).filter(|v| !v.is_empty());
+    match (value, path) {
+        (Some(_), Some(_)) => Err(super::ConfigError::Conflict(format!(
+            "{var} and {file_var} are both set: give the secret one way"
+        ))),
+        (Some(v), None) => Ok(Some(ApiKey::new(v))),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| super::ConfigError::SecretFile {
+                    var: file_var,
+                    path: path.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(super::ConfigError::SecretFile {
+                    var: file_var,
+                    path: path.to_string(),
+                    reason: "the file is empty".into(),
+                });
+            }
+            Ok(Some(ApiKey::new(text)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 impl fmt::Debug for ApiKey {

@@ -22,7 +22,9 @@ fn defaults_without_any_variable() {
     assert!(config.api_key.is_none());
     assert!(config.process_agent_enabled && config.apm_enabled && config.network_tracing_enabled);
     assert!(!config.skip_ssl_validation);
-    assert_eq!(config.grpc_addr.to_string(), "0.0.0.0:7182");
+    assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7182");
+    assert_eq!(config.relay_addr.to_string(), "0.0.0.0:7183");
+    assert!(config.grpc_token.is_none() && config.relay_token.is_none());
     assert_eq!(config.collection_interval, Duration::from_secs(10));
     assert_eq!(
         config.process.blacklist.patterns.len(),
@@ -83,7 +85,8 @@ fn api_key_is_not_in_errors_or_summary() {
 #[test]
 fn summary_lists_every_known_key() {
     let summary = from_pairs(&[]).unwrap().summary();
-    for key in KNOWN_KEYS {
+    // A token read from a file shows as its token's key.
+    for key in KNOWN_KEYS.iter().filter(|k| !k.ends_with("_TOKEN_FILE")) {
         assert!(summary.contains_key(*key), "{key} missing");
     }
 }
@@ -143,4 +146,54 @@ fn network_tracer_keys() {
     assert!(err.starts_with("STS_NETWORK_BACKEND:"), "{err}");
     let err = error_of(&[("STS_NETWORK_MAX_CONNECTIONS", "0")]);
     assert!(err.contains("at least 1"), "{err}");
+}
+
+#[test]
+fn a_read_api_off_loopback_needs_a_token() {
+    let err = error_of(&[("STS_GRPC_ADDR", "0.0.0.0:7182")]);
+    assert!(
+        err.contains("STS_GRPC_ADDR") && err.contains("STS_GRPC_TOKEN"),
+        "{err}"
+    );
+    let config = from_pairs(&[
+        ("STS_GRPC_ADDR", "0.0.0.0:7182"),
+        ("STS_GRPC_TOKEN", "read-secret"),
+    ])
+    .unwrap();
+    assert!(config.grpc_token.unwrap().matches(b"read-secret"));
+    let err = error_of(&[("STS_RELAY_ADDR", "127.0.0.1:7182")]);
+    assert!(err.contains("STS_RELAY_ADDR"), "{err}");
+    // Different addresses on one port are two sockets.
+    from_pairs(&[
+        ("STS_GRPC_ADDR", "127.0.0.1:7182"),
+        ("STS_RELAY_ADDR", "10.0.0.5:7182"),
+    ])
+    .unwrap();
+}
+
+#[test]
+fn tokens_come_from_a_file_and_never_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay-token");
+    std::fs::write(&path, "file-secret\n").unwrap();
+    let path = path.to_str().unwrap();
+    let config = from_pairs(&[("STS_RELAY_TOKEN_FILE", path)]).unwrap();
+    let token = config.relay_token.as_ref().unwrap();
+    assert!(token.matches(b"file-secret"));
+    assert!(!token.matches(b"file-secret\n") && !token.matches(b"file-secreT"));
+    let summary = format!("{:?} {:?}", config.summary(), config);
+    assert!(!summary.contains("file-secret"), "{summary}");
+    assert_eq!(config.summary()["STS_RELAY_TOKEN"], "<set, redacted>");
+
+    let err = error_of(&[("STS_RELAY_TOKEN", "x"), ("STS_RELAY_TOKEN_FILE", path)]);
+    assert!(err.contains("both set"), "{err}");
+    let err = error_of(&[("STS_RELAY_TOKEN_FILE", "/nonexistent/token")]);
+    assert!(
+        err.starts_with("STS_RELAY_TOKEN_FILE: cannot read /nonexistent/token"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = error_of(&[("STS_GRPC_TOKEN_FILE", empty.to_str().unwrap())]);
+    assert!(err.contains("empty"), "{err}");
 }

@@ -1,13 +1,22 @@
 //! `node-daemon run`: collect on an interval and serve status until told to stop.
+//!
+//! Two listeners: the read API (status, snapshot, recent spans, reflection and health)
+//! on `STS_GRPC_ADDR`, loopback by default, and the sidecars' relay (and health) on
+//! `STS_RELAY_ADDR`.
+
+mod auth;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sts_proto::daemon::v1::status_server::StatusServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -32,8 +41,9 @@ const SERVER_DRAIN: Duration = Duration::from_millis(1200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot listen on {addr} (STS_GRPC_ADDR): {source}")]
+    #[error("cannot listen on {addr} ({var}): {source}")]
     Bind {
+        var: &'static str,
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -50,14 +60,14 @@ pub enum DaemonError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let registry = Registry::default();
     let collectors = Collectors::new(&config, registry.clone())?;
-    let listener = TcpListener::bind(config.grpc_addr)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
+    let listener = bind("STS_GRPC_ADDR", config.grpc_addr).await?;
+    let relay_listener = match config.apm_enabled {
+        true => Some(bind("STS_RELAY_ADDR", config.relay_addr).await?),
+        false => None,
+    };
     info!(
         addr = %config.grpc_addr,
+        relay = %config.relay_addr,
         hostname = collectors.hostname(),
         interval_s = config.collection_interval.as_secs_f64(),
         "node-daemon {} started",
@@ -93,11 +103,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let relay = traces.clone().map(|state| {
         let correlator = Correlator::new(collectors.hostname(), store.clone());
-        let token = config.relay_token.as_ref().map(|t| t.expose().to_string());
+        let token = config.relay_token.clone();
         RelayService::new(state, correlator, token, forwarder.clone()).into_server()
     });
     let trace_relay = if relay.is_some() {
-        format!("listening on {}", config.grpc_addr)
+        format!("listening on {}", config.relay_addr)
     } else {
         "disabled (STS_APM_ENABLED=false)".to_string()
     };
@@ -136,29 +146,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             stop_rx.clone(),
         ))
     });
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
+    let auth = auth::BearerAuth::new(config.grpc_token.clone());
+    let read_api = tonic::transport::Server::builder()
+        .add_service(health_service.clone())
+        .add_service(InterceptedService::new(reflection, auth.clone()))
+        .add_service(StatusServer::with_interceptor(status, auth));
+    let mut servers = vec![tokio::spawn(
+        read_api.serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx.clone())),
+    )];
+    if let (Some(listener), Some(relay)) = (relay_listener, relay) {
+        let relay_api = tonic::transport::Server::builder()
             .initial_stream_window_size(crate::traces::RELAY_STREAM_WINDOW)
             .initial_connection_window_size(crate::traces::RELAY_CONNECTION_WINDOW)
             .max_frame_size(crate::traces::RELAY_MAX_FRAME)
             .add_service(health_service)
-            .add_service(reflection)
-            .add_service(status.into_server())
-            .add_optional_service(relay)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener).map(|conn| {
-                    // Small replies (status, relay acks) must not wait for Nagle's delay.
-                    if let Ok(stream) = &conn {
-                        let _ = stream.set_nodelay(true);
-                    }
-                    conn
-                }),
-                async move {
-                    let _ = server_stop.wait_for(|stop| *stop).await;
-                },
-            ),
-    );
+            .add_service(relay);
+        servers.push(tokio::spawn(relay_api.serve_with_incoming_shutdown(
+            incoming(listener),
+            stopped(stop_rx.clone()),
+        )));
+    }
     let collecting = tokio::spawn(collect_loop(
         CollectLoop {
             collectors,
@@ -175,7 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     shutdown.await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(SERVER_DRAIN, server).await;
+    let _ = tokio::time::timeout(SERVER_DRAIN, join_all(servers)).await;
     collecting.abort();
     for task in [watcher, ecs].into_iter().flatten() {
         task.abort();
@@ -185,6 +192,35 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = tokio::time::timeout(Duration::from_millis(300), task).await;
     }
     Ok(())
+}
+
+async fn bind(var: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { var, addr, source })
+}
+
+/// Accepted connections, with Nagle off: small replies (status, relay acks) must not
+/// wait for its delay.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    })
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 struct CollectLoop {

@@ -49,6 +49,7 @@ pub fn to_json(status: &GetStatusResponse) -> Value {
         "trace_relay": status.trace_relay,
         "spans_received_total": status.spans_received_total,
         "spans_duplicate_total": status.spans_duplicate_total,
+        "relay_refused_total": status.relay_refused_total,
         "sidecars": sidecars,
     })
 }
@@ -112,8 +113,11 @@ pub fn to_text(status: &GetStatusResponse) -> String {
     let _ = writeln!(out, "\n{}", status.ecs);
     let _ = writeln!(
         out,
-        "traces: relay {}, {} spans received, {} duplicate spans dropped",
-        status.trace_relay, status.spans_received_total, status.spans_duplicate_total
+        "traces: relay {}, {} spans received, {} duplicate spans dropped, {} batches refused (wrong or missing STS_RELAY_TOKEN)",
+        status.trace_relay,
+        status.spans_received_total,
+        status.spans_duplicate_total,
+        status.relay_refused_total
     );
     for s in &status.sidecars {
         let _ = writeln!(
@@ -193,9 +197,10 @@ mod tests {
             drops: [("process.vanished".to_string(), 2)].into(),
             healthy: false,
             ecs: "ecs: not detected".into(),
-            trace_relay: "listening on 0.0.0.0:7182".into(),
+            trace_relay: "listening on 0.0.0.0:7183".into(),
             spans_received_total: 12,
             spans_duplicate_total: 0,
+            relay_refused_total: 0,
             sidecars: vec![SidecarStatus {
                 sidecar_id: "sc-1".into(),
                 addr: "172.17.0.3:40000".into(),

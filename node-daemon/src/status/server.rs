@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sts_proto::daemon::v1::status_server::{Status, StatusServer};
+use sts_proto::daemon::v1::status_server::Status;
 use sts_proto::daemon::v1::{
     GetRecentSpansRequest, GetRecentSpansResponse, GetSnapshotRequest, GetSnapshotResponse,
     GetStatusRequest, GetStatusResponse,
@@ -32,10 +32,6 @@ pub struct StatusService {
 }
 
 impl StatusService {
-    pub fn into_server(self) -> StatusServer<Self> {
-        StatusServer::new(self)
-    }
-
     pub fn response(&self) -> GetStatusResponse {
         GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -52,6 +48,7 @@ impl StatusService {
                 .unwrap_or_default(),
             spans_received_total: self.traces.as_ref().map_or(0, TraceState::spans_received),
             spans_duplicate_total: self.traces.as_ref().map_or(0, TraceState::spans_duplicate),
+            relay_refused_total: self.traces.as_ref().map_or(0, TraceState::batches_refused),
             trace_relay: self.trace_relay.clone(),
             ecs: self.containers.as_ref().map_or_else(
                 || "ecs: not collected (STS_PROCESS_AGENT_ENABLED=false)".into(),

@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use sts_proto::daemon::v1::BatchAck;
@@ -24,6 +26,7 @@ use super::correlate::Correlator;
 use super::dedup::SeenBatches;
 use super::state::TraceState;
 use super::wire::{BatchHeader, BatchView, WireError};
+use crate::config::ApiKey;
 use crate::forward::batch::RelayBatch;
 use crate::forward::Forwarder;
 
@@ -34,7 +37,8 @@ pub struct RelayService {
     state: TraceState,
     /// Where correlated spans go; None in the embedded default.
     forwarder: Option<Arc<Forwarder>>,
-    token: Option<String>,
+    token: Option<ApiKey>,
+    refusals: Mutex<RefusalLog>,
     correlator: Arc<Mutex<Correlator>>,
     seen: Arc<Mutex<HashMap<String, SeenBatches>>>,
 }
@@ -43,7 +47,7 @@ impl RelayService {
     pub fn new(
         state: TraceState,
         correlator: Correlator,
-        token: Option<String>,
+        token: Option<ApiKey>,
         forwarder: Option<Arc<Forwarder>>,
     ) -> Self {
         // Batches a previous daemon queued: a sidecar that did not get their
@@ -58,6 +62,7 @@ impl RelayService {
             state,
             forwarder,
             token,
+            refusals: Mutex::new(RefusalLog::default()),
             correlator: Arc::new(Mutex::new(correlator)),
             seen: Arc::new(Mutex::new(seen)),
         }
@@ -80,7 +85,16 @@ impl RelayService {
             reason,
         };
         if let Some(token) = &self.token {
-            if &header.token != token {
+            if !token.matches(header.token.as_bytes()) {
+                self.state.add_refused();
+                let first = self
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .first_in_a_while(peer_ip(peer), Instant::now());
+                if first {
+                    warn!(%peer, sidecar = %header.sidecar_id, "relay batches refused: wrong or missing relay token (STS_RELAY_TOKEN); logged once a minute per address");
+                }
                 let reason = "wrong or missing relay token (STS_RELAY_TOKEN)";
                 return Ok(ack(false, reason.into()));
             }
@@ -180,7 +194,7 @@ impl RelayService {
                 };
                 sidecar.get_or_insert_with(|| ack.sidecar_id.clone());
                 if !ack.accepted {
-                    warn!(%peer, "relay batch refused: {}", ack.reason);
+                    debug!(%peer, "relay batch refused: {}", ack.reason);
                 }
                 if tx.send(Ok(ack)).await.is_err() {
                     break;
@@ -192,6 +206,36 @@ impl RelayService {
         });
         Ok(Response::new(acks))
     }
+}
+
+/// Addresses whose refusals were logged lately, so that a sidecar with a wrong token
+/// logs once a minute, not once a batch. Bounded: when full it starts over.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: HashMap<Option<IpAddr>, Instant>,
+}
+
+/// How often one address's refusals are logged at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+const MAX_REFUSAL_ADDRS: usize = 4096;
+
+impl RefusalLog {
+    fn first_in_a_while(&mut self, addr: Option<IpAddr>, now: Instant) -> bool {
+        if let Some(last) = self.last.get(&addr) {
+            if now.duration_since(*last) < REFUSAL_LOG_EVERY {
+                return false;
+            }
+        }
+        if self.last.len() >= MAX_REFUSAL_ADDRS {
+            self.last.clear();
+        }
+        self.last.insert(addr, now);
+        true
+    }
+}
+
+fn peer_ip(peer: &str) -> Option<IpAddr> {
+    peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// The largest batch the daemon decodes (the sidecar batches well below this).
@@ -403,5 +447,30 @@ mod tests {
             assert_eq!(second.state.spans_received(), 2);
             assert_eq!(queued(&second), 2, "batches 5 and 6, once each");
         });
+    }
+
+    #[test]
+    fn a_wrong_token_is_refused_counted_and_logged_once_a_minute() {
+        let relay = RelayService::new(
+            TraceState::new(10),
+            Correlator::new("h", None),
+            Some(ApiKey::new("right")),
+            None,
+        );
+        let ack = relay.take(batch(1, 3), "10.0.0.9:4000").unwrap();
+        assert!(
+            !ack.accepted && ack.reason.contains("STS_RELAY_TOKEN"),
+            "{ack:?}"
+        );
+        assert_eq!(relay.state.batches_refused(), 1);
+        assert_eq!(relay.state.spans_received(), 0);
+
+        let mut log = RefusalLog::default();
+        let (ip, other) = (peer_ip("10.0.0.9:4000"), peer_ip("10.0.0.10:4000"));
+        let t0 = Instant::now();
+        assert!(log.first_in_a_while(ip, t0));
+        assert!(!log.first_in_a_while(ip, t0 + Duration::from_secs(59)));
+        assert!(log.first_in_a_while(other, t0 + Duration::from_secs(1)));
+        assert!(log.first_in_a_while(ip, t0 + Duration::from_secs(61)));
     }
 }

@@ -39,6 +39,7 @@ pub struct TraceState {
     recent_capacity: usize,
     received: Arc<AtomicU64>,
     duplicates: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
 }
 
 impl TraceState {
@@ -51,6 +52,7 @@ impl TraceState {
             recent_capacity,
             received: Arc::default(),
             duplicates: Arc::default(),
+            refused: Arc::default(),
         }
     }
 
@@ -69,6 +71,15 @@ impl TraceState {
 
     pub fn spans_duplicate(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Batches refused for a wrong or missing relay token, since start.
+    pub fn batches_refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn add_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_duplicates(&self, spans: u64) {

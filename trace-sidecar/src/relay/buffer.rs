@@ -50,7 +50,7 @@ pub struct OutgoingBatch {
     pub sidecar_addr: String,
     pub task_arn: String,
     pub dropped_spans: u64,
-    pub token: String,
+    pub token: crate::config::RelayToken,
 }
 
 // Field numbers of `SpanBatch` in relay.proto.
@@ -71,7 +71,7 @@ impl OutgoingBatch {
             (SIDECAR_ADDR, Scalar::Str(&self.sidecar_addr)),
             (TASK_ARN, Scalar::Str(&self.task_arn)),
             (DROPPED_SPANS, Scalar::U64(self.dropped_spans)),
-            (TOKEN, Scalar::Str(&self.token)),
+            (TOKEN, Scalar::Str(self.token.expose())),
         ]
     }
 

@@ -70,7 +70,7 @@ impl Relay {
 pub struct SenderConfig {
     /// `http://host:port` of the daemon.
     pub daemon_url: String,
-    pub token: Option<String>,
+    pub token: Option<crate::config::RelayToken>,
     /// Facts the daemon shows in its status.
     pub sidecar_addr: String,
     pub task_arn: String,
