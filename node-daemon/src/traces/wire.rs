@@ -478,7 +478,12 @@ fn meta_entry(buf: &[u8], range: Range<usize>) -> Result<(Range<usize>, Range<us
         if key_len < 0x80 && rest.len() >= key_len + 2 {
             let (key, rest) = rest.split_at(key_len);
             if let [0x12, value_len, value @ ..] = rest {
-                if usize::from(*value_len) == value.len() && utf8(key) && utf8(value) {
+                // A length byte of 0x80 or more is the first of a longer varint.
+                if *value_len < 0x80
+                    && usize::from(*value_len) == value.len()
+                    && utf8(key)
+                    && utf8(value)
+                {
                     let key_start = range.start + 2;
                     let start = range.end - value.len();
                     return Ok((key_start..key_start + key_len, start..range.end));
@@ -738,6 +743,34 @@ mod tests {
         unknown.extend_from_slice(&[0x7a, 0x01, 0xff, 0x7d, 0, 0, 0, 0]);
         assert!(Span::decode(unknown.as_slice()).is_ok());
         assert!(super::span(&unknown, 0..unknown.len()).is_ok());
+    }
+
+    #[test]
+    fn a_meta_value_length_of_two_bytes_is_read_as_a_varint() {
+        // The value's length byte 0x81 starts a varint (0x81 0x01 = 129), not a length of
+        // 129 that the fast path would take: the 129 bytes after 0x81 hold 128 of value.
+        let mut value = vec![0x01];
+        value.extend_from_slice(&[b'7'; 128]);
+        let mut entry = vec![0x0a, 8];
+        entry.extend_from_slice(b"span.pid");
+        entry.extend_from_slice(&[0x12, value.len() as u8]);
+        entry.extend_from_slice(&value);
+        let mut buf = vec![0x52, 0x8d, 0x01];
+        buf.extend_from_slice(&entry);
+        assert!(Span::decode(buf.as_slice()).is_err(), "prost refuses it");
+        assert!(super::span(&buf, 0..buf.len()).is_err());
+        // With 0x81 0x00 (a length of 1, as prost reads it), fields follow the value.
+        let mut entry = vec![0x0a, 8];
+        entry.extend_from_slice(b"span.pid");
+        entry.extend_from_slice(&[0x12, 0x81, 0x00, b'5']);
+        entry.extend(std::iter::repeat_n([0x18, 0x01], 62).flatten());
+        entry.extend_from_slice(&[0x1a, 0x01, b'x']);
+        assert_eq!(entry.len() - 12, 129, "the fast path's value");
+        let mut buf = vec![0x52, 0x8d, 0x01];
+        buf.extend_from_slice(&entry);
+        assert_eq!(Span::decode(buf.as_slice()).unwrap().meta["span.pid"], "5");
+        let view = super::span(&buf, 0..buf.len()).unwrap();
+        assert_eq!(view.meta_pid, Some(5));
     }
 
     #[test]
