@@ -19,6 +19,15 @@ fn host_address() -> Option<IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+/// [`host_address`], or one line saying `test` skips without one.
+fn host_address_or_skip(test: &str) -> Option<IpAddr> {
+    let host = host_address();
+    if host.is_none() {
+        skip(test, "this host has no non-loopback address to try from");
+    }
+    host
+}
+
 fn start(env: &[(&str, String)]) -> (Guard, Logs) {
     let mut command = Command::new(binary("node-daemon"));
     command
@@ -37,11 +46,7 @@ fn snapshot_from(addr: &str, env: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn the_read_api_is_served_on_loopback_and_refused_from_the_host_address() {
-    let Some(host) = host_address() else {
-        skip(
-            "read_api_loopback",
-            "this host has no non-loopback address to try from",
-        );
+    let Some(host) = host_address_or_skip("read_api_loopback") else {
         return;
     };
     let relay = free_port();
@@ -69,11 +74,7 @@ fn the_read_api_is_served_on_loopback_and_refused_from_the_host_address() {
 
 #[test]
 fn a_read_api_off_loopback_needs_a_token_and_checks_it() {
-    let Some(host) = host_address() else {
-        skip(
-            "read_api_token",
-            "this host has no non-loopback address to try from",
-        );
+    let Some(host) = host_address_or_skip("read_api_token") else {
         return;
     };
     let (port, relay) = (free_port(), free_port());
