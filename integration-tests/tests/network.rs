@@ -413,7 +413,7 @@ fn tcp_between_two_containers_is_container_to_container(backend: Backend, test: 
 
 /// Connections opened while the daemon runs: exact bytes on both ends; with eBPF also
 /// when they opened, and a connection that opened and closed within one cycle is reported
-/// closed with its final counters (the polling backend cannot see it: README).
+/// closed with its final counters (the polling backend cannot see it: docs/NETWORK.md).
 fn connections_while_the_daemon_runs(backend: Backend, test: &str) {
     let (daemon, ran) = daemon(test, backend);
     holds_only_the_runtime_capabilities(daemon.guard.pid());
@@ -512,7 +512,7 @@ fn now_ms() -> u64 {
 }
 
 /// UDP sockets with and without a peer; with eBPF the datagrams sent and read while the
-/// daemon runs are counted (the polling backend has no UDP byte counters: README).
+/// daemon runs are counted (the polling backend has no UDP byte counters: docs/NETWORK.md).
 fn udp_sockets_and_their_traffic(backend: Backend, test: &str) {
     let (daemon, ran) = daemon(test, backend);
     let server = Peer::start(&[], &["udp-server", "127.0.0.1", "read"]);

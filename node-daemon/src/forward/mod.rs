@@ -13,7 +13,6 @@ pub mod queue;
 pub mod sink;
 pub mod traces;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -455,9 +454,4 @@ fn remove_obsolete_queue(dir: &std::path::Path) {
         ),
         Err(e) => tracing::warn!("cannot remove the obsolete queue {}: {e}", dir.display()),
     }
-}
-
-/// Where the queues live by default.
-pub fn default_queue_dir() -> PathBuf {
-    PathBuf::from("/var/lib/stackstate-node-daemon/queue")
 }
