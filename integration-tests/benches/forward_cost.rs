@@ -17,6 +17,7 @@ mod intake_peer;
 
 use std::time::Duration;
 
+use bench_support::thread_cpu;
 use bytes::Bytes;
 use integration_tests::receiver::{
     content_decode, decode, CaptureReceiver, Decoded, Endpoint, ReceiverOptions, TraceDetail,
@@ -33,7 +34,6 @@ use node_daemon::forward::sink::endpoint;
 use node_daemon::forward::{gzip, gzip_headers, gzip_json, traces, INTAKE_PATH, TRACES_PATH};
 use node_daemon::join::connects_to;
 use node_daemon::model::{Connection, Host, HostTelemetry, Process, Relation, Snapshot};
-use node_daemon::thread_cpu::thread_cpu;
 use node_daemon::traces::CorrelatedSpan;
 use prost::Message;
 use sts_proto::daemon::v1::Span;

@@ -13,5 +13,4 @@ pub mod join;
 pub mod model;
 pub mod privilege;
 pub mod status;
-pub mod thread_cpu;
 pub mod traces;
