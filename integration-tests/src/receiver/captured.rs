@@ -189,7 +189,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn from_hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
+    if text.len() % 2 != 0 {
         return Err("odd hex length".into());
     }
     (0..text.len())

@@ -153,7 +153,7 @@ impl Active {
                 _ => None,
             };
         }
-        self.remaining != Some(0) && self.deadline.is_none_or(|d| now < d)
+        self.remaining != Some(0) && self.deadline.map_or(true, |d| now < d)
     }
 }
 

@@ -89,7 +89,7 @@ impl Store {
         self.lock()
             .requests
             .iter()
-            .filter(|c| endpoint.is_none_or(|e| c.endpoint == e))
+            .filter(|c| endpoint.map_or(true, |e| c.endpoint == e))
             .cloned()
             .collect()
     }
@@ -99,7 +99,7 @@ impl Store {
         self.lock()
             .requests
             .iter()
-            .filter(|c| c.seq > after && endpoint.is_none_or(|e| c.endpoint == e))
+            .filter(|c| c.seq > after && endpoint.map_or(true, |e| c.endpoint == e))
             .cloned()
             .collect()
     }
