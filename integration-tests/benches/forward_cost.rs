@@ -21,20 +21,20 @@ use bytes::Bytes;
 use integration_tests::receiver::{
     content_decode, decode, CaptureReceiver, Decoded, Endpoint, ReceiverOptions, TraceDetail,
 };
-use node_daemon::forward::batch::{push_batches, Batch};
 use node_daemon::forward::client::ReceiverClient;
-use node_daemon::forward::diff::TopologyDiff;
-use node_daemon::forward::intake;
-use node_daemon::forward::process_agent::{
+use node_daemon::forward::encode::diff::TopologyDiff;
+use node_daemon::forward::encode::{gzip, intake, traces};
+use node_daemon::forward::pipelines::process_agent::{
     self, EnvelopeWriter, Features, MessageType, ProcessAgent, Settings,
 };
 use node_daemon::forward::queue::DiskQueue;
+use node_daemon::forward::sink::batch::{push_batches, Batch};
 use node_daemon::forward::sink::endpoint;
-use node_daemon::forward::{gzip, gzip_headers, gzip_json, traces, INTAKE_PATH, TRACES_PATH};
+use node_daemon::forward::{gzip_headers, gzip_json, INTAKE_PATH, TRACES_PATH};
 use node_daemon::join::connects_to;
 use node_daemon::model::{Connection, Host, HostTelemetry, Process, Relation, Snapshot};
+use node_daemon::span::CorrelatedSpan;
 use node_daemon::thread_cpu::thread_cpu;
-use node_daemon::traces::CorrelatedSpan;
 use prost::Message;
 use sts_proto::daemon::v1::Span;
 use tokio::runtime::Runtime;

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod heap;
 pub mod join;
 pub mod model;
+pub mod span;
 pub mod status;
 pub mod thread_cpu;
 pub mod traces;

@@ -3,15 +3,11 @@
 //! `STS_QUEUE_DIR`) and sender. Choices where the public facts leave one are listed in the
 //! README.
 
-pub mod batch;
 pub mod client;
-pub mod diff;
-pub mod gzip;
-pub mod intake;
-pub mod process_agent;
+pub mod encode;
+pub mod pipelines;
 pub mod queue;
 pub mod sink;
-pub mod traces;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +21,13 @@ use url::Url;
 
 use crate::config::{ApiKey, Config};
 use crate::model::Snapshot;
-use crate::traces::CorrelatedSpan;
-use batch::{Batch, RelayBatch};
+use crate::span::CorrelatedSpan;
 use client::ReceiverClient;
-use diff::TopologyDiff;
-use process_agent::{Features, Outgoing, ProcessAgent};
+use encode::diff::TopologyDiff;
+use encode::{gzip, intake, traces};
+use pipelines::process_agent::{self, Features, Outgoing, ProcessAgent};
 use queue::DiskQueue;
+use sink::batch::{Batch, RelayBatch};
 pub use sink::Sink;
 
 /// All of the ECS topology again every this many cycles; changes only in between.

@@ -13,12 +13,14 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 use url::Url;
 
-use super::batch::{push_batches, Batch, RelayBatch};
+pub mod batch;
+
 use super::client::{ReceiverClient, SendError};
 use super::queue::{DiskQueue, RecordId};
 use super::{authorize, Auth};
 use crate::config::ApiKey;
 use crate::status::unix_ms_now;
+use batch::{push_batches, Batch, RelayBatch};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::span::{put_meta, CorrelatedSpan};
 use super::wire::{BatchView, ServiceKind, SpanView};
 use crate::collect::container::ContainerStore;
 use crate::collect::kernel::Kernel;
 use crate::collect::process::container_id;
 use crate::model::EcsContainer;
+use crate::span::{put_meta, CorrelatedSpan};
 use sts_proto::daemon::v1::ClientInfo;
 
 pub const META_HOSTNAME: &str = "span.hostname";

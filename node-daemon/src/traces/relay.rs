@@ -22,12 +22,12 @@ use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use super::acks::SeenBatches;
 use super::correlate::Correlator;
-use super::dedup::SeenBatches;
 use super::state::TraceState;
 use super::wire::{BatchHeader, BatchView, WireError};
 use crate::config::ApiKey;
-use crate::forward::batch::RelayBatch;
+use crate::forward::sink::batch::RelayBatch;
 use crate::forward::Forwarder;
 
 /// Sidecars whose seen batch ids are remembered at most.

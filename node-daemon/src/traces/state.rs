@@ -10,7 +10,7 @@ use sts_proto::daemon::v1::{SidecarStatus, Span};
 
 use bytes::Bytes;
 
-use super::span::CorrelatedSpan;
+use crate::span::CorrelatedSpan;
 use crate::status::unix_ms_now;
 
 #[derive(Debug)]

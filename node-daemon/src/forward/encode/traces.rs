@@ -14,7 +14,7 @@ use std::ops::Range;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::gzip::Gzip;
-use crate::traces::CorrelatedSpan;
+use crate::span::CorrelatedSpan;
 
 /// How much protobuf is deflated at a time: igzip copies the first 32 KiB of each piece
 /// (its history), so pieces of 64 KiB cost 5-10% more than this.

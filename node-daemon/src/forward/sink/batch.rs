@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::forward::queue::{DiskQueue, QueueError};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// Unique: `<host>/<pipeline>/<start ms>/<sequence>`; sent as `X-Sts-Batch-Id`.
@@ -91,10 +93,7 @@ impl Batch {
 
 /// Queues `batches` on `disk` in order, one record each, with one sync for all; each
 /// batch's outcome.
-pub fn push_batches(
-    disk: &mut super::queue::DiskQueue,
-    batches: &[Batch],
-) -> Vec<Result<(), super::queue::QueueError>> {
+pub fn push_batches(disk: &mut DiskQueue, batches: &[Batch]) -> Vec<Result<(), QueueError>> {
     let heads: Vec<Vec<u8>> = batches.iter().map(Batch::record_head).collect();
     let records: Vec<[&[u8]; 2]> = heads
         .iter()

@@ -101,7 +101,7 @@ impl TopologyDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::intake::{Component, Link};
+    use crate::forward::encode::intake::{Component, Link};
     use serde_json::json;
 
     fn component(id: &str, v: i64) -> Component {

@@ -1,0 +1,3 @@
+//! The pipelines, each building its messages.
+
+pub mod process_agent;
