@@ -1,9 +1,34 @@
 //! A correlated span as the daemon keeps and forwards it: the bytes the sidecar relayed and
-//! the meta entries correlation added, never decoded on the way (see `wire.rs`).
+//! the meta entries correlation added, never decoded on the way (see `traces/wire.rs`);
+//! and the names of the meta entries and metrics that the relay reads and correlation
+//! writes. The relay (`traces`) makes these spans, the forwarder (`forward`) sends them.
 
 use bytes::{Buf, Bytes};
 use prost::Message;
 use sts_proto::daemon::v1::Span;
+
+/// Meta entries correlation adds: what the StackState Java client marks spans with, the
+/// interpreter's service naming, the container and ECS task. A client may set `span.pid`
+/// and `span.serviceURN` itself; the relay reads both.
+pub const META_HOSTNAME: &str = "span.hostname";
+pub const META_PID: &str = "span.pid";
+pub const META_STARTTIME: &str = "span.starttime";
+pub const META_SERVICE_URN: &str = "span.serviceURN";
+pub const META_SERVICE_NAME: &str = "span.serviceName";
+pub const META_SERVICE_TYPE: &str = "span.serviceType";
+pub const META_SERVICE_INSTANCE_URN: &str = "span.serviceInstanceURN";
+pub const META_PROCESS_URN: &str = "span.processURN";
+pub const META_CONTAINER_ID: &str = "container.id";
+pub const META_TASK_ARN: &str = "ecs.task_arn";
+pub const META_TASK_FAMILY: &str = "ecs.task_family";
+pub const META_TASK_REVISION: &str = "ecs.task_revision";
+pub const META_CONTAINER_NAME: &str = "ecs.container_name";
+/// The metric Python and Node clients put on root spans: the client's pid.
+pub const METRIC_PROCESS_ID: &str = "process_id";
+/// Meta keys of the client that the relay reads for the interpreter's service naming.
+pub const META_KIND: &str = "span.kind";
+pub const META_LANGUAGE: &str = "language";
+pub const META_DB_TYPE: &str = "db.type";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorrelatedSpan {

@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sts_proto::daemon::v1::CollectorStatus;
+
+use crate::clock::unix_ms_now;
+use crate::poison::IgnorePoison;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -49,10 +52,7 @@ pub struct Registry(Arc<Mutex<Inner>>);
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic elsewhere while holding the lock leaves plain counters behind; keep serving them.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().ignore_poison()
     }
 
     pub fn register(&self, name: &'static str, enabled: bool) {
@@ -186,13 +186,6 @@ impl Registry {
     pub fn drops(&self) -> BTreeMap<String, u64> {
         self.lock().drops.clone()
     }
-}
-
-/// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

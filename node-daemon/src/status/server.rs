@@ -12,9 +12,8 @@ use sts_proto::daemon::v1::{
 use tonic::{Request, Response};
 
 use super::registry::Registry;
-use super::LatestSnapshot;
+use super::{LatestSnapshot, Report};
 use crate::collect::container::ContainerStore;
-use crate::forward::Forwarder;
 use crate::traces::TraceState;
 
 pub struct StatusService {
@@ -24,8 +23,8 @@ pub struct StatusService {
     pub traces: Option<TraceState>,
     pub trace_relay: String,
     pub containers: Option<ContainerStore>,
-    /// Its sinks' counts are read at each status request; None when nothing is sent.
-    pub forwarder: Option<Arc<Forwarder>>,
+    /// Read at each status request (the forwarder's sinks); None when nothing is sent.
+    pub live: Option<Arc<dyn Report>>,
     pub hostname: String,
     pub config: BTreeMap<String, String>,
     pub started: Instant,
@@ -64,11 +63,11 @@ impl Status for StatusService {
         &self,
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, tonic::Status> {
-        if let Some(forwarder) = &self.forwarder {
+        if let Some(live) = &self.live {
             // Live counts, not the last cycle's; reading a disk queue's length may wait
             // for a write in progress, so off the runtime's threads.
-            let (forwarder, registry) = (forwarder.clone(), self.registry.clone());
-            let _ = tokio::task::spawn_blocking(move || forwarder.report(&registry)).await;
+            let (live, registry) = (live.clone(), self.registry.clone());
+            let _ = tokio::task::spawn_blocking(move || live.report(&registry)).await;
         }
         Ok(Response::new(self.response()))
     }

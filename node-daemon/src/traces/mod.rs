@@ -1,12 +1,15 @@
-//! Traces: the relay server sidecars stream spans to, and the PID correlation that ties
-//! each span to its host process, container and ECS task.
+//! Traces: the relay server sidecars stream spans to, the PID correlation that ties each
+//! span to its host process, container and ECS task, and the acknowledgement that lets a
+//! sidecar forget a batch (`acks.rs`). Correlated spans go to a [`SpanSink`] (the
+//! forwarder's traces pipeline); nothing here knows the forwarder.
 
 mod acks;
 mod correlate;
-mod relay;
+pub(crate) mod relay;
 mod state;
 pub mod wire;
 
+pub use acks::{record_on_last, RelayBatch, SpanSink};
 pub use correlate::Correlator;
 pub use relay::{RelayServer, RelayService, MAX_BATCH_BYTES};
 pub use state::TraceState;

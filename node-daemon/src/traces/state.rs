@@ -10,8 +10,9 @@ use sts_proto::daemon::v1::{SidecarStatus, Span};
 
 use bytes::Bytes;
 
+use crate::clock::unix_ms_now;
+use crate::poison::IgnorePoison;
 use crate::span::CorrelatedSpan;
-use crate::status::unix_ms_now;
 
 #[derive(Debug)]
 struct Sidecar {
@@ -57,7 +58,7 @@ impl TraceState {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().ignore_poison()
     }
 
     /// Whether `taken` keeps spans for `recent` (else it only counts them).

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::collect::ecs::EcsInfo;
 use crate::model::ContainerInfo;
+use crate::poison::IgnorePoison;
 
 /// More containers than any Docker host runs; beyond it new ones are dropped and counted.
 pub const MAX_CONTAINERS: usize = 10_000;
@@ -46,11 +47,11 @@ pub struct ContainerStore {
 
 impl ContainerStore {
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.read().ignore_poison()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+        self.inner.write().ignore_poison()
     }
 
     pub fn upsert(&self, info: ContainerInfo) {

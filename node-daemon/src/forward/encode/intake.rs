@@ -1,5 +1,6 @@
 //! Messages of the receiver's intake (`<STS_STS_URL>/intake`): topology components and
-//! relations with the identities of ARCHITECTURE.md, metrics, and the agent's health.
+//! relations, metrics, and the agent's health. What they hold is made by the pipelines
+//! (`pipelines/{topology,metrics,health}.rs`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -8,7 +9,8 @@ use serde::ser::{SerializeTuple, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::{Container, Snapshot};
+/// Where intake messages (topology, metrics, health) go, below their base URL.
+pub const INTAKE_PATH: &str = "/intake";
 
 /// The integration instance of the ECS topology: one per cluster (its url), shared by
 /// every host's daemon, and sent without snapshots so that no host's message deletes
@@ -171,168 +173,6 @@ pub fn health_message(hostname: &str, healthy: bool, message: &str, now_s: u64) 
         "health": [],
         "topologies": [],
     })
-}
-
-/// The ECS cluster of this host and the tasks on it, with their relations (tasks are
-/// part of the cluster, containers part of their task). None off ECS. The host, its
-/// processes and containers go by the process agent protocol.
-pub fn ecs_elements(snapshot: &Snapshot) -> Option<(String, Elements)> {
-    let host_cluster = snapshot.host.ecs.as_ref().and_then(|e| e.cluster.clone());
-    let mut tasks: BTreeMap<&str, &Container> = BTreeMap::new();
-    let mut e = Elements::default();
-    for c in &snapshot.containers {
-        if let Some(ecs) = &c.info.ecs {
-            e.relations.push(link(&c.urn, &ecs.task_arn, "part-of"));
-            tasks.entry(ecs.task_arn.as_str()).or_insert(c);
-        }
-    }
-    let cluster = host_cluster.or_else(|| {
-        tasks
-            .values()
-            .find_map(|c| c.info.ecs.as_ref()?.cluster.clone())
-    })?;
-    e.components.push(Component {
-        external_id: cluster_id(&cluster),
-        type_name: "ecs-cluster",
-        data: json!({"name": cluster_name(&cluster), "arn": cluster.starts_with("arn:").then_some(&cluster), "layer": "ECS Clusters", "domain": "ECS"}),
-    });
-    for (arn, c) in tasks {
-        let Some(ecs) = &c.info.ecs else { continue };
-        e.components.push(Component {
-            external_id: arn.to_string(),
-            type_name: "ecs-task",
-            data: json!({
-                "name": format!("{}:{}", ecs.family.as_deref().unwrap_or("?"), ecs.revision.as_deref().unwrap_or("?")),
-                "family": ecs.family, "revision": ecs.revision, "cluster": ecs.cluster,
-                "desiredStatus": ecs.task_desired_status, "knownStatus": ecs.task_known_status,
-                "host": snapshot.host.hostname,
-                "layer": "ECS Tasks", "domain": "ECS",
-            }),
-        });
-        let task_cluster = ecs.cluster.as_deref().unwrap_or(&cluster);
-        e.relations
-            .push(link(arn, &cluster_id(task_cluster), "part-of"));
-    }
-    Some((cluster, e))
-}
-
-fn cluster_id(cluster: &str) -> String {
-    if cluster.starts_with("arn:") {
-        cluster.to_string()
-    } else {
-        format!("urn:ecs-cluster:/{cluster}")
-    }
-}
-
-/// `arn:aws:ecs:<region>:<account>:cluster/<name>` or a bare name: the name.
-pub fn cluster_name(cluster: &str) -> &str {
-    cluster.rsplit('/').next().unwrap_or(cluster)
-}
-
-fn link(source: &str, target: &str, kind: &str) -> Link {
-    Link {
-        source: source.to_string(),
-        target: target.to_string(),
-        type_name: kind.to_string(),
-    }
-}
-
-const MB: f64 = 1024.0 * 1024.0;
-
-/// Gauges for the host (the core agent's names and units) and the containers (as the
-/// process agent names them, tagged `containerId:<id>`).
-pub fn snapshot_metrics(snapshot: &Snapshot, now_s: u64) -> Vec<Gauge<'_>> {
-    let host = &snapshot.host;
-    let h = host.hostname.as_str();
-    let t = &host.telemetry;
-    let mut out = Vec::new();
-    let mut gauge = |name: &'static str, value: f64, tags: Rc<[String]>| {
-        out.push(Gauge {
-            name,
-            timestamp: now_s,
-            value,
-            hostname: h,
-            tags,
-        });
-    };
-    let none = || Rc::<[String]>::from([]);
-    gauge("system.cpu.user", t.cpu.user_pct, none());
-    gauge("system.cpu.system", t.cpu.system_pct, none());
-    gauge("system.cpu.iowait", t.cpu.iowait_pct, none());
-    gauge("system.cpu.idle", t.cpu.idle_pct, none());
-    gauge("system.load.1", t.load.load1, none());
-    gauge("system.load.5", t.load.load5, none());
-    gauge("system.load.15", t.load.load15, none());
-    let m = &t.memory;
-    let mb = |bytes: u64| bytes as f64 / MB;
-    let memory = [
-        ("system.mem.total", m.total_bytes),
-        (
-            "system.mem.used",
-            m.total_bytes.saturating_sub(m.free_bytes),
-        ),
-        ("system.mem.free", m.free_bytes),
-        ("system.mem.usable", m.available_bytes),
-        ("system.swap.total", m.swap_total_bytes),
-        ("system.swap.used", m.swap_used_bytes),
-        (
-            "system.swap.free",
-            m.swap_total_bytes.saturating_sub(m.swap_used_bytes),
-        ),
-    ];
-    for (name, bytes) in memory {
-        gauge(name, mb(bytes), none());
-    }
-    for n in &t.network {
-        let tags: Rc<[String]> = Rc::new([format!("device:{}", n.interface)]);
-        gauge(
-            "system.net.bytes_rcvd",
-            n.rx_bytes_per_sec.unwrap_or(0.0),
-            tags.clone(),
-        );
-        gauge(
-            "system.net.bytes_sent",
-            n.tx_bytes_per_sec.unwrap_or(0.0),
-            tags,
-        );
-    }
-    for d in &t.disks {
-        let tags: Rc<[String]> = Rc::new([format!("device:{}", d.device)]);
-        gauge(
-            "system.io.rkb_s",
-            d.read_bytes_per_sec.unwrap_or(0.0) / 1024.0,
-            tags.clone(),
-        );
-        gauge(
-            "system.io.wkb_s",
-            d.write_bytes_per_sec.unwrap_or(0.0) / 1024.0,
-            tags,
-        );
-    }
-    for c in &snapshot.containers {
-        let Some(ct) = &c.telemetry else { continue };
-        let tags: Rc<[String]> = Rc::new([format!("containerId:{}", c.info.id)]);
-        let bytes = |v: Option<u64>| v.map(|v| v as f64);
-        let values = [
-            ("rbps", ct.block_read_bytes_per_sec),
-            ("wbps", ct.block_write_bytes_per_sec),
-            ("netRcvdPs", ct.network_rx_packets_per_sec),
-            ("netSentPs", ct.network_tx_packets_per_sec),
-            ("netRcvdBps", ct.network_rx_bytes_per_sec),
-            ("netSentBps", ct.network_tx_bytes_per_sec),
-            ("userPct", ct.cpu_user_pct),
-            ("systemPct", ct.cpu_system_pct),
-            ("totalPct", ct.cpu_pct),
-            ("memRss", bytes(ct.memory_rss_bytes)),
-            ("memCache", bytes(ct.memory_cache_bytes)),
-        ];
-        for (name, value) in values {
-            if let Some(v) = value {
-                gauge(name, v, tags.clone());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

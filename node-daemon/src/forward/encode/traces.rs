@@ -20,6 +20,9 @@ use crate::span::CorrelatedSpan;
 /// (its history), so pieces of 64 KiB cost 5-10% more than this.
 const CHUNK: usize = 512 << 10;
 
+/// Where the payload goes, below `STS_APM_URL`.
+pub const TRACES_PATH: &str = "/api/v0.2/traces";
+
 pub const MAX_SPANS: usize = 5_000;
 pub const MAX_BYTES: usize = 3 << 20;
 /// The spans in batches of at most `MAX_SPANS` spans and about `MAX_BYTES` (a batch ends

@@ -1,10 +1,14 @@
 //! A batch ready to send: where to, with which headers, and its encoded body. Batches
 //! are stored on disk as one record: a length-prefixed JSON header, then the body.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_ms_now;
 use crate::forward::queue::{DiskQueue, QueueError};
+use crate::traces::RelayBatch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
@@ -17,18 +21,53 @@ pub struct Batch {
     pub spans: u64,
     /// The sidecar batch whose spans end with this batch (traces pipeline): kept in the
     /// queue with it, so that a restarted daemon knows the sidecar batch was taken even
-    /// if the acknowledgement never reached the sidecar.
+    /// if the acknowledgement never reached the sidecar (`traces/acks.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayBatch>,
     #[serde(skip)]
     pub body: Bytes,
 }
 
-/// A sidecar's relay batch: `SpanBatch.sidecar_id` and `batch_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayBatch {
-    pub sidecar_id: String,
-    pub batch_id: u64,
+/// Makes this daemon's batches, for every pipeline: ids unique to its host and start.
+#[derive(Debug)]
+pub struct Batcher {
+    hostname: String,
+    started_ms: i64,
+    sequence: AtomicU64,
+}
+
+impl Batcher {
+    pub fn new(hostname: &str) -> Self {
+        Self {
+            hostname: hostname.to_string(),
+            started_ms: unix_ms_now(),
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// A batch of `pipeline` with the next id, for `path` below the pipeline's base URL.
+    pub fn batch(
+        &self,
+        pipeline: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        spans: u64,
+        body: Bytes,
+    ) -> Batch {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        Batch {
+            id: format!("{}/{pipeline}/{}/{seq}", self.hostname, self.started_ms),
+            path: path.to_string(),
+            headers,
+            spans,
+            relay: None,
+            body,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

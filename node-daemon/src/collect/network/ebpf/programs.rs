@@ -12,6 +12,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::record::RECORD_LEN;
 use super::EbpfError;
+use crate::poison::IgnorePoison;
 
 /// Closed-connection records kept between two cycles at most (7 MiB); more are counted in
 /// `network.closed_lost`.
@@ -137,7 +138,7 @@ impl ClosedReader {
                     };
                     // SAFETY: one valid pollfd; a 200 ms timeout bounds the stop latency.
                     unsafe { libc::poll(&mut fd, 1, 200) };
-                    let mut pending = pending2.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut pending = pending2.lock().ignore_poison();
                     while let Some(item) = ring.next() {
                         let room = pending.records.len() < CLOSED_PENDING_MAX * RECORD_LEN;
                         if item.len() == RECORD_LEN && room {
@@ -157,7 +158,7 @@ impl ClosedReader {
     }
 
     fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.pending.lock().ignore_poison())
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod envelope;
 pub mod features;
+mod pipeline;
 pub mod processes;
 mod wire;
 
@@ -24,6 +25,7 @@ use crate::model::{Process, Snapshot};
 use connections::{ConnectionCounts, ConnectionTracker, Naming};
 pub use envelope::{CompressError, EnvelopeWriter, MessageType};
 pub use features::Features;
+pub use pipeline::{remove_obsolete_queue, Pipeline, SPEC};
 
 pub const COLLECTOR_PATH: &str = "/api/v1/collector";
 pub const CONNECTIONS_PATH: &str = "/api/v1/connections";
