@@ -10,7 +10,7 @@ pub fn unix_ms_now() -> i64 {
 }
 
 /// Now, in Unix seconds (0 if the clock is before 1970).
-pub fn unix_s_now() -> u64 {
+pub(crate) fn unix_s_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -6,7 +6,7 @@
 use std::sync::{LockResult, PoisonError};
 
 /// The guard of `Mutex::lock`, `RwLock::read` or `RwLock::write`, poisoned or not.
-pub trait IgnorePoison<G> {
+pub(crate) trait IgnorePoison<G> {
     fn ignore_poison(self) -> G;
 }
 

@@ -4,33 +4,33 @@
 use tokio::sync::watch;
 
 /// A new signal: the trigger and its first listener (clone it for more).
-pub fn channel() -> (Trigger, Shutdown) {
+pub(crate) fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (Trigger(tx), Shutdown(rx))
 }
 
 /// Tells every [`Shutdown`] of its channel to stop; dropping it does as well.
 #[derive(Debug)]
-pub struct Trigger(watch::Sender<bool>);
+pub(crate) struct Trigger(watch::Sender<bool>);
 
 impl Trigger {
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         let _ = self.0.send(true);
     }
 }
 
 /// One task's view of the stop signal.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub(crate) struct Shutdown(watch::Receiver<bool>);
 
 impl Shutdown {
     /// Returns once the signal is given (at once if it was), or its trigger is gone.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 
     /// [`Shutdown::wait`] as a future that owns the listener, for a task or a server.
-    pub async fn wait_owned(mut self) {
+    pub(crate) async fn wait_owned(mut self) {
         self.wait().await;
     }
 }

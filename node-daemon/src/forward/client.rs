@@ -25,7 +25,7 @@ const MAX_ERROR_BODY: usize = 512;
 
 /// How a pipeline's requests carry the API key (added when sending, never stored).
 #[derive(Debug, Clone, Copy)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// `?api_key=` on the URL, as the agent sends intake.
     Query,
     /// `DD-Api-Key` header, as the trace agent sends.
@@ -35,7 +35,7 @@ pub enum Auth {
 }
 
 /// Adds the API key to a request as the pipeline expects.
-pub fn authorize(
+pub(crate) fn authorize(
     url: &mut Url,
     headers: &mut Vec<(&str, String)>,
     key: Option<&ApiKey>,
@@ -130,7 +130,7 @@ impl ReceiverClient {
     }
 
     /// A GET whose answer's body is kept up to `max_body` bytes.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: &Url,
         headers: &[(&str, String)],

@@ -21,7 +21,7 @@ use crate::status::{Registry, Report};
 use crate::traces::SpanSink;
 use client::ReceiverClient;
 use pipelines::{health, metrics, process_agent, topology, traces, Base, Outlet, Spec};
-pub use sink::Sink;
+pub(crate) use sink::Sink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -35,9 +35,9 @@ pub enum ForwardError {
 
 /// A running forwarder and its tasks (one sender per pipeline, and the process agent's
 /// features).
-pub type Started = (Arc<Forwarder>, Vec<JoinHandle<()>>);
+pub(crate) type Started = (Arc<Forwarder>, Vec<JoinHandle<()>>);
 
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     topology: topology::Pipeline,
     process_agent: process_agent::Pipeline,
     metrics: metrics::Pipeline,
@@ -48,7 +48,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Opens the queues and starts one sender per pipeline. `None` when no receiver is
     /// configured (the embedded default).
-    pub fn start(
+    pub(crate) fn start(
         config: &Config,
         hostname: &str,
         shutdown: &Shutdown,
@@ -123,7 +123,7 @@ impl Forwarder {
     }
 
     /// Registers each pipeline's line in status.
-    pub fn register(&self, registry: &Registry) {
+    pub(crate) fn register(&self, registry: &Registry) {
         for sink in self.sinks() {
             registry.register(sink.spec.status, true);
         }
@@ -131,7 +131,7 @@ impl Forwarder {
 
     /// Turns one cycle into topology (changes only), process agent, metrics and health
     /// messages.
-    pub fn submit_snapshot(&self, snapshot: &Snapshot, healthy: bool, health_message: &str) {
+    pub(crate) fn submit_snapshot(&self, snapshot: &Snapshot, healthy: bool, health_message: &str) {
         let now = crate::clock::unix_s_now();
         self.topology.submit(snapshot, now);
         self.process_agent.submit(snapshot);
@@ -140,7 +140,7 @@ impl Forwarder {
     }
 
     /// Where the relay hands correlated spans: the traces pipeline.
-    pub fn spans(&self) -> Arc<dyn SpanSink> {
+    pub(crate) fn spans(&self) -> Arc<dyn SpanSink> {
         self.traces.clone()
     }
 }
@@ -160,6 +160,6 @@ impl Report for Forwarder {
 }
 
 /// Where the queues live by default.
-pub fn default_queue_dir() -> PathBuf {
+pub(crate) fn default_queue_dir() -> PathBuf {
     PathBuf::from("/var/lib/stackstate-node-daemon/queue")
 }

@@ -38,21 +38,21 @@ const RELAY_PREFIX: usize = 4096;
 
 /// What a sink did since start, for status.
 #[derive(Debug, Default)]
-pub struct SinkStats {
-    pub sent_batches: AtomicU64,
-    pub sent_bytes: AtomicU64,
-    pub sent_spans: AtomicU64,
-    pub retries: AtomicU64,
-    pub rejected_batches: AtomicU64,
+pub(crate) struct SinkStats {
+    pub(crate) sent_batches: AtomicU64,
+    pub(crate) sent_bytes: AtomicU64,
+    pub(crate) sent_spans: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) rejected_batches: AtomicU64,
     /// Dropped because the memory queue was full or the disk refused the batch.
-    pub dropped_batches: AtomicU64,
-    pub dropped_spans: AtomicU64,
-    pub failing: AtomicBool,
-    pub last_error: Mutex<String>,
+    pub(crate) dropped_batches: AtomicU64,
+    pub(crate) dropped_spans: AtomicU64,
+    pub(crate) failing: AtomicBool,
+    pub(crate) last_error: Mutex<String>,
     /// When the receiver last took a batch (Unix ms, 0 before the first), and how long
     /// that request took (µs).
-    pub last_sent_unix_ms: AtomicI64,
-    pub last_send_us: AtomicU64,
+    pub(crate) last_sent_unix_ms: AtomicI64,
+    pub(crate) last_send_us: AtomicU64,
 }
 
 enum Store {
@@ -65,17 +65,17 @@ enum Store {
 }
 
 #[derive(Clone)]
-pub struct Sink {
-    pub spec: &'static Spec,
+pub(crate) struct Sink {
+    pub(crate) spec: &'static Spec,
     store: Arc<Mutex<Store>>,
     wake: Arc<Notify>,
-    pub stats: Arc<SinkStats>,
+    pub(crate) stats: Arc<SinkStats>,
 }
 
 impl Sink {
     /// The sink of `spec`, its queue in `queue_dir` (`STS_QUEUE_DIR`) with its share of
     /// `queue_max_bytes` (at least 1 MiB), or in memory without a directory.
-    pub fn open(
+    pub(crate) fn open(
         spec: &'static Spec,
         queue_dir: Option<&Path>,
         queue_max_bytes: u64,
@@ -118,7 +118,7 @@ impl Sink {
     }
 
     /// Batches waiting, and records the disk queue dropped at its cap.
-    pub fn queued(&self) -> (u64, u64) {
+    pub(crate) fn queued(&self) -> (u64, u64) {
         match &*self.store() {
             Store::Memory { batches, .. } => (batches.len() as u64, 0),
             Store::Disk(d) => (d.len(), d.dropped_records()),
@@ -126,7 +126,7 @@ impl Sink {
     }
 
     /// The sidecar batches recorded by the queued batches (none in memory only).
-    pub fn relay_batches(&self) -> Vec<RelayBatch> {
+    pub(crate) fn relay_batches(&self) -> Vec<RelayBatch> {
         let mut found = Vec::new();
         if let Store::Disk(disk) = &*self.store() {
             let scanned = disk.scan_pending(RELAY_PREFIX, |record| {
@@ -142,13 +142,13 @@ impl Sink {
     }
 
     /// Queues a batch; never waits for the network.
-    pub fn submit(&self, batch: Batch) {
+    pub(crate) fn submit(&self, batch: Batch) {
         self.submit_all(vec![batch]);
     }
 
     /// Queues batches in order (on disk with one sync for all); never waits for the
     /// network.
-    pub fn submit_all(&self, batches: Vec<Batch>) {
+    pub(crate) fn submit_all(&self, batches: Vec<Batch>) {
         if batches.is_empty() {
             return;
         }
@@ -241,7 +241,7 @@ impl Sink {
     /// and `extra` values of its pipeline. A failing receiver makes the sink
     /// `unavailable`, not the daemon unhealthy: a restart would not bring the receiver
     /// back.
-    pub fn report(&self, registry: &Registry, extra: &[(&'static str, u64)]) {
+    pub(crate) fn report(&self, registry: &Registry, extra: &[(&'static str, u64)]) {
         let name = self.spec.status;
         let s = &self.stats;
         let (queued, disk_dropped) = self.queued();
@@ -281,7 +281,7 @@ impl Sink {
     }
 
     /// Sends until `shutdown`, to `base` + each batch's path.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         client: ReceiverClient,
         base: Url,

@@ -16,22 +16,22 @@ use super::{LatestSnapshot, Report};
 use crate::collect::container::ContainerStore;
 use crate::traces::TraceState;
 
-pub struct StatusService {
-    pub registry: Registry,
-    pub latest: LatestSnapshot,
+pub(crate) struct StatusService {
+    pub(crate) registry: Registry,
+    pub(crate) latest: LatestSnapshot,
     /// None when the trace relay is off.
-    pub traces: Option<TraceState>,
-    pub trace_relay: String,
-    pub containers: Option<ContainerStore>,
+    pub(crate) traces: Option<TraceState>,
+    pub(crate) trace_relay: String,
+    pub(crate) containers: Option<ContainerStore>,
     /// Read at each status request (the forwarder's sinks); None when nothing is sent.
-    pub live: Option<Arc<dyn Report>>,
-    pub hostname: String,
-    pub config: BTreeMap<String, String>,
-    pub started: Instant,
+    pub(crate) live: Option<Arc<dyn Report>>,
+    pub(crate) hostname: String,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) started: Instant,
 }
 
 impl StatusService {
-    pub fn response(&self) -> GetStatusResponse {
+    pub(crate) fn response(&self) -> GetStatusResponse {
         GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             hostname: self.hostname.clone(),
@@ -98,4 +98,4 @@ impl Status for StatusService {
 }
 
 /// The service name grpc.health.v1 reports for the Status service.
-pub const STATUS_SERVICE_NAME: &str = "sts.daemon.v1.Status";
+pub(crate) const STATUS_SERVICE_NAME: &str = "sts.daemon.v1.Status";

@@ -23,13 +23,13 @@ use crate::span::CorrelatedSpan;
 /// A sidecar's relay batch: `SpanBatch.sidecar_id` and `batch_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayBatch {
-    pub sidecar_id: String,
-    pub batch_id: u64,
+    pub(crate) sidecar_id: String,
+    pub(crate) batch_id: u64,
 }
 
 /// Where the relay hands the correlated spans of each batch (the forwarder's traces
 /// pipeline).
-pub trait SpanSink: Send + Sync {
+pub(crate) trait SpanSink: Send + Sync {
     /// Queues the spans of the sidecar batch `from` before it returns, the last of the
     /// batches they make recording `from` ([`record_on_last`]).
     fn submit(&self, spans: Vec<CorrelatedSpan>, from: RelayBatch);
@@ -41,7 +41,7 @@ pub trait SpanSink: Send + Sync {
 
 /// `parts`, the batches the spans of `from` make, in order, each with the sidecar batch
 /// it records: `from` goes with the last, so that it is queued once all its spans are.
-pub fn record_on_last<T>(
+pub(crate) fn record_on_last<T>(
     parts: Vec<T>,
     from: RelayBatch,
 ) -> impl Iterator<Item = (T, Option<RelayBatch>)> {
@@ -54,17 +54,17 @@ pub fn record_on_last<T>(
 }
 
 /// The reply to a batch whose spans were taken.
-pub fn taken(header: &BatchHeader) -> BatchAck {
+pub(crate) fn taken(header: &BatchHeader) -> BatchAck {
     ack(header, true, String::new())
 }
 
 /// The reply to a batch taken before: accepted, so that the sidecar lets it go.
-pub fn duplicate(header: &BatchHeader) -> BatchAck {
+pub(crate) fn duplicate(header: &BatchHeader) -> BatchAck {
     ack(header, true, "duplicate".into())
 }
 
 /// The reply to a batch refused for good: the sidecar drops and counts its spans.
-pub fn refused(header: &BatchHeader, reason: String) -> BatchAck {
+pub(crate) fn refused(header: &BatchHeader, reason: String) -> BatchAck {
     ack(header, false, reason)
 }
 
@@ -82,13 +82,13 @@ const MAX_TRACKED_SIDECARS: usize = 4096;
 
 /// The batches taken from each sidecar, in bounded memory.
 #[derive(Debug, Default)]
-pub struct Duplicates {
+pub(crate) struct Duplicates {
     seen: Mutex<HashMap<String, SeenBatches>>,
 }
 
 impl Duplicates {
     /// With the batches a previous daemon queued already taken.
-    pub fn new(queued: Vec<RelayBatch>) -> Self {
+    pub(crate) fn new(queued: Vec<RelayBatch>) -> Self {
         let mut seen: HashMap<String, SeenBatches> = HashMap::new();
         for batch in queued {
             seen.entry(batch.sidecar_id)
@@ -101,7 +101,7 @@ impl Duplicates {
     }
 
     /// Marks the batch taken; false when it was taken before (a duplicate).
-    pub fn first_time(&self, sidecar_id: &str, batch_id: u64) -> bool {
+    pub(crate) fn first_time(&self, sidecar_id: &str, batch_id: u64) -> bool {
         let mut seen = self.seen.lock().ignore_poison();
         if !seen.contains_key(sidecar_id) && seen.len() >= MAX_TRACKED_SIDECARS {
             seen.clear();

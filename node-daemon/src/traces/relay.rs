@@ -29,7 +29,7 @@ use super::wire::{BatchHeader, BatchView, WireError};
 use crate::config::ApiKey;
 use crate::poison::IgnorePoison;
 
-pub struct RelayService {
+pub(crate) struct RelayService {
     state: TraceState,
     /// Where correlated spans go; None in the embedded default.
     sink: Option<Arc<dyn SpanSink>>,
@@ -40,7 +40,7 @@ pub struct RelayService {
 }
 
 impl RelayService {
-    pub fn new(
+    pub(crate) fn new(
         state: TraceState,
         correlator: Correlator,
         token: Option<ApiKey>,
@@ -59,7 +59,7 @@ impl RelayService {
         }
     }
 
-    pub fn into_server(self) -> RelayServer {
+    pub(crate) fn into_server(self) -> RelayServer {
         RelayServer {
             service: Arc::new(self),
         }
@@ -228,14 +228,14 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
 }
 
 /// The largest batch the daemon decodes (the sidecar batches well below this).
-pub const MAX_BATCH_BYTES: usize = 32 << 20;
+pub(crate) const MAX_BATCH_BYTES: usize = 32 << 20;
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<BatchAck, Status>> + Send>>;
 
 /// The `sts.daemon.v1.Relay` gRPC service, as tonic-build would generate it for
 /// relay.proto except for its codec: batches come in as their bytes.
 #[derive(Clone)]
-pub struct RelayServer {
+pub(crate) struct RelayServer {
     service: Arc<RelayService>,
 }
 

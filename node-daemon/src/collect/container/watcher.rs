@@ -120,13 +120,13 @@ pub async fn load_once(store: &ContainerStore) -> Result<(), DockerError> {
 }
 
 pub struct Watcher {
-    pub store: ContainerStore,
-    pub resync_every: Duration,
+    pub(crate) store: ContainerStore,
+    pub(crate) resync_every: Duration,
 }
 
 impl Watcher {
     /// Runs until `stop`.
-    pub async fn run(self, mut stop: Shutdown) {
+    pub(crate) async fn run(self, mut stop: Shutdown) {
         let mut backoff = Duration::from_millis(500);
         loop {
             let outcome = tokio::select! {

@@ -22,7 +22,7 @@ pub struct TopologyDiff {
 pub struct Update {
     pub elements: Elements,
     pub delete_ids: Vec<String>,
-    pub full: bool,
+    pub(crate) full: bool,
 }
 
 fn hash_of(value: &impl Hash) -> u64 {

@@ -15,7 +15,7 @@ pub const INTAKE_PATH: &str = "/intake";
 /// The integration instance of the ECS topology: one per cluster (its url), shared by
 /// every host's daemon, and sent without snapshots so that no host's message deletes
 /// what another host reported.
-pub const TOPOLOGY_INSTANCE: &str = "ecs";
+pub(crate) const TOPOLOGY_INSTANCE: &str = "ecs";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -38,7 +38,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn external_id(&self) -> String {
+    pub(crate) fn external_id(&self) -> String {
         format!("{}->{}", self.source, self.target)
     }
 
@@ -61,7 +61,7 @@ pub struct Elements {
 }
 
 impl Elements {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.components.is_empty() && self.relations.is_empty()
     }
 }
@@ -156,7 +156,7 @@ impl Serialize for Gauge<'_> {
 }
 
 /// The daemon's own health as a service check (0 ok, 2 critical).
-pub fn health_message(hostname: &str, healthy: bool, message: &str, now_s: u64) -> Value {
+pub(crate) fn health_message(hostname: &str, healthy: bool, message: &str, now_s: u64) -> Value {
     json!({
         "collection_timestamp": now_s,
         "internalHostname": hostname,

@@ -23,8 +23,8 @@ const CHUNK: usize = 512 << 10;
 /// Where the payload goes, below `STS_APM_URL`.
 pub const TRACES_PATH: &str = "/api/v0.2/traces";
 
-pub const MAX_SPANS: usize = 5_000;
-pub const MAX_BYTES: usize = 3 << 20;
+pub(crate) const MAX_SPANS: usize = 5_000;
+pub(crate) const MAX_BYTES: usize = 3 << 20;
 /// The spans in batches of at most `MAX_SPANS` spans and about `MAX_BYTES` (a batch ends
 /// with the span that reaches it), in order.
 pub fn split(spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {

@@ -4,7 +4,7 @@ use super::{Base, Outlet, Spec};
 use crate::forward::client::Auth;
 use crate::forward::encode::intake::health_message;
 
-pub const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     name: "health",
     status: "forward.health",
     queue_share: 8,
@@ -12,13 +12,13 @@ pub const SPEC: Spec = Spec {
     auth: Auth::Query,
 };
 
-pub struct Pipeline {
-    pub out: Outlet,
+pub(crate) struct Pipeline {
+    pub(crate) out: Outlet,
 }
 
 impl Pipeline {
     /// `healthy` and `message` as the status registry had them before the cycle.
-    pub fn submit(&self, healthy: bool, message: &str, now_s: u64) {
+    pub(crate) fn submit(&self, healthy: bool, message: &str, now_s: u64) {
         let h = self.out.hostname();
         self.out
             .submit_intake(&health_message(h, healthy, message, now_s));

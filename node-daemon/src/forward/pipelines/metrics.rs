@@ -8,7 +8,7 @@ use crate::forward::client::Auth;
 use crate::forward::encode::intake::{metrics_message, Gauge};
 use crate::model::Snapshot;
 
-pub const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     name: "metrics",
     status: "forward.metrics",
     queue_share: 8,
@@ -16,12 +16,12 @@ pub const SPEC: Spec = Spec {
     auth: Auth::Query,
 };
 
-pub struct Pipeline {
-    pub out: Outlet,
+pub(crate) struct Pipeline {
+    pub(crate) out: Outlet,
 }
 
 impl Pipeline {
-    pub fn submit(&self, snapshot: &Snapshot, now_s: u64) {
+    pub(crate) fn submit(&self, snapshot: &Snapshot, now_s: u64) {
         let h = self.out.hostname();
         self.out.submit_intake(&metrics_message(
             h,

@@ -13,7 +13,7 @@ use crate::forward::encode::intake::{topology_message, Component, Elements, Link
 use crate::model::{Container, Snapshot};
 use crate::poison::IgnorePoison;
 
-pub const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     name: "topology",
     status: "forward.topology",
     queue_share: 8,
@@ -24,13 +24,13 @@ pub const SPEC: Spec = Spec {
 /// All of the ECS topology again every this many cycles; changes only in between.
 const FULL_SNAPSHOT_EVERY: u64 = 6;
 
-pub struct Pipeline {
-    pub out: Outlet,
+pub(crate) struct Pipeline {
+    pub(crate) out: Outlet,
     diff: Mutex<TopologyDiff>,
 }
 
 impl Pipeline {
-    pub fn new(out: Outlet) -> Self {
+    pub(crate) fn new(out: Outlet) -> Self {
         Self {
             out,
             diff: Mutex::new(TopologyDiff::new(FULL_SNAPSHOT_EVERY)),
@@ -39,7 +39,7 @@ impl Pipeline {
 
     /// The topology of this cycle, when there is one and anything changed (or it is
     /// time for all of it).
-    pub fn submit(&self, snapshot: &Snapshot, now_s: u64) {
+    pub(crate) fn submit(&self, snapshot: &Snapshot, now_s: u64) {
         let Some((cluster, elements)) = ecs_elements(snapshot) else {
             return;
         };
@@ -59,7 +59,7 @@ impl Pipeline {
 /// The ECS cluster of this host and the tasks on it, with their relations (tasks are
 /// part of the cluster, containers part of their task). None off ECS. The host, its
 /// processes and containers go by the process agent protocol.
-pub fn ecs_elements(snapshot: &Snapshot) -> Option<(String, Elements)> {
+pub(crate) fn ecs_elements(snapshot: &Snapshot) -> Option<(String, Elements)> {
     let host_cluster = snapshot.host.ecs.as_ref().and_then(|e| e.cluster.clone());
     let mut tasks: BTreeMap<&str, &Container> = BTreeMap::new();
     let mut e = Elements::default();
@@ -108,7 +108,7 @@ fn cluster_id(cluster: &str) -> String {
 }
 
 /// `arn:aws:ecs:<region>:<account>:cluster/<name>` or a bare name: the name.
-pub fn cluster_name(cluster: &str) -> &str {
+pub(crate) fn cluster_name(cluster: &str) -> &str {
     cluster.rsplit('/').next().unwrap_or(cluster)
 }
 

@@ -16,7 +16,7 @@ use crate::poison::IgnorePoison;
 use crate::span::CorrelatedSpan;
 use crate::traces::{record_on_last, RelayBatch, SpanSink};
 
-pub const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     name: "traces",
     status: "forward.traces",
     queue_share: 2,
@@ -24,8 +24,8 @@ pub const SPEC: Spec = Spec {
     auth: Auth::Header,
 };
 
-pub struct Pipeline {
-    pub out: Outlet,
+pub(crate) struct Pipeline {
+    pub(crate) out: Outlet,
     /// Kept from batch to batch (a batch finding it busy gets one of its own).
     encoder: Mutex<Encoder>,
     /// The sidecar batches whose spans were in the queue when it was opened.
@@ -35,7 +35,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Reads the queue for the sidecar batches it records: before its sender starts and
     /// can take any of them away.
-    pub fn new(out: Outlet) -> Self {
+    pub(crate) fn new(out: Outlet) -> Self {
         let queued_at_start = Mutex::new(out.sink.relay_batches());
         Self {
             out,

@@ -30,14 +30,14 @@ pub struct Batch {
 
 /// Makes this daemon's batches, for every pipeline: ids unique to its host and start.
 #[derive(Debug)]
-pub struct Batcher {
+pub(crate) struct Batcher {
     hostname: String,
     started_ms: i64,
     sequence: AtomicU64,
 }
 
 impl Batcher {
-    pub fn new(hostname: &str) -> Self {
+    pub(crate) fn new(hostname: &str) -> Self {
         Self {
             hostname: hostname.to_string(),
             started_ms: unix_ms_now(),
@@ -45,12 +45,12 @@ impl Batcher {
         }
     }
 
-    pub fn hostname(&self) -> &str {
+    pub(crate) fn hostname(&self) -> &str {
         &self.hostname
     }
 
     /// A batch of `pipeline` with the next id, for `path` below the pipeline's base URL.
-    pub fn batch(
+    pub(crate) fn batch(
         &self,
         pipeline: &str,
         path: &str,
@@ -104,7 +104,7 @@ impl Batch {
     }
 
     /// The batch without its body, from the start of a record (at least the header).
-    pub fn header_from_prefix(prefix: &[u8]) -> Result<Self, MalformedBatch> {
+    pub(crate) fn header_from_prefix(prefix: &[u8]) -> Result<Self, MalformedBatch> {
         Self::header(prefix).map(|(batch, _)| batch)
     }
 
@@ -121,12 +121,8 @@ impl Batch {
         Ok((batch, 4 + len))
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.body.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.body.is_empty()
     }
 }
 

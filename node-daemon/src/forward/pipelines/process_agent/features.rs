@@ -10,9 +10,9 @@ use crate::config::ApiKey;
 use crate::forward::client::{authorize, endpoint, Auth, ReceiverClient};
 use crate::shutdown::Shutdown;
 
-pub const FEATURES_PATH: &str = "/features";
+pub(crate) const FEATURES_PATH: &str = "/features";
 /// How often the receiver is asked again.
-pub const REFRESH: Duration = Duration::from_secs(300);
+pub(crate) const REFRESH: Duration = Duration::from_secs(300);
 const MAX_ANSWER: usize = 64 << 10;
 
 /// The features the daemon uses, shared with the pipeline.
@@ -22,7 +22,7 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn incremental_topology(&self) -> bool {
+    pub(crate) fn incremental_topology(&self) -> bool {
         self.incremental_topology.load(Ordering::Relaxed)
     }
 
@@ -34,7 +34,7 @@ impl Features {
 
     /// Asks at start and every [`REFRESH`] until `shutdown`. An error or a 404 means
     /// none.
-    pub async fn follow(
+    pub(crate) async fn follow(
         self,
         client: ReceiverClient,
         base: Url,

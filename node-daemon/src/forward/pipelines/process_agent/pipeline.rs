@@ -18,7 +18,7 @@ use crate::poison::IgnorePoison;
 use crate::shutdown::Shutdown;
 use crate::status::Registry;
 
-pub const SPEC: Spec = Spec {
+pub(crate) const SPEC: Spec = Spec {
     name: "process-agent",
     status: "forward.process-agent",
     queue_share: 8,
@@ -26,8 +26,8 @@ pub const SPEC: Spec = Spec {
     auth: Auth::StsHeader,
 };
 
-pub struct Pipeline {
-    pub out: Outlet,
+pub(crate) struct Pipeline {
+    pub(crate) out: Outlet,
     /// None with `STS_PROCESS_AGENT_ENABLED=false`: no process agent messages at all.
     agent: Option<Mutex<ProcessAgent>>,
     features: Features,
@@ -35,7 +35,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(out: Outlet, config: &Config) -> Result<Self, CompressError> {
+    pub(crate) fn new(out: Outlet, config: &Config) -> Result<Self, CompressError> {
         let features = Features::default();
         let agent = match config.process_agent_enabled {
             true => Some(Mutex::new(ProcessAgent::new(
@@ -53,7 +53,7 @@ impl Pipeline {
     }
 
     /// The process agent's messages of this cycle, when they are due.
-    pub fn submit(&self, snapshot: &Snapshot) {
+    pub(crate) fn submit(&self, snapshot: &Snapshot) {
         let Some(agent) = &self.agent else { return };
         let now_ms = crate::clock::unix_ms_now().max(0) as u64;
         let messages =
@@ -77,7 +77,7 @@ impl Pipeline {
 
     /// Asks the receiver for its features until `shutdown` (None when the process agent
     /// is off).
-    pub fn follow_features(
+    pub(crate) fn follow_features(
         &self,
         client: ReceiverClient,
         base: Url,
@@ -91,7 +91,7 @@ impl Pipeline {
 
     /// Records the connections the tracker had no room for; the values the pipeline's
     /// status shows besides the sink's counters.
-    pub fn report(&self, registry: &Registry) -> Vec<(&'static str, u64)> {
+    pub(crate) fn report(&self, registry: &Registry) -> Vec<(&'static str, u64)> {
         let counts = self
             .agent
             .as_ref()
@@ -107,7 +107,7 @@ impl Pipeline {
 
 /// Removes the `processes` queue of the intake topology the process agent protocol
 /// replaced: what it holds would go to an instance the receiver no longer hears from.
-pub fn remove_obsolete_queue(queue_dir: &Path) {
+pub(crate) fn remove_obsolete_queue(queue_dir: &Path) {
     let dir = queue_dir.join("processes");
     if !dir.exists() {
         return;
