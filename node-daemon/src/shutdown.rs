@@ -40,36 +40,27 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    #[tokio::test]
+    async fn every_listener_stops_on_the_trigger_or_when_it_is_gone() {
+        let (trigger, mut first) = channel();
+        let second = first.clone();
+        let waiting = tokio::spawn(second.wait_owned());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "stopped before the trigger");
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the spawned listener stops")
+            .unwrap();
+        // Given before it waits: it returns at once.
+        tokio::time::timeout(Duration::from_secs(1), first.wait())
+            .await
+            .expect("a late listener stops");
 
-    #[test]
-    fn every_listener_stops_on_the_trigger_or_when_it_is_gone() {
-        runtime().block_on(async {
-            let (trigger, mut first) = channel();
-            let second = first.clone();
-            let waiting = tokio::spawn(second.wait_owned());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            assert!(!waiting.is_finished(), "stopped before the trigger");
-            trigger.trigger();
-            tokio::time::timeout(Duration::from_secs(1), waiting)
-                .await
-                .expect("the spawned listener stops")
-                .unwrap();
-            // Given before it waits: it returns at once.
-            tokio::time::timeout(Duration::from_secs(1), first.wait())
-                .await
-                .expect("a late listener stops");
-
-            let (trigger, mut orphan) = channel();
-            drop(trigger);
-            tokio::time::timeout(Duration::from_secs(1), orphan.wait())
-                .await
-                .expect("a listener whose trigger is gone stops");
-        });
+        let (trigger, mut orphan) = channel();
+        drop(trigger);
+        tokio::time::timeout(Duration::from_secs(1), orphan.wait())
+            .await
+            .expect("a listener whose trigger is gone stops");
     }
 }

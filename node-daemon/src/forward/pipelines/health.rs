@@ -1,16 +1,9 @@
 //! The daemon's own health, each cycle, as an intake service check.
 
-use super::{Base, Outlet, Spec};
-use crate::forward::client::Auth;
+use super::{Outlet, Spec};
 use crate::forward::encode::intake::health_message;
 
-pub(crate) const SPEC: Spec = Spec {
-    name: "health",
-    status: "forward.health",
-    queue_share: 8,
-    base: Base::Sts,
-    auth: Auth::Query,
-};
+pub(crate) const SPEC: Spec = Spec::intake("health", "forward.health");
 
 pub(crate) struct Pipeline {
     pub(crate) out: Outlet,

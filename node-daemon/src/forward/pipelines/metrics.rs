@@ -3,18 +3,11 @@
 
 use std::rc::Rc;
 
-use super::{Base, Outlet, Spec};
-use crate::forward::client::Auth;
+use super::{Outlet, Spec};
 use crate::forward::encode::intake::{metrics_message, Gauge};
 use crate::model::Snapshot;
 
-pub(crate) const SPEC: Spec = Spec {
-    name: "metrics",
-    status: "forward.metrics",
-    queue_share: 8,
-    base: Base::Sts,
-    auth: Auth::Query,
-};
+pub(crate) const SPEC: Spec = Spec::intake("metrics", "forward.metrics");
 
 pub(crate) struct Pipeline {
     pub(crate) out: Outlet,

@@ -30,6 +30,20 @@ pub(crate) struct Spec {
     pub(crate) auth: Auth,
 }
 
+impl Spec {
+    /// An intake pipeline's (topology, metrics, health): `STS_STS_URL`, the key as
+    /// `?api_key=`, an eighth of the queue cap.
+    const fn intake(name: &'static str, status: &'static str) -> Self {
+        Self {
+            name,
+            status,
+            queue_share: 8,
+            base: Base::Sts,
+            auth: Auth::Query,
+        }
+    }
+}
+
 /// Which of the receiver's URLs a pipeline sends to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Base {

@@ -6,20 +6,13 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
-use super::{Base, Outlet, Spec};
-use crate::forward::client::Auth;
+use super::{Outlet, Spec};
 use crate::forward::encode::diff::TopologyDiff;
 use crate::forward::encode::intake::{topology_message, Component, Elements, Link};
 use crate::model::{Container, Snapshot};
 use crate::poison::IgnorePoison;
 
-pub(crate) const SPEC: Spec = Spec {
-    name: "topology",
-    status: "forward.topology",
-    queue_share: 8,
-    base: Base::Sts,
-    auth: Auth::Query,
-};
+pub(crate) const SPEC: Spec = Spec::intake("topology", "forward.topology");
 
 /// All of the ECS topology again every this many cycles; changes only in between.
 const FULL_SNAPSHOT_EVERY: u64 = 6;
