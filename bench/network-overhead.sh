@@ -9,7 +9,7 @@
 # default the last; "none" to let it float): one pair then keeps that core busy, and the
 # figure no longer depends on whether the scheduler put client and server on the same CPU
 # (free-floating runs here swung between 35,000 and 62,000 round trips/s). The script's
-# session autogroup runs at nice GROUP_NICE (default -20, restored on exit; "none" to leave
+# autogroup (/proc/self/autogroup) runs at nice GROUP_NICE (default -20, restored on exit; "none" to leave
 # it) so that other work on the machine (builds) takes less from the load and the tracers;
 # the daemon and bpftrace float, in the same group. Three conditions, interleaved (the order rotates every
 # round) and repeated BENCH_ROUNDS times (default 5); the verdict uses the medians. Each

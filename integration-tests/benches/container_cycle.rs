@@ -4,9 +4,9 @@
 //!
 //! Run with `cargo bench -p integration-tests --bench container_cycle`.
 
+use bench_support::thread_cpu;
 use integration_tests::docker::{self, Container};
 use node_daemon::collect::container::{load_once, ContainerCollector, ContainerStore};
-use node_daemon::thread_cpu::thread_cpu;
 
 const CONTAINERS: usize = 100;
 const TARGET_CPU_MS: f64 = 50.0;

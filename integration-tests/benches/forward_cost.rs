@@ -17,6 +17,7 @@ mod intake_peer;
 
 use std::time::Duration;
 
+use bench_support::thread_cpu;
 use bytes::Bytes;
 use integration_tests::receiver::{
     content_decode, decode, CaptureReceiver, Decoded, Endpoint, ReceiverOptions, TraceDetail,
@@ -35,7 +36,6 @@ use node_daemon::forward::sink::batch::{push_batches, Batch};
 use node_daemon::join::connects_to;
 use node_daemon::model::{Connection, Host, HostTelemetry, Process, Relation, Snapshot};
 use node_daemon::span::CorrelatedSpan;
-use node_daemon::thread_cpu::thread_cpu;
 use prost::Message;
 use sts_proto::daemon::v1::Span;
 use tokio::runtime::Runtime;

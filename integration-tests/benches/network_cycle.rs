@@ -22,11 +22,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use bench_support::thread_cpu;
 use integration_tests::sockets::{loopback_pairs, raise_nofile};
 use node_daemon::collect::network::ebpf::EbpfBackend;
 use node_daemon::collect::network::{Backend, NetworkCollector};
 use node_daemon::config::{NetworkBackend, NetworkConfig};
-use node_daemon::thread_cpu::thread_cpu;
 
 const TARGET_EBPF_MS: f64 = 20.0;
 

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bench_support::web_spans::web_span;
+
 // ---------------------------------------------------------------------------------------
 // A minimal msgpack writer, enough for v0.4 spans.
 
@@ -201,91 +203,47 @@ fn body(traces: usize, spans: usize, pid: u32) -> (Vec<u8>, Vec<IdSlots>) {
     let mut slots = Vec::with_capacity(traces * spans);
     mp_array(&mut buf, traces);
     for t in 0..traces as u64 {
-        let start = 1_764_000_000_000_000_000 + t as i64 * 1_000_000;
         mp_array(&mut buf, spans);
         for s in 0..spans as u64 {
-            let root = s == 0;
+            let span = web_span(t, s, pid);
             mp_map(&mut buf, 12);
-            mp_str(&mut buf, "service");
-            mp_str(&mut buf, "shop-web");
-            mp_str(&mut buf, "name");
-            mp_str(
-                &mut buf,
-                if root {
-                    "flask.request"
-                } else {
-                    "postgres.query"
-                },
-            );
-            mp_str(&mut buf, "resource");
-            if root {
-                mp_str(&mut buf, &format!("GET /api/v1/items/{}", t % 13));
-            } else {
-                mp_str(
-                    &mut buf,
-                    &format!("SELECT id, name, price FROM items WHERE id = {}", s % 7),
-                );
+            for (key, value) in [
+                ("service", span.service),
+                ("name", span.name),
+                ("resource", &span.resource),
+                ("type", span.r#type),
+            ] {
+                mp_str(&mut buf, key);
+                mp_str(&mut buf, value);
             }
-            mp_str(&mut buf, "type");
-            mp_str(&mut buf, if root { "web" } else { "sql" });
-            mp_str(&mut buf, "trace_id");
-            let trace = mp_u64_slot(&mut buf);
-            mp_str(&mut buf, "span_id");
-            let span = mp_u64_slot(&mut buf);
-            mp_str(&mut buf, "parent_id");
-            let parent = mp_u64_slot(&mut buf);
+            let slot = |buf: &mut Vec<u8>, key| {
+                mp_str(buf, key);
+                mp_u64_slot(buf)
+            };
             slots.push(IdSlots {
-                trace,
-                span,
-                parent,
+                trace: slot(&mut buf, "trace_id"),
+                span: slot(&mut buf, "span_id"),
+                parent: slot(&mut buf, "parent_id"),
             });
-            mp_str(&mut buf, "start");
-            mp_uint(&mut buf, (start + s as i64 * 20_000) as u64);
-            mp_str(&mut buf, "duration");
-            mp_uint(&mut buf, 349_151 + s * 1_717);
-            mp_str(&mut buf, "error");
-            mp_uint(&mut buf, u64::from(t % 50 == 0 && root));
+            for (key, value) in [
+                ("start", span.start as u64),
+                ("duration", span.duration as u64),
+                ("error", u64::from(span.error)),
+            ] {
+                mp_str(&mut buf, key);
+                mp_uint(&mut buf, value);
+            }
             mp_str(&mut buf, "meta");
-            mp_map(&mut buf, 10);
-            let meta = [
-                ("env", "production".to_string()),
-                ("version", "2.14.1".to_string()),
-                ("language", "python".to_string()),
-                (
-                    "component",
-                    if root { "flask" } else { "psycopg" }.to_string(),
-                ),
-                (
-                    "span.kind",
-                    if root { "server" } else { "client" }.to_string(),
-                ),
-                ("http.method", "GET".to_string()),
-                ("http.status_code", "200".to_string()),
-                (
-                    "http.url",
-                    format!("http://shop.internal:8080/api/v1/items/{}", t % 97),
-                ),
-                ("runtime-id", "3d440d753efa4b4b9cb9ed1695f9d9e0".to_string()),
-                ("_dd.p.tid", format!("{:016x}", 0x6920_0000_0000_0000 | t)),
-            ];
-            for (k, v) in &meta {
+            mp_map(&mut buf, span.meta.len());
+            for (k, v) in &span.meta {
                 mp_str(&mut buf, k);
                 mp_str(&mut buf, v);
             }
             mp_str(&mut buf, "metrics");
-            mp_map(&mut buf, 3);
-            mp_str(&mut buf, "_sampling_priority_v1");
-            mp_f64(&mut buf, 1.0);
-            if root {
-                mp_str(&mut buf, "_dd.top_level");
-                mp_f64(&mut buf, 1.0);
-                mp_str(&mut buf, "process_id");
-                mp_f64(&mut buf, f64::from(pid));
-            } else {
-                mp_str(&mut buf, "_dd.measured");
-                mp_f64(&mut buf, 1.0);
-                mp_str(&mut buf, "db.row_count");
-                mp_f64(&mut buf, (s % 5) as f64);
+            mp_map(&mut buf, span.metrics.len());
+            for (k, v) in &span.metrics {
+                mp_str(&mut buf, k);
+                mp_f64(&mut buf, *v);
             }
         }
     }

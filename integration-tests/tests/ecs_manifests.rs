@@ -25,25 +25,17 @@ const SIDECAR_FRAGMENT: &str = "trace-sidecar-container-definition.json";
 const SERVICE: &str = "node-daemon-service.json";
 
 /// Capabilities a container of ours may add, by container name. Everything else is
-/// dropped (`"drop": ["ALL"]`), so this is the whole privilege of the container.
-///
-/// node-daemon:
-/// - SYS_ADMIN: bpf() and perf_event_open() for the eBPF network tracer. On kernels >= 5.8
-///   BPF + PERFMON would do, but the ECS API accepts only the capabilities of its
-///   KernelCapabilities list, which has neither, and kernels before 5.8 (Amazon Linux 2's
-///   4.14) know only SYS_ADMIN.
-/// - SYS_PTRACE: /proc/<pid>/exe and /proc/<pid>/io of processes that hold capabilities
-///   the container lacks or that belong to other users (ptrace access mode read).
-/// - DAC_READ_SEARCH: /proc/<pid>/io is 0400 and owned by the process's user; root without
-///   DAC_OVERRIDE (dropped) needs this to read it for non-root processes.
-/// - NET_ADMIN: the conntrack dump (ctnetlink) that pairs the two legs of Docker's
-///   destination NAT; nfnetlink refuses every request without it.
-///
-/// trace-sidecar and the example application add none.
-fn allowed_capabilities(container: &str) -> &'static [&'static str] {
+/// dropped (`"drop": ["ALL"]`), so this is the whole privilege of the container. The
+/// daemon's are exactly the set it keeps at run time, where each one's use is written
+/// (`node_daemon::privilege::RUNTIME_CAPABILITIES`); trace-sidecar and the example
+/// application add none.
+fn allowed_capabilities(container: &str) -> BTreeSet<&'static str> {
     match container {
-        "node-daemon" => &["SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"],
-        _ => &[],
+        "node-daemon" => node_daemon::privilege::RUNTIME_CAPABILITIES
+            .iter()
+            .map(|cap| cap.name)
+            .collect(),
+        _ => BTreeSet::new(),
     }
 }
 
@@ -413,6 +405,14 @@ fn no_capability_outside_the_allow_list() {
             assert!(
                 allowed_capabilities(name).contains(cap),
                 "{file}/{name} adds {cap}, which is not in the allow-list"
+            );
+        }
+        if name == "node-daemon" {
+            let added: BTreeSet<&str> = added.iter().copied().collect();
+            assert_eq!(
+                added,
+                allowed_capabilities(name),
+                "{file}/{name}: exactly these"
             );
         }
         if name == "node-daemon" || name == "trace-sidecar" {

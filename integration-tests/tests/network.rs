@@ -413,9 +413,10 @@ fn tcp_between_two_containers_is_container_to_container(backend: Backend, test: 
 
 /// Connections opened while the daemon runs: exact bytes on both ends; with eBPF also
 /// when they opened, and a connection that opened and closed within one cycle is reported
-/// closed with its final counters (the polling backend cannot see it: README).
+/// closed with its final counters (the polling backend cannot see it: docs/NETWORK.md).
 fn connections_while_the_daemon_runs(backend: Backend, test: &str) {
     let (daemon, ran) = daemon(test, backend);
+    holds_only_the_runtime_capabilities(daemon.guard.pid());
     let started_ms = now_ms();
     let (client, server, port) = exchange(&[], &[], "127.0.0.1", "127.0.0.1");
     let snap = wait_for(Duration::from_secs(20), || {
@@ -464,13 +465,54 @@ fn connections_while_the_daemon_runs(backend: Backend, test: &str) {
     assert_eq!(c["remote"], s["local"]);
 }
 
+/// Every thread of the daemon (as root, it started with every capability) now holds at
+/// most the capabilities its cycles use, none inheritable or ambient, no way back through
+/// execve; the bounding set is narrowed to the runtime set too when the daemon could.
+fn holds_only_the_runtime_capabilities(pid: u32) {
+    let runtime = node_daemon::privilege::runtime_mask();
+    let mine = status_mask("/proc/self/status", "CapEff:");
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("daemon threads");
+    let mut threads = 0;
+    for task in tasks {
+        let status = task.unwrap().path().join("status");
+        let field = |name| status_mask(&status, name);
+        assert_eq!(field("CapPrm:") & !runtime, 0, "{status:?} permitted");
+        assert_eq!(field("CapEff:") & !runtime, 0, "{status:?} effective");
+        assert_eq!(field("CapInh:"), 0, "{status:?} inheritable");
+        assert_eq!(field("CapAmb:"), 0, "{status:?} ambient");
+        assert_eq!(field("NoNewPrivs:"), 1, "{status:?} no_new_privs");
+        if mine & (1 << 8) != 0 {
+            // The eBPF ring-buffer reader keeps none at all.
+            assert_eq!(
+                field("CapBnd:") & !runtime,
+                0,
+                "{status:?} bounding set (had SETPCAP)"
+            );
+        }
+        threads += 1;
+    }
+    assert!(threads >= 1);
+    println!("node-daemon: {threads} threads, each with at most the runtime capabilities");
+}
+
+/// A `/proc/<pid>/status` field: the capability masks are hex, NoNewPrivs decimal.
+fn status_mask(path: impl AsRef<std::path::Path>, name: &str) -> u64 {
+    let text = std::fs::read_to_string(path).expect("status readable");
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .trim();
+    u64::from_str_radix(value, 16).expect("a number")
+}
+
 fn now_ms() -> u64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.unwrap().as_millis() as u64
 }
 
 /// UDP sockets with and without a peer; with eBPF the datagrams sent and read while the
-/// daemon runs are counted (the polling backend has no UDP byte counters: README).
+/// daemon runs are counted (the polling backend has no UDP byte counters: docs/NETWORK.md).
 fn udp_sockets_and_their_traffic(backend: Backend, test: &str) {
     let (daemon, ran) = daemon(test, backend);
     let server = Peer::start(&[], &["udp-server", "127.0.0.1", "read"]);

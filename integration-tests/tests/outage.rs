@@ -28,7 +28,7 @@ const MAX_CYCLE_GAP_S: u64 = 5;
 
 /// The daemon's RSS cap, from its memory bounds with the settings of this test (disk
 /// queue; no recent-span window, `STS_TRACE_RECENT_SPANS=0`, the default with a receiver):
-/// - the daemon itself: 22 MB measured in release (README, `bench/daemon-rss.sh`); this
+/// - the daemon itself: 22 MB measured in release (docs/BENCHMARKS.md, `bench/daemon-rss.sh`); this
 ///   debug build holds about 42 MB steadily at 10,000 spans/s with the receiver away;
 /// - queued batches stay on disk (`STS_QUEUE_DIR`; not the 32 MiB memory queue of each
 ///   pipeline without it), and the sender reads one record at a time: a traces batch is at

@@ -38,10 +38,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench_support::thread_cpu;
 use node_daemon::collect::proc_files::keyed_u64;
 use node_daemon::collect::process::ProcessCollector;
 use node_daemon::config::{BlacklistConfig, ProcessConfig};
-use node_daemon::thread_cpu::thread_cpu;
 
 const COLD_VS_PSUTIL: f64 = 0.25;
 const COLD_VS_BARE: f64 = 1.3;

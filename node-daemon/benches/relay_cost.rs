@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
+use bench_support::thread_cpu;
+use bench_support::web_spans::web_span;
 use bytes::Bytes;
-use node_daemon::thread_cpu::thread_cpu;
 use node_daemon::traces::wire::BatchView;
 use node_daemon::traces::Correlator;
 use prost::Message;
@@ -18,70 +19,26 @@ use sts_proto::daemon::v1::{ClientInfo, Span, SpanBatch, Trace, TracePayload};
 /// 100 traces of 10 spans as a Python web app sends them: 10 meta entries, 3 metrics,
 /// the root carrying this process's pid as `process_id`.
 fn batch() -> Bytes {
-    let pid = f64::from(std::process::id());
+    let pid = std::process::id();
     let traces = (0..100u64)
         .map(|t| Trace {
             spans: (0..10u64)
                 .map(|s| {
-                    let root = s == 0;
-                    let meta: HashMap<String, String> = [
-                        ("env", "production".to_string()),
-                        ("version", "2.14.1".to_string()),
-                        ("language", "python".to_string()),
-                        (
-                            "component",
-                            if root { "flask" } else { "psycopg" }.to_string(),
-                        ),
-                        (
-                            "span.kind",
-                            if root { "server" } else { "client" }.to_string(),
-                        ),
-                        ("http.method", "GET".to_string()),
-                        ("http.status_code", "200".to_string()),
-                        (
-                            "http.url",
-                            format!("http://shop.internal:8080/api/v1/items/{t}"),
-                        ),
-                        ("runtime-id", "3d440d753efa4b4b9cb9ed1695f9d9e0".to_string()),
-                        (
-                            "_dd.p.tid",
-                            format!("{:016x}", 0x6920_0000_0000_0000u64 | t),
-                        ),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect();
-                    let mut metrics: HashMap<String, f64> =
-                        [("_sampling_priority_v1".to_string(), 1.0)].into();
-                    if root {
-                        metrics.insert("_dd.top_level".into(), 1.0);
-                        metrics.insert("process_id".into(), pid);
-                    } else {
-                        metrics.insert("_dd.measured".into(), 1.0);
-                        metrics.insert("db.row_count".into(), (s % 5) as f64);
-                    }
+                    let span = web_span(t, s, pid);
+                    let root = 0x1234_5678_9abc_0000 | t << 4;
                     Span {
-                        service: "shop-web".into(),
-                        name: if root {
-                            "flask.request"
-                        } else {
-                            "postgres.query"
-                        }
-                        .into(),
-                        resource: format!("SELECT id, name, price FROM items WHERE id = {s}"),
+                        service: span.service.into(),
+                        name: span.name.into(),
+                        resource: span.resource,
                         trace_id: 0x4000_0000_0000_0000 | t,
-                        span_id: 0x1234_5678_9abc_0000 | t << 4 | s,
-                        parent_id: if root {
-                            0
-                        } else {
-                            0x1234_5678_9abc_0000 | t << 4
-                        },
-                        start: 1_764_000_000_000_000_000 + (t * 1_000_000 + s * 20_000) as i64,
-                        duration: 349_151 + s as i64 * 1_717,
-                        error: 0,
-                        meta,
-                        metrics,
-                        r#type: if root { "web" } else { "sql" }.into(),
+                        span_id: root | s,
+                        parent_id: if s == 0 { 0 } else { root },
+                        start: span.start,
+                        duration: span.duration,
+                        error: i32::from(span.error),
+                        meta: owned(span.meta),
+                        metrics: owned(span.metrics),
+                        r#type: span.r#type.into(),
                     }
                 })
                 .collect(),
@@ -101,6 +58,13 @@ fn batch() -> Bytes {
         ..SpanBatch::default()
     };
     Bytes::from(batch.encode_to_vec())
+}
+
+fn owned<V>(entries: Vec<(&str, V)>) -> HashMap<String, V> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         }
     };
     let quiet = matches!(args.command, Command::Snapshot { .. });
-    init_logging(if quiet { "warn" } else { &config.log_level });
+    sts_proto::logging::init(if quiet { "warn" } else { &config.log_level });
     let result = match args.command {
         Command::Run { interval } => {
             if let Some(s) = interval {
@@ -115,15 +115,4 @@ fn main() -> ExitCode {
 
 fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // No colour codes when the logs go to a file or a log driver (awslogs).
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }

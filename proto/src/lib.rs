@@ -25,6 +25,12 @@ pub mod process_agent {
 /// The host's default gateway, where a sidecar finds the daemon and the daemon the ECS agent.
 pub mod route;
 
+/// The log set-up both binaries share.
+pub mod logging;
+
+/// Secrets kept in files, read the same way by both binaries.
+pub mod secret_file;
+
 /// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));

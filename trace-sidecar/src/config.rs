@@ -1,8 +1,10 @@
 //! trace-sidecar settings, from the environment. An invalid value stops the sidecar with
 //! a message that names the variable.
 
+pub mod keys;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason} (got `{value}`)")]
@@ -116,11 +118,15 @@ impl Config {
                 ))
             }
             (Some(token), None) => Some(RelayToken(token)),
-            (None, Some(path)) => {
-                Some(RelayToken(token_file(&path).map_err(|reason| {
-                    invalid("STS_RELAY_TOKEN_FILE", &path, &reason)
-                })?))
-            }
+            (None, Some(path)) => Some(RelayToken(
+                sts_proto::secret_file::read(Path::new(&path)).map_err(|e| {
+                    invalid(
+                        "STS_RELAY_TOKEN_FILE",
+                        &path,
+                        &format!("cannot read it: {e}"),
+                    )
+                })?,
+            )),
             (None, None) => None,
         };
         Ok(Self {
@@ -135,16 +141,6 @@ impl Config {
                 .to_ascii_lowercase(),
         })
     }
-}
-
-/// The token in a file (an ECS secret, or a file an init container wrote), trimmed.
-fn token_file(path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err("the file is empty".into());
-    }
-    Ok(token.to_string())
 }
 
 /// `host:port` or `http://host:port` as an http URL; None when it is neither.
@@ -227,5 +223,36 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_key_is_read_and_nothing_else() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_env(|k| {
+            asked.borrow_mut().push(k.to_string());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort_unstable();
+        let mut known: Vec<&str> = keys::KEYS.iter().map(|k| k.name).collect();
+        known.sort_unstable();
+        assert_eq!(asked, known);
+    }
+
+    #[test]
+    fn a_documented_default_given_is_the_same_as_none() {
+        let unset = format!("{:?}", config(&[]).unwrap());
+        for key in keys::KEYS {
+            let Some(value) = key
+                .default
+                .strip_prefix('`')
+                .and_then(|d| d.strip_suffix('`'))
+            else {
+                continue;
+            };
+            let given = format!("{:?}", config(&[(key.name, value)]).unwrap());
+            assert_eq!(given, unset, "{} = {value}", key.name);
+        }
     }
 }

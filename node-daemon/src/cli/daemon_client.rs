@@ -8,7 +8,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use node_daemon::config::{secret, RawValues};
+use node_daemon::config::{keys, secret, RawValues};
 
 pub(crate) type Client = StatusClient<InterceptedService<Channel, Bearer>>;
 
@@ -73,7 +73,8 @@ where
 
 /// The address to query: `--addr`, else STS_GRPC_ADDR with a wildcard host made local.
 pub(crate) fn default_addr() -> String {
-    let configured = std::env::var("STS_GRPC_ADDR").unwrap_or_else(|_| "127.0.0.1:7182".into());
+    let configured = std::env::var("STS_GRPC_ADDR")
+        .unwrap_or_else(|_| keys::find("STS_GRPC_ADDR").default_value().into());
     match configured.parse::<std::net::SocketAddr>() {
         Ok(addr) if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
         _ => configured,

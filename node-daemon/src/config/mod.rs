@@ -2,6 +2,7 @@
 //! over a YAML file with the same keys. Every value is validated at start; an error names
 //! the variable and says why.
 
+pub mod keys;
 mod parse;
 pub mod secret;
 mod source;
@@ -16,46 +17,6 @@ use url::Url;
 
 pub use secret::ApiKey;
 pub use source::RawValues;
-
-/// Every key the daemon reads, in the order the status summary lists them.
-pub const KNOWN_KEYS: &[&str] = &[
-    "STS_API_KEY",
-    "STS_STS_URL",
-    "STS_PROCESS_AGENT_URL",
-    "STS_APM_URL",
-    "STS_SKIP_SSL_VALIDATION",
-    "STS_PROCESS_AGENT_ENABLED",
-    "STS_PROCESS_AGENT_INTERVAL",
-    "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
-    "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
-    "STS_APM_ENABLED",
-    "STS_NETWORK_TRACING_ENABLED",
-    "STS_NETWORK_MAX_CONNECTIONS",
-    "STS_NETWORK_BACKEND",
-    "STS_PROCESS_BLACKLIST_PATTERNS",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
-    "STS_PROCESS_BLACKLIST_INCLUSIONS_MEM_THRESHOLD",
-    "STS_CUSTOM_SENSITIVE_WORDS",
-    "STS_HOSTNAME",
-    "STS_LOG_LEVEL",
-    "STS_GRPC_ADDR",
-    "STS_GRPC_TOKEN",
-    "STS_GRPC_TOKEN_FILE",
-    "STS_RELAY_ADDR",
-    "STS_COLLECTION_INTERVAL",
-    "STS_CGROUP_ROOT",
-    "STS_ECS_AGENT_URL",
-    "STS_EC2_METADATA_URL",
-    "STS_RELAY_TOKEN",
-    "STS_RELAY_TOKEN_FILE",
-    "STS_TRACE_RECENT_SPANS",
-    "STS_QUEUE_DIR",
-    "STS_QUEUE_MAX_BYTES",
-];
 
 /// The blacklist of the original process agent, one regex a line.
 const DEFAULT_BLACKLIST: &str = include_str!("default-process-blacklist.txt");
@@ -223,13 +184,15 @@ impl Config {
         let get = Getter { raw };
         let (grpc_addr, grpc_token, relay_addr) = listeners(&get)?;
         let sts_url = get.opt("STS_STS_URL", parse::http_url)?;
-        let api_key = raw
-            .get("STS_API_KEY")
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
-            .map(ApiKey::new);
+        // With a receiver the spans go there; a window would copy every span.
+        let trace_recent_spans = match sts_url {
+            Some(_) => get
+                .opt("STS_TRACE_RECENT_SPANS", parse::count)?
+                .unwrap_or(0),
+            None => get.value("STS_TRACE_RECENT_SPANS", parse::count)?,
+        };
         Ok(Self {
-            api_key,
+            api_key: get.opt("STS_API_KEY", |key| Ok(ApiKey::new(key.trim())))?,
             process_agent_url: get
                 .opt("STS_PROCESS_AGENT_URL", parse::http_url)?
                 .or_else(|| sts_url.clone()),
@@ -237,60 +200,38 @@ impl Config {
                 .opt("STS_APM_URL", parse::http_url)?
                 .or_else(|| sts_url.clone()),
             sts_url,
-            skip_ssl_validation: get.or("STS_SKIP_SSL_VALIDATION", false, parse::boolean)?,
-            process_agent_enabled: get.or("STS_PROCESS_AGENT_ENABLED", true, parse::boolean)?,
+            skip_ssl_validation: get.value("STS_SKIP_SSL_VALIDATION", parse::boolean)?,
+            process_agent_enabled: get.value("STS_PROCESS_AGENT_ENABLED", parse::boolean)?,
             process_agent: ProcessAgentConfig {
-                interval: get.or(
-                    "STS_PROCESS_AGENT_INTERVAL",
-                    Duration::from_secs(30),
-                    parse::seconds,
-                )?,
-                short_lived_processes: get.or(
+                interval: get.value("STS_PROCESS_AGENT_INTERVAL", parse::seconds)?,
+                short_lived_processes: get.value(
                     "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
-                    Duration::from_secs(60),
                     parse::seconds_or_zero,
                 )?,
-                short_lived_connections: get.or(
+                short_lived_connections: get.value(
                     "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
-                    Duration::from_secs(60),
                     parse::seconds_or_zero,
                 )?,
             },
-            apm_enabled: get.or("STS_APM_ENABLED", true, parse::boolean)?,
-            network_tracing_enabled: get.or("STS_NETWORK_TRACING_ENABLED", true, parse::boolean)?,
+            apm_enabled: get.value("STS_APM_ENABLED", parse::boolean)?,
+            network_tracing_enabled: get.value("STS_NETWORK_TRACING_ENABLED", parse::boolean)?,
             network: NetworkConfig {
-                backend: get.or(
-                    "STS_NETWORK_BACKEND",
-                    NetworkBackend::Auto,
-                    NetworkBackend::parse,
-                )?,
-                max_connections: get.or("STS_NETWORK_MAX_CONNECTIONS", 100_000, |raw| {
-                    parse::count(raw).and_then(|n| {
-                        if n == 0 {
-                            Err("must be at least 1".into())
-                        } else {
-                            Ok(n)
-                        }
-                    })
-                })?,
+                backend: get.value("STS_NETWORK_BACKEND", NetworkBackend::parse)?,
+                max_connections: get.value("STS_NETWORK_MAX_CONNECTIONS", parse::positive_count)?,
             },
             process: ProcessConfig {
                 blacklist: BlacklistConfig {
                     patterns: get
                         .opt("STS_PROCESS_BLACKLIST_PATTERNS", parse::regexes)?
                         .unwrap_or_else(default_blacklist),
-                    top_cpu: get.or("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU", 0, parse::count)?,
-                    top_io_read: get.or(
-                        "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
-                        0,
-                        parse::count,
-                    )?,
-                    top_io_write: get.or(
+                    top_cpu: get.value("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU", parse::count)?,
+                    top_io_read: get
+                        .value("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ", parse::count)?,
+                    top_io_write: get.value(
                         "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
-                        0,
                         parse::count,
                     )?,
-                    top_mem: get.or("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM", 0, parse::count)?,
+                    top_mem: get.value("STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM", parse::count)?,
                     cpu_threshold: get.opt(
                         "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
                         parse::percent,
@@ -304,165 +245,35 @@ impl Config {
                     .opt("STS_CUSTOM_SENSITIVE_WORDS", parse::list)?
                     .unwrap_or_default(),
             },
-            hostname: raw
-                .get("STS_HOSTNAME")
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(String::from),
-            log_level: get.or("STS_LOG_LEVEL", "info".to_string(), parse::log_level)?,
+            hostname: get.opt("STS_HOSTNAME", |host| Ok(host.trim().to_string()))?,
+            log_level: get.value("STS_LOG_LEVEL", parse::log_level)?,
             grpc_addr,
             grpc_token,
             relay_addr,
-            collection_interval: get.or(
-                "STS_COLLECTION_INTERVAL",
-                Duration::from_secs(10),
-                parse::seconds,
-            )?,
-            cgroup_root: get.or(
-                "STS_CGROUP_ROOT",
-                PathBuf::from("/sys/fs/cgroup"),
-                parse::absolute_path,
-            )?,
+            collection_interval: get.value("STS_COLLECTION_INTERVAL", parse::seconds)?,
+            cgroup_root: get.value("STS_CGROUP_ROOT", parse::absolute_path)?,
             ecs_agent_url: get.opt("STS_ECS_AGENT_URL", parse::http_url)?,
-            ec2_metadata_url: get.or(
-                "STS_EC2_METADATA_URL",
-                Url::parse("http://169.254.169.254").expect("valid default"),
-                parse::http_url,
-            )?,
+            ec2_metadata_url: get.value("STS_EC2_METADATA_URL", parse::http_url)?,
             relay_token: secret::from_value_or_file(
                 raw,
                 "STS_RELAY_TOKEN",
                 "STS_RELAY_TOKEN_FILE",
             )?,
-            // With a receiver the spans go there; a window would copy every span.
-            trace_recent_spans: get.or(
-                "STS_TRACE_RECENT_SPANS",
-                if raw.get("STS_STS_URL").is_some_and(|u| !u.trim().is_empty()) {
-                    0
-                } else {
-                    10_000
-                },
-                parse::count,
-            )?,
+            trace_recent_spans,
+            // An empty value (not an unset one) keeps the queues in memory.
             queue_dir: match raw.get("STS_QUEUE_DIR").map(str::trim) {
                 Some("") => None,
-                Some(_) => Some(get.or("STS_QUEUE_DIR", PathBuf::new(), parse::absolute_path)?),
-                None => Some(crate::forward::default_queue_dir()),
+                _ => Some(get.value("STS_QUEUE_DIR", parse::absolute_path)?),
             },
-            queue_max_bytes: get.or("STS_QUEUE_MAX_BYTES", 512 << 20, parse::count)? as u64,
+            queue_max_bytes: get.value("STS_QUEUE_MAX_BYTES", parse::count)? as u64,
         })
     }
 
     /// The effective configuration for the status output: every key, secrets redacted.
     pub fn summary(&self) -> BTreeMap<String, String> {
-        let url = |u: &Option<Url>| u.as_ref().map_or("<unset>".into(), secret::redact_url);
-        let b = &self.process.blacklist;
-        let opt = |v: Option<f64>| v.map_or("<unset>".into(), |v| v.to_string());
-        let secs = |d: Duration| format!("{}s", d.as_secs_f64());
-        let redacted = |k: &Option<ApiKey>| k.as_ref().map_or("<unset>".into(), ApiKey::redacted);
-        let entries: [(&str, String); 34] = [
-            ("STS_API_KEY", redacted(&self.api_key)),
-            ("STS_STS_URL", url(&self.sts_url)),
-            ("STS_PROCESS_AGENT_URL", url(&self.process_agent_url)),
-            ("STS_APM_URL", url(&self.apm_url)),
-            (
-                "STS_SKIP_SSL_VALIDATION",
-                self.skip_ssl_validation.to_string(),
-            ),
-            (
-                "STS_PROCESS_AGENT_ENABLED",
-                self.process_agent_enabled.to_string(),
-            ),
-            (
-                "STS_PROCESS_AGENT_INTERVAL",
-                secs(self.process_agent.interval),
-            ),
-            (
-                "STS_PROCESS_SHORT_LIVED_QUALIFIER_SECS",
-                secs(self.process_agent.short_lived_processes),
-            ),
-            (
-                "STS_NETWORK_RELATION_SHORT_LIVED_QUALIFIER_SECS",
-                secs(self.process_agent.short_lived_connections),
-            ),
-            ("STS_APM_ENABLED", self.apm_enabled.to_string()),
-            (
-                "STS_NETWORK_TRACING_ENABLED",
-                self.network_tracing_enabled.to_string(),
-            ),
-            (
-                "STS_NETWORK_MAX_CONNECTIONS",
-                self.network.max_connections.to_string(),
-            ),
-            (
-                "STS_NETWORK_BACKEND",
-                self.network.backend.as_str().to_string(),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_PATTERNS",
-                format!("{} patterns", b.patterns.len()),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_CPU",
-                b.top_cpu.to_string(),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_READ",
-                b.top_io_read.to_string(),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_IO_WRITE",
-                b.top_io_write.to_string(),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_TOP_MEM",
-                b.top_mem.to_string(),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_CPU_THRESHOLD",
-                opt(b.cpu_threshold),
-            ),
-            (
-                "STS_PROCESS_BLACKLIST_INCLUSIONS_MEM_THRESHOLD",
-                opt(b.mem_threshold),
-            ),
-            (
-                "STS_CUSTOM_SENSITIVE_WORDS",
-                format!("{} extra words", self.process.extra_sensitive_words.len()),
-            ),
-            (
-                "STS_HOSTNAME",
-                self.hostname
-                    .clone()
-                    .unwrap_or_else(|| "<from host>".into()),
-            ),
-            ("STS_LOG_LEVEL", self.log_level.clone()),
-            ("STS_GRPC_ADDR", self.grpc_addr.to_string()),
-            ("STS_GRPC_TOKEN", redacted(&self.grpc_token)),
-            ("STS_RELAY_ADDR", self.relay_addr.to_string()),
-            ("STS_COLLECTION_INTERVAL", secs(self.collection_interval)),
-            ("STS_CGROUP_ROOT", self.cgroup_root.display().to_string()),
-            ("STS_ECS_AGENT_URL", url(&self.ecs_agent_url)),
-            (
-                "STS_EC2_METADATA_URL",
-                secret::redact_url(&self.ec2_metadata_url),
-            ),
-            ("STS_RELAY_TOKEN", redacted(&self.relay_token)),
-            (
-                "STS_TRACE_RECENT_SPANS",
-                self.trace_recent_spans.to_string(),
-            ),
-            (
-                "STS_QUEUE_DIR",
-                self.queue_dir
-                    .as_ref()
-                    .map_or("<memory only>".into(), |d| d.display().to_string()),
-            ),
-            ("STS_QUEUE_MAX_BYTES", self.queue_max_bytes.to_string()),
-        ];
-        entries
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        keys::KEYS
+            .iter()
+            .filter_map(|key| Some((key.name.to_string(), key.show?(self))))
             .collect()
     }
 }
@@ -470,16 +281,8 @@ impl Config {
 /// The read API's address and token, and the relay's address. The read API serves
 /// every process's command line and every span: off loopback it needs a token.
 fn listeners(get: &Getter) -> Result<(SocketAddr, Option<ApiKey>, SocketAddr), ConfigError> {
-    let grpc_addr = get.or(
-        "STS_GRPC_ADDR",
-        SocketAddr::from(([127, 0, 0, 1], 7182)),
-        parse::socket_addr,
-    )?;
-    let relay_addr = get.or(
-        "STS_RELAY_ADDR",
-        SocketAddr::from(([0, 0, 0, 0], 7183)),
-        parse::socket_addr,
-    )?;
+    let grpc_addr = get.value("STS_GRPC_ADDR", parse::socket_addr)?;
+    let relay_addr = get.value("STS_RELAY_ADDR", parse::socket_addr)?;
     let grpc_token = secret::from_value_or_file(get.raw, "STS_GRPC_TOKEN", "STS_GRPC_TOKEN_FILE")?;
     if !grpc_addr.ip().is_loopback() && grpc_token.is_none() {
         return Err(ConfigError::Conflict(format!(
@@ -521,13 +324,20 @@ impl Getter<'_> {
         }
     }
 
-    fn or<T>(
+    /// The key's value, or its default from `keys` parsed the same way.
+    fn value<T>(
         &self,
         var: &'static str,
-        default: T,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        Ok(self.opt(var, parse)?.unwrap_or(default))
+        match self.opt(var, &parse)? {
+            Some(value) => Ok(value),
+            None => {
+                let default = keys::find(var).default_value();
+                Ok(parse(default)
+                    .unwrap_or_else(|reason| panic!("{var}: the default `{default}`: {reason}")))
+            }
+        }
     }
 }
 

@@ -41,6 +41,14 @@ pub fn count(raw: &str) -> Result<usize, String> {
         .map_err(|_| "expected a non-negative whole number".into())
 }
 
+/// A count of at least 1.
+pub fn positive_count(raw: &str) -> Result<usize, String> {
+    match count(raw)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
 /// A percentage threshold: a finite number, zero or more.
 pub fn percent(raw: &str) -> Result<f64, String> {
     let value: f64 = raw

@@ -38,8 +38,8 @@ impl ApiKey {
 
 /// A secret given as `var` or as the contents of the file `file_var` names (ECS
 /// `secrets` mounted as files, or a file written by an init container). Setting both is
-/// an error; the file's contents are trimmed of surrounding white space, and an empty
-/// value counts as unset. Errors name the variable and the path, never the contents.
+/// an error; an empty value counts as unset; the file is read by `sts_proto::secret_file`
+/// (trimmed, not empty). Errors name the variable and the path, never the contents.
 pub fn from_value_or_file(
     raw: &super::RawValues,
     var: &'static str,
@@ -52,23 +52,13 @@ pub fn from_value_or_file(
             "{var} and {file_var} are both set: give the secret one way"
         ))),
         (Some(v), None) => Ok(Some(ApiKey::new(v))),
-        (None, Some(path)) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| super::ConfigError::SecretFile {
-                    var: file_var,
-                    path: path.to_string(),
-                    reason: e.to_string(),
-                })?;
-            let text = text.trim();
-            if text.is_empty() {
-                return Err(super::ConfigError::SecretFile {
-                    var: file_var,
-                    path: path.to_string(),
-                    reason: "the file is empty".into(),
-                });
-            }
-            Ok(Some(ApiKey::new(text)))
-        }
+        (None, Some(path)) => sts_proto::secret_file::read(std::path::Path::new(path))
+            .map(|secret| Some(ApiKey::new(&secret)))
+            .map_err(|e| super::ConfigError::SecretFile {
+                var: file_var,
+                path: path.to_string(),
+                reason: e.to_string(),
+            }),
         (None, None) => Ok(None),
     }
 }

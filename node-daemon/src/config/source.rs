@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{ConfigError, KNOWN_KEYS};
+use super::{keys, ConfigError};
 
 /// Raw string values by canonical `STS_*` key; environment entries win over the file.
 #[derive(Debug, Default, Clone)]
 pub struct RawValues {
     values: BTreeMap<String, String>,
+    /// The keys looked up, for the test that every key in `keys` is read.
+    #[cfg(test)]
+    pub(super) asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl RawValues {
@@ -22,7 +25,7 @@ impl RawValues {
             Some(path) => Self::from_yaml_file(path)?,
             None => Self::default(),
         };
-        for key in KNOWN_KEYS {
+        for key in keys::names() {
             if let Some(value) = env(key) {
                 raw.values.insert(key.to_string(), value);
             }
@@ -31,6 +34,8 @@ impl RawValues {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
+        #[cfg(test)]
+        self.asked.borrow_mut().insert(key.to_string());
         self.values.get(key).map(String::as_str)
     }
 
@@ -53,27 +58,27 @@ impl RawValues {
             serde_yaml::Value::Mapping(m) => m,
             _ => return Err("the top level must be a mapping of STS_* keys to values".into()),
         };
-        let mut values = BTreeMap::new();
+        let mut raw = Self::default();
         for (key, value) in mapping {
             let key = key
                 .as_str()
                 .ok_or_else(|| format!("key {key:?} is not a string"))?;
-            let canonical = canonical_key(key)
-                .ok_or_else(|| format!("unknown key `{key}` (known: {})", KNOWN_KEYS.join(", ")))?;
-            values.insert(canonical.to_string(), yaml_scalar_text(key, value)?);
+            let canonical = canonical_key(key).ok_or_else(|| {
+                let known: Vec<&str> = keys::names().collect();
+                format!("unknown key `{key}` (known: {})", known.join(", "))
+            })?;
+            raw.values
+                .insert(canonical.to_string(), yaml_scalar_text(key, value)?);
         }
-        Ok(Self { values })
+        Ok(raw)
     }
 }
 
 fn canonical_key(key: &str) -> Option<&'static str> {
     let upper = key.trim().to_ascii_uppercase();
     let prefixed = format!("STS_{upper}");
-    KNOWN_KEYS
-        .iter()
-        .copied()
-        .find(|known| *known == upper)
-        .or_else(|| KNOWN_KEYS.iter().copied().find(|known| *known == prefixed))
+    let find = |wanted: &str| keys::names().find(|known| *known == wanted);
+    find(&upper).or_else(|| find(&prefixed))
 }
 
 /// Turns a YAML value into the same text an environment variable would hold; a

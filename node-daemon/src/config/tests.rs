@@ -86,9 +86,19 @@ fn api_key_is_not_in_errors_or_summary() {
 fn summary_lists_every_known_key() {
     let summary = from_pairs(&[]).unwrap().summary();
     // A token read from a file shows as its token's key.
-    for key in KNOWN_KEYS.iter().filter(|k| !k.ends_with("_TOKEN_FILE")) {
-        assert!(summary.contains_key(*key), "{key} missing");
+    for key in keys::names().filter(|k| !k.ends_with("_TOKEN_FILE")) {
+        assert!(summary.contains_key(key), "{key} missing");
     }
+}
+
+#[test]
+fn every_key_is_read_and_nothing_else() {
+    let raw = RawValues::default();
+    Config::from_raw(&raw).unwrap();
+    let asked: Vec<String> = raw.asked.take().into_iter().collect();
+    let mut known: Vec<&str> = keys::names().collect();
+    known.sort_unstable();
+    assert_eq!(asked, known);
 }
 
 #[test]
@@ -196,4 +206,23 @@ fn tokens_come_from_a_file_and_never_show() {
     std::fs::write(&empty, "\n").unwrap();
     let err = error_of(&[("STS_GRPC_TOKEN_FILE", empty.to_str().unwrap())]);
     assert!(err.contains("empty"), "{err}");
+}
+
+#[test]
+fn defaults_that_depend_on_other_keys() {
+    let receiver = ("STS_STS_URL", "https://sts.example/stsAgent");
+    assert_eq!(from_pairs(&[]).unwrap().trace_recent_spans, 10_000);
+    assert_eq!(from_pairs(&[receiver]).unwrap().trace_recent_spans, 0);
+    let given = from_pairs(&[receiver, ("STS_TRACE_RECENT_SPANS", "5")]).unwrap();
+    assert_eq!(given.trace_recent_spans, 5);
+
+    let queue_dir = from_pairs(&[]).unwrap().queue_dir.unwrap();
+    assert_eq!(
+        queue_dir,
+        Path::new("/var/lib/stackstate-node-daemon/queue")
+    );
+    assert!(from_pairs(&[("STS_QUEUE_DIR", " ")])
+        .unwrap()
+        .queue_dir
+        .is_none());
 }

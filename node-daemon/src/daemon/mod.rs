@@ -26,9 +26,25 @@ use crate::config::Config;
 use crate::cycle::{Collectors, CycleError};
 use crate::forward::Forwarder;
 use crate::model::Snapshot;
+use crate::privilege;
 use crate::shutdown::{self, Shutdown};
 use crate::status::{LatestSnapshot, Registry, Report, StatusService, STATUS_SERVICE_NAME};
 use crate::traces::{Correlator, RelayService, TraceState};
+
+/// Keeps only the capabilities the collection cycles use; a failure leaves the daemon
+/// running with what it has, and says so.
+fn give_up_capabilities() {
+    match privilege::keep_runtime_capabilities() {
+        Ok(dropped) if dropped.permitted != 0 => info!(
+            kept = %privilege::describe(privilege::runtime_mask()),
+            bounding_set_narrowed = dropped.bounding,
+            "dropped {} capabilities the collection cycles do not use",
+            dropped.permitted.count_ones()
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("cannot drop unused capabilities, running with them: {e}"),
+    }
+}
 
 /// How often the container store is checked against a full Docker listing.
 const CONTAINER_RESYNC: Duration = Duration::from_secs(60);
@@ -65,6 +81,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         true => Some(bind("STS_RELAY_ADDR", config.relay_addr).await?),
         false => None,
     };
+    // Everything that needs more than the cycles' capabilities is done: the eBPF programs
+    // are loaded and the listeners bound.
+    give_up_capabilities();
     info!(
         addr = %config.grpc_addr,
         relay = %config.relay_addr,

@@ -9,7 +9,6 @@ pub mod pipelines;
 pub mod queue;
 pub mod sink;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -157,9 +156,4 @@ impl Report for Forwarder {
             sink.report(registry, extra);
         }
     }
-}
-
-/// Where the queues live by default.
-pub(crate) fn default_queue_dir() -> PathBuf {
-    PathBuf::from("/var/lib/stackstate-node-daemon/queue")
 }

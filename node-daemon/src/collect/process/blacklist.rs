@@ -1,7 +1,7 @@
 //! Which processes are reported: the blacklist and the inclusions that re-admit
 //! blacklisted processes with a high resource usage.
 //!
-//! Semantics (also in the README):
+//! Semantics (also in docs/COLLECTION.md):
 //! 1. A process whose command line (arguments joined by single spaces; the process name
 //!    when the command line is empty) matches any pattern is blacklisted.
 //! 2. A blacklisted process is still reported when it is among the N heaviest processes

@@ -116,7 +116,7 @@ mod tests {
             Some(id)
         );
         assert_eq!(
-            container_id("0::/user.slice/user-0.slice/session-3.scope\n"),
+            container_id("0::/user.slice/user-0.slice/user@0.service/init.scope\n"),
             None
         );
         assert_eq!(container_id("0::/\n"), None);

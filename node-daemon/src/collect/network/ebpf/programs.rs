@@ -130,6 +130,10 @@ impl ClosedReader {
         let thread = std::thread::Builder::new()
             .name("net-closed".into())
             .spawn(move || {
+                // Polling a ring buffer needs no capability.
+                if let Err(e) = crate::privilege::drop_all_in_this_thread() {
+                    tracing::debug!("ring buffer reader keeps its capabilities: {e}");
+                }
                 while !stop2.load(Ordering::Relaxed) {
                     let mut fd = libc::pollfd {
                         fd: ring.as_raw_fd(),
