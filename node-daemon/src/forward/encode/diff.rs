@@ -64,7 +64,7 @@ impl TopologyDiff {
 
     /// The update that brings the receiver from what was sent last to `now`.
     pub fn update(&mut self, now: Elements) -> Update {
-        let full = self.cycles.is_multiple_of(self.full_every);
+        let full = self.cycles % self.full_every == 0;
         self.cycles += 1;
         let mut current = BTreeMap::new();
         let mut changed = Elements::default();

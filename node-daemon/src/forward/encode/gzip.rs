@@ -37,9 +37,17 @@ unsafe impl Send for Gzip {}
 impl Gzip {
     /// igzip's state, ready for a first member (as after `begin(0)`).
     pub(crate) fn new() -> Self {
+        let layout = std::alloc::Layout::new::<isal::isal_zstream>();
         // SAFETY: isal_zstream is plain data (integers, pointers, arrays of them), for
-        // which all-zero bytes are a valid value; isal_deflate_init then sets it up.
-        let mut stream = unsafe { Box::<isal::isal_zstream>::new_zeroed().assume_init() };
+        // which all-zero bytes are a valid value, and not zero-sized; the allocation has
+        // its layout and the Box owns it. isal_deflate_init then sets it up.
+        let mut stream = unsafe {
+            let zeroed = std::alloc::alloc_zeroed(layout).cast::<isal::isal_zstream>();
+            if zeroed.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(zeroed)
+        };
         // SAFETY: `stream` is a valid, exclusively borrowed isal_zstream.
         unsafe { isal::isal_deflate_init(&mut *stream) };
         let mut level_buf = vec![0u8; LEVEL_BUF].into_boxed_slice();

@@ -174,7 +174,7 @@ impl Encoder {
             self.runs.push((ordinal, first..first + run.len()));
             first += run.len();
         }
-        if !self.runs.is_sorted_by_key(|(ordinal, _)| *ordinal) {
+        if !self.runs.windows(2).all(|w| w[0].0 <= w[1].0) {
             // Stable: a trace's runs stay in arrival order.
             self.runs.sort_by_key(|(ordinal, _)| *ordinal);
         }
