@@ -22,19 +22,20 @@ use bytes::Bytes;
 use integration_tests::receiver::{
     content_decode, decode, CaptureReceiver, Decoded, Endpoint, ReceiverOptions, TraceDetail,
 };
-use node_daemon::forward::batch::{push_batches, Batch};
-use node_daemon::forward::client::ReceiverClient;
-use node_daemon::forward::diff::TopologyDiff;
-use node_daemon::forward::intake;
-use node_daemon::forward::process_agent::{
+use node_daemon::forward::client::{endpoint, ReceiverClient};
+use node_daemon::forward::encode::diff::TopologyDiff;
+use node_daemon::forward::encode::intake::{self, INTAKE_PATH};
+use node_daemon::forward::encode::traces::{self, TRACES_PATH};
+use node_daemon::forward::encode::{gzip, gzip_headers, gzip_json};
+use node_daemon::forward::pipelines::metrics::snapshot_metrics;
+use node_daemon::forward::pipelines::process_agent::{
     self, EnvelopeWriter, Features, MessageType, ProcessAgent, Settings,
 };
 use node_daemon::forward::queue::DiskQueue;
-use node_daemon::forward::sink::endpoint;
-use node_daemon::forward::{gzip, gzip_headers, gzip_json, traces, INTAKE_PATH, TRACES_PATH};
+use node_daemon::forward::sink::batch::{push_batches, Batch};
 use node_daemon::join::connects_to;
 use node_daemon::model::{Connection, Host, HostTelemetry, Process, Relation, Snapshot};
-use node_daemon::traces::CorrelatedSpan;
+use node_daemon::span::CorrelatedSpan;
 use prost::Message;
 use sts_proto::daemon::v1::Span;
 use tokio::runtime::Runtime;
@@ -685,7 +686,7 @@ fn process_agent_cycle(delivery: &mut Delivery) {
                 &update.delete_ids,
                 0,
             ));
-            let mut gauges = intake::snapshot_metrics(&snap, 0);
+            let mut gauges = snapshot_metrics(&snap, 0);
             gauges.extend(intake_peer::gauges(&snap, 0));
             let metrics = gzip_json(&intake::metrics_message("bench-host", &gauges, 0));
             for body in [&topo, &metrics] {

@@ -15,7 +15,7 @@ use integration_tests::receiver::{CaptureReceiver, Endpoint, FailureMode, Lastin
 use integration_tests::status::collector;
 use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, wait_for, Guard};
-use node_daemon::status::unix_ms_now;
+use node_daemon::clock::unix_ms_now;
 use serde_json::Value;
 
 #[test]

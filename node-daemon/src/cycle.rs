@@ -11,10 +11,10 @@ use crate::join::{connects_to, enrich_ecs, join};
 use crate::model::Snapshot;
 use crate::status::Registry;
 
-pub const HOST: &str = "host";
-pub const PROCESSES: &str = "processes";
-pub const CONTAINERS: &str = "containers";
-pub const NETWORK: &str = "network";
+pub(crate) const HOST: &str = "host";
+pub(crate) const PROCESSES: &str = "processes";
+pub(crate) const CONTAINERS: &str = "containers";
+pub(crate) const NETWORK: &str = "network";
 
 /// The collector that failed; the reason is the error's source.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ impl Collectors {
         })
     }
 
-    pub fn hostname(&self) -> &str {
+    pub(crate) fn hostname(&self) -> &str {
         self.host.hostname()
     }
 

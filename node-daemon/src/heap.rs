@@ -3,7 +3,7 @@
 //! each cycle's transient copies, RSS would otherwise stay at the high-water mark.
 
 /// Returns the free pages of the heap to the kernel (glibc only; elsewhere a no-op).
-pub fn trim() {
+pub(crate) fn trim() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
     unsafe {

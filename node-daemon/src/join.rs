@@ -9,14 +9,18 @@ use crate::model::{Container, Process, Relation};
 mod pairing;
 pub use pairing::{connects_to, pair, CONNECTS_TO};
 
-pub const RUNS_ON: &str = "runs-on";
-pub const RUNS_IN: &str = "runs-in";
-pub const PART_OF: &str = "part-of";
+pub(crate) const RUNS_ON: &str = "runs-on";
+pub(crate) const RUNS_IN: &str = "runs-in";
+pub(crate) const PART_OF: &str = "part-of";
 
 /// Fills each process's ECS task from its container and returns the relations:
 /// process runs-in container, container part-of task (by task ARN), and every process
 /// and container runs-on the host.
-pub fn join(host_urn: &str, processes: &mut [Process], containers: &[Container]) -> Vec<Relation> {
+pub(crate) fn join(
+    host_urn: &str,
+    processes: &mut [Process],
+    containers: &[Container],
+) -> Vec<Relation> {
     let by_id: HashMap<&str, &Container> =
         containers.iter().map(|c| (c.info.id.as_str(), c)).collect();
     let mut relations = Vec::with_capacity(processes.len() * 2 + containers.len() * 2);
@@ -47,7 +51,7 @@ fn relation(kind: &'static str, source: &str, target: &str) -> Relation {
 }
 
 /// Adds the task's desired and known status from the ECS agent to each ECS container.
-pub fn enrich_ecs(containers: &mut [Container], ecs: &EcsInfo) {
+pub(crate) fn enrich_ecs(containers: &mut [Container], ecs: &EcsInfo) {
     for container in containers {
         let Some(labels) = container.info.ecs.as_mut() else {
             continue;

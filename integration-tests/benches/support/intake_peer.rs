@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use node_daemon::forward::intake::{Component, Elements, Gauge, Link};
+use node_daemon::forward::encode::intake::{Component, Elements, Gauge, Link};
 use node_daemon::model::Snapshot;
 use serde_json::json;
 

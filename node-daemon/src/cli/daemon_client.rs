@@ -10,11 +10,11 @@ use tonic::transport::Channel;
 
 use node_daemon::config::{keys, secret, RawValues};
 
-pub type Client = StatusClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Client = StatusClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer <STS_GRPC_TOKEN>` to each call when a token is set.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
@@ -44,7 +44,7 @@ fn bearer() -> Result<Bearer, String> {
 }
 
 /// Connects to `addr` and runs one call; every failure becomes a message naming the address.
-pub fn call<T, F, Fut>(addr: &str, timeout: Duration, call: F) -> Result<T, String>
+pub(crate) fn call<T, F, Fut>(addr: &str, timeout: Duration, call: F) -> Result<T, String>
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
@@ -72,7 +72,7 @@ where
 }
 
 /// The address to query: `--addr`, else STS_GRPC_ADDR with a wildcard host made local.
-pub fn default_addr() -> String {
+pub(crate) fn default_addr() -> String {
     let configured = std::env::var("STS_GRPC_ADDR")
         .unwrap_or_else(|_| keys::find("STS_GRPC_ADDR").default_value().into());
     match configured.parse::<std::net::SocketAddr>() {

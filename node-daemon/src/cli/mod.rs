@@ -1,6 +1,6 @@
 //! The subcommands of the `node-daemon` binary.
 
-pub mod daemon_client;
-pub mod run;
-pub mod snapshot;
-pub mod status;
+pub(crate) mod daemon_client;
+pub(crate) mod run;
+pub(crate) mod snapshot;
+pub(crate) mod status;

@@ -3,7 +3,7 @@ use node_daemon::config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,7 +13,7 @@ const DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One cycle without a daemon: two samples `interval` apart so that rates and CPU %
 /// are filled, then the second is printed.
-pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Result<()> {
+pub(crate) fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Result<()> {
     let mut collectors = Collectors::new(&config, Registry::default())?;
     if let Some(store) = collectors.container_store() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -53,7 +53,7 @@ pub fn snapshot(config: Config, interval: Duration, json: bool) -> anyhow::Resul
 }
 
 /// Prints the daemon's latest snapshot. Exit 2 when unreachable, 1 before its first cycle.
-pub fn from_daemon(addr: &str) -> std::process::ExitCode {
+pub(crate) fn from_daemon(addr: &str) -> std::process::ExitCode {
     let reply = super::daemon_client::call(addr, Duration::from_secs(5), |mut client| async move {
         client
             .get_snapshot(GetSnapshotRequest {})

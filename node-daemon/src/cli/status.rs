@@ -7,7 +7,7 @@ use sts_proto::daemon::v1::GetStatusRequest;
 use super::daemon_client;
 
 /// Exit codes: 0 healthy, 1 unhealthy, 2 unreachable.
-pub fn status(addr: &str, json: bool, timeout: Duration) -> ExitCode {
+pub(crate) fn status(addr: &str, json: bool, timeout: Duration) -> ExitCode {
     let response = daemon_client::call(addr, timeout, |mut client| async move {
         client
             .get_status(GetStatusRequest {})

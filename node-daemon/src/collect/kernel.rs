@@ -3,16 +3,16 @@
 use std::io;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Kernel {
+pub(crate) struct Kernel {
     /// Clock ticks per second (`_SC_CLK_TCK`), the unit of /proc CPU times.
-    pub clk_tck: u64,
-    pub page_size: u64,
+    pub(crate) clk_tck: u64,
+    pub(crate) page_size: u64,
     /// Boot time, Unix seconds (`btime` of /proc/stat).
-    pub boot_time_s: u64,
+    pub(crate) boot_time_s: u64,
 }
 
 impl Kernel {
-    pub fn read() -> io::Result<Self> {
+    pub(crate) fn read() -> io::Result<Self> {
         let stat = std::fs::read_to_string("/proc/stat")?;
         let boot_time_s = stat
             .lines()
@@ -27,11 +27,11 @@ impl Kernel {
 
     /// Unix milliseconds at which a process started, from its `starttime` in ticks;
     /// the same arithmetic as psutil's `create_time()`.
-    pub fn create_time_ms(&self, starttime_ticks: u64) -> u64 {
+    pub(crate) fn create_time_ms(&self, starttime_ticks: u64) -> u64 {
         self.boot_time_s * 1000 + starttime_ticks * 1000 / self.clk_tck
     }
 
-    pub fn ticks_to_seconds(&self, ticks: u64) -> f64 {
+    pub(crate) fn ticks_to_seconds(&self, ticks: u64) -> f64 {
         ticks as f64 / self.clk_tck as f64
     }
 }

@@ -2,8 +2,8 @@
 
 pub mod container;
 pub mod ecs;
-pub mod host;
-pub mod kernel;
+pub(crate) mod host;
+pub(crate) mod kernel;
 pub mod network;
 pub mod proc_files;
 pub mod process;

@@ -6,25 +6,25 @@ use std::io::{self, Read};
 /// Reads files into a buffer that is kept between reads, so a scan of thousands of
 /// /proc files allocates nothing per file.
 #[derive(Debug, Default)]
-pub struct FileReader {
+pub(crate) struct FileReader {
     buf: Vec<u8>,
 }
 
 impl FileReader {
-    pub fn read(&mut self, path: &str) -> io::Result<&[u8]> {
+    pub(crate) fn read(&mut self, path: &str) -> io::Result<&[u8]> {
         self.buf.clear();
         File::open(path)?.read_to_end(&mut self.buf)?;
         Ok(&self.buf)
     }
 
-    pub fn read_str(&mut self, path: &str) -> io::Result<&str> {
+    pub(crate) fn read_str(&mut self, path: &str) -> io::Result<&str> {
         let bytes = self.read(path)?;
         std::str::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
 /// The pids listed in /proc (its numeric entries), in directory order.
-pub fn pids() -> io::Result<impl Iterator<Item = u32>> {
+pub(crate) fn pids() -> io::Result<impl Iterator<Item = u32>> {
     Ok(std::fs::read_dir("/proc")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()))
 }

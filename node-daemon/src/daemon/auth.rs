@@ -7,12 +7,12 @@ use crate::config::ApiKey;
 
 /// Checks each call's `authorization` metadata; lets every call through without a token.
 #[derive(Clone)]
-pub struct BearerAuth {
+pub(crate) struct BearerAuth {
     token: Option<ApiKey>,
 }
 
 impl BearerAuth {
-    pub fn new(token: Option<ApiKey>) -> Self {
+    pub(crate) fn new(token: Option<ApiKey>) -> Self {
         Self { token }
     }
 

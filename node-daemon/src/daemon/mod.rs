@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use sts_proto::daemon::v1::status_server::StatusServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -28,7 +27,8 @@ use crate::cycle::{Collectors, CycleError};
 use crate::forward::Forwarder;
 use crate::model::Snapshot;
 use crate::privilege;
-use crate::status::{LatestSnapshot, Registry, StatusService, STATUS_SERVICE_NAME};
+use crate::shutdown::{self, Shutdown};
+use crate::status::{LatestSnapshot, Registry, Report, StatusService, STATUS_SERVICE_NAME};
 use crate::traces::{Correlator, RelayService, TraceState};
 
 /// Keeps only the capabilities the collection cycles use; a failure leaves the daemon
@@ -109,13 +109,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let traces = config
         .apm_enabled
         .then(|| TraceState::new(config.trace_recent_spans));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let started = Forwarder::start(&config, collectors.hostname(), stop_rx.clone())?;
+    let (trigger, stop) = shutdown::channel();
+    let started = Forwarder::start(&config, collectors.hostname(), &stop)?;
     let (forwarder, forward_tasks) = match started {
         Some((forwarder, tasks)) => {
-            for name in crate::forward::STATUS_NAMES {
-                registry.register(name, true);
-            }
+            forwarder.register(&registry);
             (Some(forwarder), tasks)
         }
         None => (None, Vec::new()),
@@ -123,7 +121,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let relay = traces.clone().map(|state| {
         let correlator = Correlator::new(collectors.hostname(), store.clone());
         let token = config.relay_token.clone();
-        RelayService::new(state, correlator, token, forwarder.clone()).into_server()
+        let spans = forwarder.as_ref().map(|f| f.spans());
+        RelayService::new(state, correlator, token, spans).into_server()
     });
     let trace_relay = if relay.is_some() {
         format!("listening on {}", config.relay_addr)
@@ -136,7 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         traces,
         trace_relay,
         containers: store.clone(),
-        forwarder: forwarder.clone(),
+        live: forwarder.clone().map(|f| f as Arc<dyn Report>),
         hostname: collectors.hostname().to_string(),
         config: config.summary(),
         started: Instant::now(),
@@ -148,7 +147,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 store,
                 resync_every: CONTAINER_RESYNC,
             }
-            .run(stop_rx.clone()),
+            .run(stop.clone()),
         )
     });
     let ecs = store.clone().map(|store| {
@@ -162,7 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             EcsDiscovery::new(options),
             store,
             every,
-            stop_rx.clone(),
+            stop.clone(),
         ))
     });
     let auth = auth::BearerAuth::new(config.grpc_token.clone());
@@ -171,7 +170,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .add_service(InterceptedService::new(reflection, auth.clone()))
         .add_service(StatusServer::with_interceptor(status, auth));
     let mut servers = vec![tokio::spawn(
-        read_api.serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx.clone())),
+        read_api.serve_with_incoming_shutdown(incoming(listener), stop.clone().wait_owned()),
     )];
     if let (Some(listener), Some(relay)) = (relay_listener, relay) {
         let relay_api = tonic::transport::Server::builder()
@@ -182,7 +181,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .add_service(relay);
         servers.push(tokio::spawn(relay_api.serve_with_incoming_shutdown(
             incoming(listener),
-            stopped(stop_rx.clone()),
+            stop.clone().wait_owned(),
         )));
     }
     let collecting = tokio::spawn(collect_loop(
@@ -195,12 +194,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             store,
             forwarder,
         },
-        stop_rx,
+        stop,
     ));
 
     shutdown.await;
     info!("shutting down");
-    let _ = stop_tx.send(true);
+    trigger.trigger();
     let _ = tokio::time::timeout(SERVER_DRAIN, join_all(servers)).await;
     collecting.abort();
     for task in [watcher, ecs].into_iter().flatten() {
@@ -232,10 +231,6 @@ fn incoming(
     })
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 async fn join_all(tasks: Vec<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>) {
     for task in tasks {
         let _ = task.await;
@@ -257,7 +252,7 @@ struct CollectLoop {
 /// Cycles are at least this far apart, however often containers change.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(100);
 
-async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
+async fn collect_loop(state: CollectLoop, mut stop: Shutdown) {
     let CollectLoop {
         collectors,
         interval,
@@ -278,7 +273,7 @@ async fn collect_loop(state: CollectLoop, mut stop: watch::Receiver<bool>) {
         let early = tokio::select! {
             _ = ticker.tick() => false,
             _ = container_change(&store) => true,
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = stop.wait() => return,
         };
         if early {
             tokio::time::sleep(MIN_CYCLE_GAP).await;
@@ -346,14 +341,14 @@ async fn ecs_loop(
     mut discovery: EcsDiscovery,
     store: ContainerStore,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     loop {
         let info = discovery.refresh(store.ecs_agent_ip()).await;
         store.set_ecs(info);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait() => return,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! HTTP(S) to the receiver: TLS verified by default, every failure sorted into "retry"
-//! (network errors, timeouts, 408, 429, 5xx) or "give up" (other 4xx), and no API key in
-//! any message.
+//! HTTP(S) to the receiver: where a pipeline's requests go, how they carry the API key,
+//! TLS verified by default, every failure sorted into "retry" (network errors, timeouts,
+//! 408, 429, 5xx) or "give up" (other 4xx), and no API key in any message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +13,51 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use url::Url;
+
 use crate::config::secret::redact_url;
+use crate::config::ApiKey;
 
 /// How long one request may take, connect to last byte.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an error answer is kept for the log.
 const MAX_ERROR_BODY: usize = 512;
+
+/// How a pipeline's requests carry the API key (added when sending, never stored).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Auth {
+    /// `?api_key=` on the URL, as the agent sends intake.
+    Query,
+    /// `DD-Api-Key` header, as the trace agent sends.
+    Header,
+    /// `sts-api-key` header, as the process agent sends.
+    StsHeader,
+}
+
+/// Adds the API key to a request as the pipeline expects.
+pub(crate) fn authorize(
+    url: &mut Url,
+    headers: &mut Vec<(&str, String)>,
+    key: Option<&ApiKey>,
+    auth: Auth,
+) {
+    let Some(key) = key else { return };
+    match auth {
+        Auth::Query => {
+            url.query_pairs_mut().append_pair("api_key", key.expose());
+        }
+        Auth::Header => headers.push(("DD-Api-Key", key.expose().to_string())),
+        Auth::StsHeader => headers.push(("sts-api-key", key.expose().to_string())),
+    }
+}
+
+/// `base` (`https://host/stsAgent`) with `path` (`/intake`) appended, keeping its query.
+pub fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -81,7 +120,7 @@ impl ReceiverClient {
     /// POSTs `body` to `url` with `headers`; Ok when the receiver answered 2xx.
     pub async fn post(
         &self,
-        url: &url::Url,
+        url: &Url,
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<(), SendError> {
@@ -91,9 +130,9 @@ impl ReceiverClient {
     }
 
     /// A GET whose answer's body is kept up to `max_body` bytes.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
-        url: &url::Url,
+        url: &Url,
         headers: &[(&str, String)],
         max_body: usize,
     ) -> Result<Bytes, SendError> {
@@ -111,7 +150,7 @@ impl ReceiverClient {
     async fn exchange(
         &self,
         mut request: hyper::http::request::Builder,
-        url: &url::Url,
+        url: &Url,
         headers: &[(&str, String)],
         body: Bytes,
         max_body: usize,
@@ -217,5 +256,24 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_append_to_the_base_path() {
+        let base = Url::parse("https://sts.example/stsAgent").unwrap();
+        assert_eq!(
+            endpoint(&base, "/intake").as_str(),
+            "https://sts.example/stsAgent/intake"
+        );
+        let base = Url::parse("https://sts.example/stsAgent/?x=1").unwrap();
+        assert_eq!(
+            endpoint(&base, "/api/v0.2/traces").as_str(),
+            "https://sts.example/stsAgent/api/v0.2/traces?x=1"
+        );
     }
 }

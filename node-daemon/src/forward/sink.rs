@@ -5,44 +5,54 @@
 //! the receiver's message, counted and skipped.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 use url::Url;
 
-use super::batch::{push_batches, Batch, RelayBatch};
-use super::client::{ReceiverClient, SendError};
+pub mod batch;
+
+use super::client::{authorize, endpoint, ReceiverClient, SendError};
+use super::pipelines::Spec;
 use super::queue::{DiskQueue, RecordId};
-use super::{authorize, Auth};
+use super::ForwardError;
+use crate::clock::unix_ms_now;
 use crate::config::ApiKey;
-use crate::status::unix_ms_now;
+use crate::poison::IgnorePoison;
+use crate::shutdown::Shutdown;
+use crate::status::Registry;
+use crate::traces::RelayBatch;
+use batch::{push_batches, Batch};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Memory queue per pipeline when no disk queue is configured.
+const MEMORY_CAP: usize = 32 << 20;
 /// How much of each queued record `relay_batches` reads: the batch header (ids, path,
 /// two headers, counts) is well under this.
 const RELAY_PREFIX: usize = 4096;
 
 /// What a sink did since start, for status.
 #[derive(Debug, Default)]
-pub struct SinkStats {
-    pub sent_batches: AtomicU64,
-    pub sent_bytes: AtomicU64,
-    pub sent_spans: AtomicU64,
-    pub retries: AtomicU64,
-    pub rejected_batches: AtomicU64,
+pub(crate) struct SinkStats {
+    pub(crate) sent_batches: AtomicU64,
+    pub(crate) sent_bytes: AtomicU64,
+    pub(crate) sent_spans: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) rejected_batches: AtomicU64,
     /// Dropped because the memory queue was full or the disk refused the batch.
-    pub dropped_batches: AtomicU64,
-    pub dropped_spans: AtomicU64,
-    pub failing: AtomicBool,
-    pub last_error: Mutex<String>,
+    pub(crate) dropped_batches: AtomicU64,
+    pub(crate) dropped_spans: AtomicU64,
+    pub(crate) failing: AtomicBool,
+    pub(crate) last_error: Mutex<String>,
     /// When the receiver last took a batch (Unix ms, 0 before the first), and how long
     /// that request took (µs).
-    pub last_sent_unix_ms: AtomicI64,
-    pub last_send_us: AtomicU64,
+    pub(crate) last_sent_unix_ms: AtomicI64,
+    pub(crate) last_send_us: AtomicU64,
 }
 
 enum Store {
@@ -55,17 +65,38 @@ enum Store {
 }
 
 #[derive(Clone)]
-pub struct Sink {
-    pub name: &'static str,
+pub(crate) struct Sink {
+    pub(crate) spec: &'static Spec,
     store: Arc<Mutex<Store>>,
     wake: Arc<Notify>,
-    pub stats: Arc<SinkStats>,
+    pub(crate) stats: Arc<SinkStats>,
 }
 
 impl Sink {
+    /// The sink of `spec`, its queue in `queue_dir` (`STS_QUEUE_DIR`) with its share of
+    /// `queue_max_bytes` (at least 1 MiB), or in memory without a directory.
+    pub(crate) fn open(
+        spec: &'static Spec,
+        queue_dir: Option<&Path>,
+        queue_max_bytes: u64,
+    ) -> Result<Self, ForwardError> {
+        let disk = match queue_dir {
+            Some(dir) => {
+                let dir = dir.join(spec.name);
+                let max = (queue_max_bytes / spec.queue_share).max(1 << 20);
+                Some(DiskQueue::open(&dir, max).map_err(|e| ForwardError::Queue {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                })?)
+            }
+            None => None,
+        };
+        Ok(Self::new(spec, MEMORY_CAP, disk))
+    }
+
     /// With a disk queue every batch is stored durably; without, at most `memory_cap`
     /// bytes wait in memory and the oldest are dropped (and counted) beyond it.
-    pub fn new(name: &'static str, memory_cap: usize, disk: Option<DiskQueue>) -> Self {
+    fn new(spec: &'static Spec, memory_cap: usize, disk: Option<DiskQueue>) -> Self {
         let store = match disk {
             Some(disk) => Store::Disk(disk),
             None => Store::Memory {
@@ -75,7 +106,7 @@ impl Sink {
             },
         };
         Self {
-            name,
+            spec,
             store: Arc::new(Mutex::new(store)),
             wake: Arc::default(),
             stats: Arc::default(),
@@ -83,11 +114,11 @@ impl Sink {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.store)
+        self.store.lock().ignore_poison()
     }
 
     /// Batches waiting, and records the disk queue dropped at its cap.
-    pub fn queued(&self) -> (u64, u64) {
+    pub(crate) fn queued(&self) -> (u64, u64) {
         match &*self.store() {
             Store::Memory { batches, .. } => (batches.len() as u64, 0),
             Store::Disk(d) => (d.len(), d.dropped_records()),
@@ -95,7 +126,7 @@ impl Sink {
     }
 
     /// The sidecar batches recorded by the queued batches (none in memory only).
-    pub fn relay_batches(&self) -> Vec<RelayBatch> {
+    pub(crate) fn relay_batches(&self) -> Vec<RelayBatch> {
         let mut found = Vec::new();
         if let Store::Disk(disk) = &*self.store() {
             let scanned = disk.scan_pending(RELAY_PREFIX, |record| {
@@ -104,20 +135,20 @@ impl Sink {
                 }
             });
             if let Err(e) = scanned {
-                warn!(sink = self.name, "cannot read the disk queue: {e}");
+                warn!(sink = self.spec.name, "cannot read the disk queue: {e}");
             }
         }
         found
     }
 
     /// Queues a batch; never waits for the network.
-    pub fn submit(&self, batch: Batch) {
+    pub(crate) fn submit(&self, batch: Batch) {
         self.submit_all(vec![batch]);
     }
 
     /// Queues batches in order (on disk with one sync for all); never waits for the
     /// network.
-    pub fn submit_all(&self, batches: Vec<Batch>) {
+    pub(crate) fn submit_all(&self, batches: Vec<Batch>) {
         if batches.is_empty() {
             return;
         }
@@ -127,7 +158,7 @@ impl Sink {
                 for (outcome, batch) in push_batches(disk, &batches).into_iter().zip(&batches) {
                     if let Err(e) = outcome {
                         warn!(
-                            sink = self.name,
+                            sink = self.spec.name,
                             "cannot queue a batch on disk: {e}; dropped"
                         );
                         self.count_drop(batch);
@@ -173,14 +204,14 @@ impl Sink {
                     Ok(Some(record)) => match Batch::from_record(record.payload) {
                         Ok(batch) => return Some((batch, Some(record.id))),
                         Err(e) => {
-                            warn!(sink = self.name, "{e}; skipped");
+                            warn!(sink = self.spec.name, "{e}; skipped");
                             let _ = disk.ack(record.id);
                             self.stats.dropped_batches.fetch_add(1, Ordering::Relaxed);
                         }
                     },
                     Ok(None) => return None,
                     Err(e) => {
-                        warn!(sink = self.name, "cannot read the disk queue: {e}");
+                        warn!(sink = self.spec.name, "cannot read the disk queue: {e}");
                         return None;
                     }
                 }
@@ -193,7 +224,7 @@ impl Sink {
         match (&mut *store, record) {
             (Store::Disk(disk), Some(id)) => {
                 if let Err(e) = disk.ack(id) {
-                    warn!(sink = self.name, "cannot advance the disk queue: {e}");
+                    warn!(sink = self.spec.name, "cannot advance the disk queue: {e}");
                 }
             }
             (Store::Memory { batches, bytes, .. }, _)
@@ -206,21 +237,64 @@ impl Sink {
         }
     }
 
-    /// Sends until `stop`, to `base` + each batch's path.
-    pub async fn run(
+    /// Records the sink in the status registry: sent, retried, refused, queued, dropped,
+    /// and `extra` values of its pipeline. A failing receiver makes the sink
+    /// `unavailable`, not the daemon unhealthy: a restart would not bring the receiver
+    /// back.
+    pub(crate) fn report(&self, registry: &Registry, extra: &[(&'static str, u64)]) {
+        let name = self.spec.status;
+        let s = &self.stats;
+        let (queued, disk_dropped) = self.queued();
+        let dropped = s.dropped_batches.load(Ordering::Relaxed) + disk_dropped;
+        registry.set_drops(&format!("{name}.batches"), dropped);
+        registry.set_drops(
+            &format!("{name}.spans"),
+            s.dropped_spans.load(Ordering::Relaxed),
+        );
+        if s.failing.load(Ordering::Relaxed) {
+            let error = s.last_error.lock().ignore_poison().clone();
+            registry.record_unavailable(
+                name,
+                format!("receiver failing, {queued} batches queued: {error}"),
+            );
+            return;
+        }
+        let mut values = vec![
+            ("sent_batches", s.sent_batches.load(Ordering::Relaxed)),
+            ("sent_bytes", s.sent_bytes.load(Ordering::Relaxed)),
+            ("sent_spans", s.sent_spans.load(Ordering::Relaxed)),
+            ("retries", s.retries.load(Ordering::Relaxed)),
+            (
+                "rejected_batches",
+                s.rejected_batches.load(Ordering::Relaxed),
+            ),
+            ("queued_batches", queued),
+        ];
+        values.extend_from_slice(extra);
+        // The sink's last run is the last batch the receiver took.
+        registry.record_at(
+            name,
+            s.last_sent_unix_ms.load(Ordering::Relaxed),
+            Duration::from_micros(s.last_send_us.load(Ordering::Relaxed)),
+            Ok(values),
+        );
+    }
+
+    /// Sends until `shutdown`, to `base` + each batch's path.
+    pub(crate) async fn run(
         self,
         client: ReceiverClient,
         base: Url,
         key: Option<ApiKey>,
-        auth: Auth,
-        mut stop: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
     ) {
+        let auth = self.spec.auth;
         let mut backoff = MIN_BACKOFF;
         loop {
             let Some((batch, record)) = self.next() else {
                 tokio::select! {
                     _ = self.wake.notified() => continue,
-                    _ = stopped(&mut stop) => return,
+                    _ = shutdown.wait() => return,
                 }
             };
             let mut url = endpoint(&base, &batch.path);
@@ -229,7 +303,7 @@ impl Sink {
             let started = Instant::now();
             let outcome = tokio::select! {
                 outcome = client.post(&url, &headers, batch.body.clone()) => outcome,
-                _ = stopped(&mut stop) => return,
+                _ = shutdown.wait() => return,
             };
             match outcome {
                 Ok(()) => {
@@ -244,52 +318,36 @@ impl Sink {
                     s.last_sent_unix_ms.store(unix_ms_now(), Ordering::Relaxed);
                     if s.failing.swap(false, Ordering::Relaxed) {
                         info!(
-                            sink = self.name,
+                            sink = self.spec.name,
                             "receiver reachable again; draining the queue"
                         );
                     }
                     backoff = MIN_BACKOFF;
                 }
                 Err(SendError::Rejected(message)) => {
-                    warn!(sink = self.name, batch = %batch.id, "receiver refused a batch: {message}");
+                    warn!(sink = self.spec.name, batch = %batch.id, "receiver refused a batch: {message}");
                     self.done(&batch, record);
                     self.stats.rejected_batches.fetch_add(1, Ordering::Relaxed);
-                    *lock(&self.stats.last_error) = message;
+                    *self.stats.last_error.lock().ignore_poison() = message;
                 }
                 Err(SendError::Retry(message)) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     if !self.stats.failing.swap(true, Ordering::Relaxed) {
                         warn!(
-                            sink = self.name,
+                            sink = self.spec.name,
                             "cannot send: {message}; queueing and retrying"
                         );
                     }
-                    *lock(&self.stats.last_error) = message;
+                    *self.stats.last_error.lock().ignore_poison() = message;
                     tokio::select! {
                         _ = tokio::time::sleep(jittered(backoff)) => {}
-                        _ = stopped(&mut stop) => return,
+                        _ = shutdown.wait() => return,
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
     }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `base` (`https://host/stsAgent`) with `path` (`/intake`) appended, keeping its query.
-pub fn endpoint(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
-    url.set_path(&joined);
-    url
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -303,20 +361,6 @@ fn jittered(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_append_to_the_base_path() {
-        let base = Url::parse("https://sts.example/stsAgent").unwrap();
-        assert_eq!(
-            endpoint(&base, "/intake").as_str(),
-            "https://sts.example/stsAgent/intake"
-        );
-        let base = Url::parse("https://sts.example/stsAgent/?x=1").unwrap();
-        assert_eq!(
-            endpoint(&base, "/api/v0.2/traces").as_str(),
-            "https://sts.example/stsAgent/api/v0.2/traces?x=1"
-        );
-    }
 
     #[test]
     fn jitter_stays_within_a_quarter() {

@@ -74,7 +74,7 @@ pub fn to_text(status: &GetStatusResponse) -> String {
         human_duration(status.uptime_seconds)
     );
     let _ = writeln!(out, "\nCollectors:");
-    let now_ms = super::unix_ms_now();
+    let now_ms = crate::clock::unix_ms_now();
     let width = status
         .collectors
         .iter()

@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sts_proto::daemon::v1::CollectorStatus;
 
+use crate::clock::unix_ms_now;
+use crate::poison::IgnorePoison;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Disabled,
     Starting,
     Ok,
@@ -49,13 +52,10 @@ pub struct Registry(Arc<Mutex<Inner>>);
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic elsewhere while holding the lock leaves plain counters behind; keep serving them.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().ignore_poison()
     }
 
-    pub fn register(&self, name: &'static str, enabled: bool) {
+    pub(crate) fn register(&self, name: &'static str, enabled: bool) {
         self.lock().collectors.insert(
             name,
             Collector {
@@ -74,7 +74,7 @@ impl Registry {
     }
 
     /// Records a run that finished now: its counts on success, its error on failure.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         name: &'static str,
         duration: Duration,
@@ -84,7 +84,7 @@ impl Registry {
     }
 
     /// Records a run that finished at `unix_ms` (0: never).
-    pub fn record_at(
+    pub(crate) fn record_at(
         &self,
         name: &'static str,
         unix_ms: i64,
@@ -114,7 +114,7 @@ impl Registry {
     }
 
     /// Records that a collector's source cannot be reached, with the reason.
-    pub fn record_unavailable(&self, name: &'static str, reason: String) {
+    pub(crate) fn record_unavailable(&self, name: &'static str, reason: String) {
         if let Some(c) = self.lock().collectors.get_mut(name) {
             c.state = State::Unavailable;
             c.last_run_unix_ms = unix_ms_now();
@@ -123,28 +123,28 @@ impl Registry {
     }
 
     /// Says what a collector runs on (e.g. which backend and why).
-    pub fn set_detail(&self, name: &'static str, detail: String) {
+    pub(crate) fn set_detail(&self, name: &'static str, detail: String) {
         if let Some(c) = self.lock().collectors.get_mut(name) {
             c.detail = detail;
         }
     }
 
     /// Sets a cumulative drop counter to a total kept elsewhere.
-    pub fn set_drops(&self, key: &str, total: u64) {
+    pub(crate) fn set_drops(&self, key: &str, total: u64) {
         if total > 0 {
             self.lock().drops.insert(key.to_string(), total);
         }
     }
 
     /// Adds to a cumulative drop counter, e.g. `process.vanished`.
-    pub fn add_drops(&self, key: &str, n: u64) {
+    pub(crate) fn add_drops(&self, key: &str, n: u64) {
         if n > 0 {
             *self.lock().drops.entry(key.to_string()).or_default() += n;
         }
     }
 
     /// Healthy unless a collector's last run failed.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.lock()
             .collectors
             .values()
@@ -152,7 +152,7 @@ impl Registry {
     }
 
     /// One line for the health check message: "ok", or what failed.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let inner = self.lock();
         let failed: Vec<String> = inner
             .collectors
@@ -167,7 +167,7 @@ impl Registry {
         }
     }
 
-    pub fn collectors(&self) -> Vec<CollectorStatus> {
+    pub(crate) fn collectors(&self) -> Vec<CollectorStatus> {
         self.lock()
             .collectors
             .iter()
@@ -183,16 +183,9 @@ impl Registry {
             .collect()
     }
 
-    pub fn drops(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn drops(&self) -> BTreeMap<String, u64> {
         self.lock().drops.clone()
     }
-}
-
-/// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

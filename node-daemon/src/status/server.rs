@@ -12,27 +12,26 @@ use sts_proto::daemon::v1::{
 use tonic::{Request, Response};
 
 use super::registry::Registry;
-use super::LatestSnapshot;
+use super::{LatestSnapshot, Report};
 use crate::collect::container::ContainerStore;
-use crate::forward::Forwarder;
 use crate::traces::TraceState;
 
-pub struct StatusService {
-    pub registry: Registry,
-    pub latest: LatestSnapshot,
+pub(crate) struct StatusService {
+    pub(crate) registry: Registry,
+    pub(crate) latest: LatestSnapshot,
     /// None when the trace relay is off.
-    pub traces: Option<TraceState>,
-    pub trace_relay: String,
-    pub containers: Option<ContainerStore>,
-    /// Its sinks' counts are read at each status request; None when nothing is sent.
-    pub forwarder: Option<Arc<Forwarder>>,
-    pub hostname: String,
-    pub config: BTreeMap<String, String>,
-    pub started: Instant,
+    pub(crate) traces: Option<TraceState>,
+    pub(crate) trace_relay: String,
+    pub(crate) containers: Option<ContainerStore>,
+    /// Read at each status request (the forwarder's sinks); None when nothing is sent.
+    pub(crate) live: Option<Arc<dyn Report>>,
+    pub(crate) hostname: String,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) started: Instant,
 }
 
 impl StatusService {
-    pub fn response(&self) -> GetStatusResponse {
+    pub(crate) fn response(&self) -> GetStatusResponse {
         GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             hostname: self.hostname.clone(),
@@ -64,11 +63,11 @@ impl Status for StatusService {
         &self,
         _request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, tonic::Status> {
-        if let Some(forwarder) = &self.forwarder {
+        if let Some(live) = &self.live {
             // Live counts, not the last cycle's; reading a disk queue's length may wait
             // for a write in progress, so off the runtime's threads.
-            let (forwarder, registry) = (forwarder.clone(), self.registry.clone());
-            let _ = tokio::task::spawn_blocking(move || forwarder.report(&registry)).await;
+            let (live, registry) = (live.clone(), self.registry.clone());
+            let _ = tokio::task::spawn_blocking(move || live.report(&registry)).await;
         }
         Ok(Response::new(self.response()))
     }
@@ -99,4 +98,4 @@ impl Status for StatusService {
 }
 
 /// The service name grpc.health.v1 reports for the Status service.
-pub const STATUS_SERVICE_NAME: &str = "sts.daemon.v1.Status";
+pub(crate) const STATUS_SERVICE_NAME: &str = "sts.daemon.v1.Status";

@@ -19,28 +19,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::span::{put_meta, CorrelatedSpan};
 use super::wire::{BatchView, ServiceKind, SpanView};
 use crate::collect::container::ContainerStore;
 use crate::collect::kernel::Kernel;
 use crate::collect::process::container_id;
 use crate::model::EcsContainer;
+use crate::span::{
+    put_meta, CorrelatedSpan, META_CONTAINER_ID, META_CONTAINER_NAME, META_HOSTNAME, META_PID,
+    META_PROCESS_URN, META_SERVICE_INSTANCE_URN, META_SERVICE_NAME, META_SERVICE_TYPE,
+    META_SERVICE_URN, META_STARTTIME, META_TASK_ARN, META_TASK_FAMILY, META_TASK_REVISION,
+};
 use sts_proto::daemon::v1::ClientInfo;
-
-pub const META_HOSTNAME: &str = "span.hostname";
-pub const META_PID: &str = "span.pid";
-pub const META_STARTTIME: &str = "span.starttime";
-pub const META_SERVICE_URN: &str = "span.serviceURN";
-pub const META_SERVICE_NAME: &str = "span.serviceName";
-pub const META_SERVICE_TYPE: &str = "span.serviceType";
-pub const META_SERVICE_INSTANCE_URN: &str = "span.serviceInstanceURN";
-pub const META_PROCESS_URN: &str = "span.processURN";
-pub const META_CONTAINER_ID: &str = "container.id";
-pub const META_TASK_ARN: &str = "ecs.task_arn";
-pub const META_TASK_FAMILY: &str = "ecs.task_family";
-pub const META_TASK_REVISION: &str = "ecs.task_revision";
-pub const META_CONTAINER_NAME: &str = "ecs.container_name";
-pub const METRIC_PROCESS_ID: &str = "process_id";
 
 /// How long what /proc said about a pid is reused.
 const PROC_TTL: Duration = Duration::from_secs(30);
@@ -327,6 +316,7 @@ fn trace_pid(spans: &[SpanView]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::METRIC_PROCESS_ID;
     use prost::Message;
     use sts_proto::daemon::v1::{ClientInfo, Span, SpanBatch, Trace, TracePayload};
 

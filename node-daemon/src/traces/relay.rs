@@ -1,5 +1,5 @@
-//! The daemon's end of the sidecar relay: takes span batches, drops resent ones by batch
-//! id, checks the optional shared token, correlates and acknowledges.
+//! The daemon's end of the sidecar relay: takes span batches, checks the optional shared
+//! token, drops resent ones, correlates, hands the spans on and acknowledges (`acks.rs`).
 //!
 //! Batches are read as their bytes (see `wire.rs`), not decoded by prost: the service is
 //! served by [`RelayServer`], a hand-written tonic service for `sts.daemon.v1.Relay` whose
@@ -22,53 +22,44 @@ use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use super::acks::{self, Duplicates, RelayBatch, SpanSink};
 use super::correlate::Correlator;
-use super::dedup::SeenBatches;
 use super::state::TraceState;
 use super::wire::{BatchHeader, BatchView, WireError};
 use crate::config::ApiKey;
-use crate::forward::batch::RelayBatch;
-use crate::forward::Forwarder;
+use crate::poison::IgnorePoison;
 
-/// Sidecars whose seen batch ids are remembered at most.
-const MAX_TRACKED_SIDECARS: usize = 4096;
-
-pub struct RelayService {
+pub(crate) struct RelayService {
     state: TraceState,
     /// Where correlated spans go; None in the embedded default.
-    forwarder: Option<Arc<Forwarder>>,
+    sink: Option<Arc<dyn SpanSink>>,
     token: Option<ApiKey>,
     refusals: Mutex<RefusalLog>,
-    correlator: Arc<Mutex<Correlator>>,
-    seen: Arc<Mutex<HashMap<String, SeenBatches>>>,
+    correlator: Mutex<Correlator>,
+    duplicates: Duplicates,
 }
 
 impl RelayService {
-    pub fn new(
+    pub(crate) fn new(
         state: TraceState,
         correlator: Correlator,
         token: Option<ApiKey>,
-        forwarder: Option<Arc<Forwarder>>,
+        sink: Option<Arc<dyn SpanSink>>,
     ) -> Self {
         // Batches a previous daemon queued: a sidecar that did not get their
         // acknowledgement sends them again.
-        let mut seen: HashMap<String, SeenBatches> = HashMap::new();
-        for queued in forwarder.iter().flat_map(|f| f.relay_batches_queued()) {
-            seen.entry(queued.sidecar_id)
-                .or_default()
-                .insert(queued.batch_id);
-        }
+        let queued = sink.iter().flat_map(|s| s.queued_at_start()).collect();
         Self {
             state,
-            forwarder,
+            sink,
             token,
             refusals: Mutex::new(RefusalLog::default()),
-            correlator: Arc::new(Mutex::new(correlator)),
-            seen: Arc::new(Mutex::new(seen)),
+            correlator: Mutex::new(correlator),
+            duplicates: Duplicates::new(queued),
         }
     }
 
-    pub fn into_server(self) -> RelayServer {
+    pub(crate) fn into_server(self) -> RelayServer {
         RelayServer {
             service: Arc::new(self),
         }
@@ -76,54 +67,45 @@ impl RelayService {
 
     /// Takes one encoded `SpanBatch`. A batch whose header cannot be read cannot be
     /// acknowledged: that ends the stream, as a message prost could not decode would.
-    fn take(&self, bytes: Bytes, peer: &str) -> Result<BatchAck, WireError> {
+    pub(crate) fn take(&self, bytes: Bytes, peer: &str) -> Result<BatchAck, WireError> {
         let (header, payloads) = BatchHeader::read(&bytes)?;
-        let ack = |accepted: bool, reason: String| BatchAck {
-            sidecar_id: header.sidecar_id.clone(),
-            batch_id: header.batch_id,
-            accepted,
-            reason,
-        };
         if let Some(token) = &self.token {
             if !token.matches(header.token.as_bytes()) {
                 self.state.add_refused();
                 let first = self
                     .refusals
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .ignore_poison()
                     .first_in_a_while(peer_ip(peer), Instant::now());
                 if first {
                     warn!(%peer, sidecar = %header.sidecar_id, "relay batches refused: wrong or missing relay token (STS_RELAY_TOKEN); logged once a minute per address");
                 }
                 let reason = "wrong or missing relay token (STS_RELAY_TOKEN)";
-                return Ok(ack(false, reason.into()));
+                return Ok(acks::refused(&header, reason.into()));
             }
         }
         // Read (and checked) whole before the batch id counts as seen: a malformed batch
         // is refused for good, and the sidecar drops and counts its spans.
         let batch = match BatchView::read(bytes.clone(), header.clone(), &payloads) {
             Ok(batch) => batch,
-            Err(e) => return Ok(ack(false, format!("malformed span batch: {e}"))),
+            Err(e) => {
+                let reason = format!("malformed span batch: {e}");
+                return Ok(acks::refused(&header, reason));
+            }
         };
         let spans = batch.span_count();
-        let fresh = {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if !seen.contains_key(&header.sidecar_id) && seen.len() >= MAX_TRACKED_SIDECARS {
-                seen.clear();
-            }
-            seen.entry(header.sidecar_id.clone())
-                .or_default()
-                .insert(header.batch_id)
-        };
-        if !fresh {
+        if !self
+            .duplicates
+            .first_time(&header.sidecar_id, header.batch_id)
+        {
             debug!(sidecar = %header.sidecar_id, batch = header.batch_id, "duplicate batch dropped");
             self.state.add_duplicates(spans as u64);
-            return Ok(ack(true, "duplicate".into()));
+            return Ok(acks::duplicate(&header));
         }
         let mut correlated = Vec::new();
         self.correlator
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .ignore_poison()
             .correlate(&batch, &mut correlated);
         drop(batch);
         let addr = if header.sidecar_addr.is_empty() {
@@ -132,13 +114,20 @@ impl RelayService {
             &header.sidecar_addr
         };
         let count = correlated.len() as u64;
-        let kept = match &self.forwarder {
-            Some(forwarder) => {
+        let kept = match &self.sink {
+            Some(sink) => {
                 let from = RelayBatch {
                     sidecar_id: header.sidecar_id.clone(),
                     batch_id: header.batch_id,
                 };
-                forwarder.submit_spans_keeping(correlated, from, self.state.keeps_recent())
+                // The recent window shares the spans' bytes with what is queued.
+                if self.state.keeps_recent() {
+                    sink.submit(correlated.clone(), from);
+                    correlated
+                } else {
+                    sink.submit(correlated, from);
+                    Vec::new()
+                }
             }
             None => correlated,
         };
@@ -150,7 +139,7 @@ impl RelayService {
             count,
             kept,
         );
-        Ok(ack(true, String::new()))
+        Ok(acks::taken(&header))
     }
 
     async fn stream(
@@ -239,14 +228,14 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
 }
 
 /// The largest batch the daemon decodes (the sidecar batches well below this).
-pub const MAX_BATCH_BYTES: usize = 32 << 20;
+pub(crate) const MAX_BATCH_BYTES: usize = 32 << 20;
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<BatchAck, Status>> + Send>>;
 
 /// The `sts.daemon.v1.Relay` gRPC service, as tonic-build would generate it for
 /// relay.proto except for its codec: batches come in as their bytes.
 #[derive(Clone)]
-pub struct RelayServer {
+pub(crate) struct RelayServer {
     service: Arc<RelayService>,
 }
 
@@ -349,17 +338,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use prost::Message;
     use sts_proto::daemon::v1::{Span, SpanBatch, Trace, TracePayload};
-    use tokio::sync::watch;
 
     use super::*;
-    use crate::config::{Config, RawValues};
-    use crate::traces::TraceState;
 
-    /// An encoded `SpanBatch` of sidecar `app-7`.
-    fn batch(id: u64, spans: u64) -> Bytes {
+    /// An encoded `SpanBatch` of sidecar `app-7` (also for the forwarder's tests).
+    pub(crate) fn batch(id: u64, spans: u64) -> Bytes {
         SpanBatch {
             sidecar_id: "app-7".into(),
             batch_id: id,
@@ -380,73 +366,6 @@ mod tests {
         }
         .encode_to_vec()
         .into()
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    /// A relay forwarding (to a receiver that is not there) through a disk queue in `dir`;
-    /// inside a runtime.
-    fn relay(dir: &std::path::Path, stop: watch::Receiver<bool>) -> RelayService {
-        let vars = [
-            ("STS_STS_URL", "http://127.0.0.1:9/stsAgent".to_string()),
-            ("STS_QUEUE_DIR", dir.display().to_string()),
-        ];
-        let raw = RawValues::load(None, |key| {
-            vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-        })
-        .unwrap();
-        let config = Config::from_raw(&raw).unwrap();
-        let (forwarder, _tasks) = Forwarder::start(&config, "h", stop).unwrap().unwrap();
-        RelayService::new(
-            TraceState::new(0),
-            Correlator::new("h", None),
-            None,
-            Some(forwarder),
-        )
-    }
-
-    fn queued(relay: &RelayService) -> u64 {
-        relay.forwarder.as_ref().unwrap().traces.queued().0
-    }
-
-    #[test]
-    fn the_spans_of_an_acknowledged_batch_are_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_stop, stopped) = watch::channel(false);
-        runtime().block_on(async {
-            let relay = relay(dir.path(), stopped);
-            let ack = relay.take(batch(1, 3), "peer").unwrap();
-            assert!(ack.accepted && ack.reason.is_empty(), "{ack:?}");
-            assert_eq!(queued(&relay), 1, "acknowledged spans only in memory");
-        });
-    }
-
-    #[test]
-    fn a_batch_queued_before_a_crash_is_a_duplicate_after_the_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_stop, stopped) = watch::channel(false);
-        // The first daemon queues batch 5 and "crashes" before the sidecar has the ack.
-        runtime().block_on(async {
-            let first = relay(dir.path(), stopped.clone());
-            assert_eq!(first.take(batch(5, 3), "peer").unwrap().reason, "");
-        });
-
-        // The sidecar sends it again, then the next one, to the next daemon.
-        runtime().block_on(async {
-            let second = relay(dir.path(), stopped);
-            let again = second.take(batch(5, 3), "peer").unwrap();
-            assert!(again.accepted);
-            assert_eq!(again.reason, "duplicate");
-            assert_eq!(second.state.spans_duplicate(), 3);
-            assert_eq!(second.take(batch(6, 2), "peer").unwrap().reason, "");
-            assert_eq!(second.state.spans_received(), 2);
-            assert_eq!(queued(&second), 2, "batches 5 and 6, once each");
-        });
     }
 
     #[test]

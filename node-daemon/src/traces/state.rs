@@ -10,8 +10,9 @@ use sts_proto::daemon::v1::{SidecarStatus, Span};
 
 use bytes::Bytes;
 
-use super::span::CorrelatedSpan;
-use crate::status::unix_ms_now;
+use crate::clock::unix_ms_now;
+use crate::poison::IgnorePoison;
+use crate::span::CorrelatedSpan;
 
 #[derive(Debug)]
 struct Sidecar {
@@ -34,7 +35,7 @@ struct Inner {
 }
 
 #[derive(Debug, Clone)]
-pub struct TraceState {
+pub(crate) struct TraceState {
     inner: Arc<Mutex<Inner>>,
     recent_capacity: usize,
     received: Arc<AtomicU64>,
@@ -43,7 +44,7 @@ pub struct TraceState {
 }
 
 impl TraceState {
-    pub fn new(recent_capacity: usize) -> Self {
+    pub(crate) fn new(recent_capacity: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 recent: VecDeque::with_capacity(recent_capacity.min(1024)),
@@ -57,38 +58,38 @@ impl TraceState {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().ignore_poison()
     }
 
     /// Whether `taken` keeps spans for `recent` (else it only counts them).
-    pub fn keeps_recent(&self) -> bool {
+    pub(crate) fn keeps_recent(&self) -> bool {
         self.recent_capacity > 0
     }
 
-    pub fn spans_received(&self) -> u64 {
+    pub(crate) fn spans_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
-    pub fn spans_duplicate(&self) -> u64 {
+    pub(crate) fn spans_duplicate(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
     }
 
     /// Batches refused for a wrong or missing relay token, since start.
-    pub fn batches_refused(&self) -> u64 {
+    pub(crate) fn batches_refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 
-    pub fn add_refused(&self) {
+    pub(crate) fn add_refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn add_duplicates(&self, spans: u64) {
+    pub(crate) fn add_duplicates(&self, spans: u64) {
         self.duplicates.fetch_add(spans, Ordering::Relaxed);
     }
 
     /// Records a taken batch of `count` spans of a sidecar and keeps `spans` in the recent
     /// window (they may be none when no window is kept).
-    pub fn taken(
+    pub(crate) fn taken(
         &self,
         sidecar_id: &str,
         addr: &str,
@@ -126,7 +127,7 @@ impl TraceState {
         }
     }
 
-    pub fn disconnected(&self, sidecar_id: &str) {
+    pub(crate) fn disconnected(&self, sidecar_id: &str) {
         if let Some(s) = self.lock().sidecars.get_mut(sidecar_id) {
             s.connected = false;
             s.rate = 0.0;
@@ -135,7 +136,7 @@ impl TraceState {
 
     /// The last `limit` spans of the window (all for 0), decoded. Every span was checked
     /// when its batch was read; one that would not decode is left out.
-    pub fn recent(&self, limit: usize) -> Vec<Span> {
+    pub(crate) fn recent(&self, limit: usize) -> Vec<Span> {
         let spans: Vec<CorrelatedSpan> = {
             let inner = self.lock();
             let skip = if limit == 0 {
@@ -148,7 +149,7 @@ impl TraceState {
         spans.iter().filter_map(|s| s.decode().ok()).collect()
     }
 
-    pub fn sidecars(&self) -> Vec<SidecarStatus> {
+    pub(crate) fn sidecars(&self) -> Vec<SidecarStatus> {
         self.lock()
             .sidecars
             .iter()

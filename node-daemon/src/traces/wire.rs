@@ -18,6 +18,8 @@ use bytes::Bytes;
 use prost::Message;
 use sts_proto::daemon::v1::ClientInfo;
 
+use crate::span;
+
 /// What is wrong with a batch, and where (a byte offset in the batch).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} (at byte {at})")]
@@ -37,13 +39,13 @@ const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
 /// The meta key and metric name that name the client process.
-const META_PID: &[u8] = super::correlate::META_PID.as_bytes();
+const META_PID: &[u8] = span::META_PID.as_bytes();
 /// The meta keys the interpreter reads.
-const META_SERVICE_URN: &[u8] = super::correlate::META_SERVICE_URN.as_bytes();
-const META_KIND: &[u8] = b"span.kind";
-const META_LANGUAGE: &[u8] = b"language";
-const META_DB_TYPE: &[u8] = b"db.type";
-const METRIC_PROCESS_ID: &[u8] = super::correlate::METRIC_PROCESS_ID.as_bytes();
+const META_SERVICE_URN: &[u8] = span::META_SERVICE_URN.as_bytes();
+const META_KIND: &[u8] = span::META_KIND.as_bytes();
+const META_LANGUAGE: &[u8] = span::META_LANGUAGE.as_bytes();
+const META_DB_TYPE: &[u8] = span::META_DB_TYPE.as_bytes();
+const METRIC_PROCESS_ID: &[u8] = span::METRIC_PROCESS_ID.as_bytes();
 
 /// Reads the fields of one message, `msg`, which starts at byte `base` of the batch
 /// (errors give batch offsets); ranges it returns are the batch's too.

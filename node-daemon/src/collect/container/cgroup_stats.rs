@@ -12,27 +12,27 @@ const NS_PER_V1_TICK: u64 = 10_000_000;
 const UNLIMITED: u64 = 1 << 60;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CgroupStats {
-    pub cpu_usage_ns: Option<u64>,
+pub(crate) struct CgroupStats {
+    pub(crate) cpu_usage_ns: Option<u64>,
     /// CPU time in user and in kernel mode (v1 counts it in 10 ms ticks).
-    pub cpu_user_ns: Option<u64>,
-    pub cpu_system_ns: Option<u64>,
-    pub memory_usage_bytes: Option<u64>,
+    pub(crate) cpu_user_ns: Option<u64>,
+    pub(crate) cpu_system_ns: Option<u64>,
+    pub(crate) memory_usage_bytes: Option<u64>,
     /// Anonymous memory and page cache (`memory.stat`: v2 `anon`/`file`, v1 `rss`/`cache`).
-    pub memory_rss_bytes: Option<u64>,
-    pub memory_cache_bytes: Option<u64>,
-    pub memory_limit_bytes: Option<u64>,
-    pub block_read_bytes: Option<u64>,
-    pub block_write_bytes: Option<u64>,
+    pub(crate) memory_rss_bytes: Option<u64>,
+    pub(crate) memory_cache_bytes: Option<u64>,
+    pub(crate) memory_limit_bytes: Option<u64>,
+    pub(crate) block_read_bytes: Option<u64>,
+    pub(crate) block_write_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
+pub(crate) enum Version {
     V1,
     V2,
 }
 
-pub struct CgroupReader {
+pub(crate) struct CgroupReader {
     root: PathBuf,
     version: Version,
     reader: FileReader,
@@ -41,7 +41,7 @@ pub struct CgroupReader {
 impl CgroupReader {
     /// `root` is where the host's cgroup hierarchy is mounted (`/sys/fs/cgroup`, `/cgroup`
     /// on Amazon Linux 1). Unified (v2) when `cgroup.controllers` is at the root.
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         let version = if root.join("cgroup.controllers").exists() {
             Version::V2
         } else {
@@ -54,13 +54,14 @@ impl CgroupReader {
         }
     }
 
-    pub fn version(&self) -> Version {
+    #[cfg(test)]
+    fn version(&self) -> Version {
         self.version
     }
 
     /// The stats of a container, found by the cgroup of its main process or, failing
     /// that, by the paths Docker and ECS use for its id. None when no cgroup is found.
-    pub fn read(&mut self, id: &str, pid: Option<u32>) -> Option<CgroupStats> {
+    pub(crate) fn read(&mut self, id: &str, pid: Option<u32>) -> Option<CgroupStats> {
         let own = pid
             .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
             .unwrap_or_default();

@@ -7,16 +7,16 @@ use bollard::models::ContainerInspectResponse;
 use crate::model::{ContainerInfo, EcsContainer, PublishedPort};
 
 /// The labels the ECS agent puts on every container it starts.
-pub const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
-pub const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
-pub const LABEL_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
-pub const LABEL_REVISION: &str = "com.amazonaws.ecs.task-definition-version";
-pub const LABEL_CLUSTER: &str = "com.amazonaws.ecs.cluster";
+pub(crate) const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+pub(crate) const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+pub(crate) const LABEL_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+pub(crate) const LABEL_REVISION: &str = "com.amazonaws.ecs.task-definition-version";
+pub(crate) const LABEL_CLUSTER: &str = "com.amazonaws.ecs.cluster";
 /// The container name ECS gives the pause container of an awsvpc task.
-pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
+pub(crate) const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
 
 impl ContainerInfo {
-    pub fn from_inspect(inspect: ContainerInspectResponse) -> Option<Self> {
+    pub(crate) fn from_inspect(inspect: ContainerInspectResponse) -> Option<Self> {
         let id = inspect.id?;
         let name = inspect
             .name
@@ -87,7 +87,7 @@ impl ContainerInfo {
     }
 }
 
-pub fn ecs_from_labels(labels: &BTreeMap<String, String>) -> Option<EcsContainer> {
+pub(crate) fn ecs_from_labels(labels: &BTreeMap<String, String>) -> Option<EcsContainer> {
     let get = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
     Some(EcsContainer {
         task_arn: get(LABEL_TASK_ARN)?,
@@ -101,7 +101,7 @@ pub fn ecs_from_labels(labels: &BTreeMap<String, String>) -> Option<EcsContainer
 }
 
 /// `ecs-pause` for pause containers, `ecs-agent` for the ECS agent itself.
-pub fn role_of(name: &str, labels: &BTreeMap<String, String>) -> Option<&'static str> {
+pub(crate) fn role_of(name: &str, labels: &BTreeMap<String, String>) -> Option<&'static str> {
     if labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(PAUSE_CONTAINER_NAME)
         || name.contains("-internalecspause-")
     {

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-pub use cgroup_stats::{CgroupReader, CgroupStats};
-pub use inspect::{ecs_from_labels, role_of, PAUSE_CONTAINER_NAME};
+pub(crate) use cgroup_stats::{CgroupReader, CgroupStats};
 pub use store::{ApiCalls, ContainerStore, Source};
 pub use watcher::{connect, load_once, resync, DockerError, Watcher};
 

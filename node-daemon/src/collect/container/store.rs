@@ -5,9 +5,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::collect::ecs::EcsInfo;
 use crate::model::ContainerInfo;
+use crate::poison::IgnorePoison;
 
 /// More containers than any Docker host runs; beyond it new ones are dropped and counted.
-pub const MAX_CONTAINERS: usize = 10_000;
+pub(crate) const MAX_CONTAINERS: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Source {
@@ -23,8 +24,8 @@ pub enum Source {
 pub struct ApiCalls {
     pub lists: u64,
     pub inspects: u64,
-    pub events: u64,
-    pub resyncs: u64,
+    pub(crate) events: u64,
+    pub(crate) resyncs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -46,14 +47,14 @@ pub struct ContainerStore {
 
 impl ContainerStore {
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.read().ignore_poison()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+        self.inner.write().ignore_poison()
     }
 
-    pub fn upsert(&self, info: ContainerInfo) {
+    pub(crate) fn upsert(&self, info: ContainerInfo) {
         let mut inner = self.write();
         if inner.containers.len() >= MAX_CONTAINERS && !inner.containers.contains_key(&info.id) {
             inner.dropped += 1;
@@ -65,14 +66,14 @@ impl ContainerStore {
         }
     }
 
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         if self.write().containers.remove(id).is_some() {
             self.changed.notify_one();
         }
     }
 
     /// Keeps only the listed ids (a resync found the others gone).
-    pub fn retain_ids(&self, ids: &std::collections::HashSet<String>) {
+    pub(crate) fn retain_ids(&self, ids: &std::collections::HashSet<String>) {
         let mut inner = self.write();
         let before = inner.containers.len();
         inner.containers.retain(|id, _| ids.contains(id));
@@ -82,22 +83,22 @@ impl ContainerStore {
     }
 
     /// Completes after the next change (or at once if one happened since the last wait).
-    pub async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         self.changed.notified().await;
     }
 
-    pub fn contains(&self, id: &str, state: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str, state: &str) -> bool {
         self.read()
             .containers
             .get(id)
             .is_some_and(|c| c.state == state)
     }
 
-    pub fn get(&self, id: &str) -> Option<ContainerInfo> {
+    pub(crate) fn get(&self, id: &str) -> Option<ContainerInfo> {
         self.read().containers.get(id).cloned()
     }
 
-    pub fn containers(&self) -> Vec<ContainerInfo> {
+    pub(crate) fn containers(&self) -> Vec<ContainerInfo> {
         self.read().containers.values().cloned().collect()
     }
 
@@ -110,7 +111,7 @@ impl ContainerStore {
     }
 
     /// What ECS discovery found last.
-    pub fn ecs(&self) -> EcsInfo {
+    pub(crate) fn ecs(&self) -> EcsInfo {
         self.read().ecs.clone()
     }
 
@@ -128,15 +129,15 @@ impl ContainerStore {
         agent.ip_addresses.iter().find_map(|ip| ip.parse().ok())
     }
 
-    pub fn set_source(&self, source: Source) {
+    pub(crate) fn set_source(&self, source: Source) {
         self.write().source = source;
     }
 
-    pub fn source(&self) -> Source {
+    pub(crate) fn source(&self) -> Source {
         self.read().source.clone()
     }
 
-    pub fn count(&self, add: impl FnOnce(&mut ApiCalls)) {
+    pub(crate) fn count(&self, add: impl FnOnce(&mut ApiCalls)) {
         add(&mut self.write().calls);
     }
 
@@ -145,7 +146,7 @@ impl ContainerStore {
     }
 
     /// Containers not kept because the store was full, since start.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.read().dropped
     }
 }

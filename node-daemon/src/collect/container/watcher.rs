@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::shutdown::Shutdown;
 use bollard::container::{InspectContainerOptions, ListContainersOptions};
 use bollard::system::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::store::{ContainerStore, Source};
@@ -120,18 +120,18 @@ pub async fn load_once(store: &ContainerStore) -> Result<(), DockerError> {
 }
 
 pub struct Watcher {
-    pub store: ContainerStore,
-    pub resync_every: Duration,
+    pub(crate) store: ContainerStore,
+    pub(crate) resync_every: Duration,
 }
 
 impl Watcher {
-    /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop`.
+    pub(crate) async fn run(self, mut stop: Shutdown) {
         let mut backoff = Duration::from_millis(500);
         loop {
             let outcome = tokio::select! {
                 outcome = self.connect_and_follow() => outcome,
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
             };
             if let Err(e) = outcome {
                 if self.store.source() != Source::Unavailable(e.to_string()) {
@@ -148,7 +148,7 @@ impl Watcher {
             );
             tokio::select! {
                 _ = tokio::time::sleep(backoff + jitter) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }

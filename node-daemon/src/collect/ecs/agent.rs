@@ -31,11 +31,11 @@ use sts_proto::route::default_gateway;
 /// What the agent part of a refresh found.
 #[derive(Debug, Clone, Default)]
 pub(super) struct AgentView {
-    pub base: Option<Url>,
-    pub metadata: Option<AgentMetadata>,
-    pub tasks: Vec<EcsTask>,
+    pub(crate) base: Option<Url>,
+    pub(crate) metadata: Option<AgentMetadata>,
+    pub(crate) tasks: Vec<EcsTask>,
     /// Why there is no agent, or why there are no tasks.
-    pub problem: Option<String>,
+    pub(crate) problem: Option<String>,
 }
 
 #[derive(Debug)]
@@ -58,7 +58,7 @@ pub(super) struct Agent {
 }
 
 impl Agent {
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &mut self,
         client: &HttpClient,
         options: &EcsOptions,

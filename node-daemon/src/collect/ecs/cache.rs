@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub(super) struct Cached<T> {
-    pub value: T,
+    pub(crate) value: T,
     until: Instant,
 }
 
 impl<T> Cached<T> {
-    pub fn new(value: T, now: Instant, ttl: Duration) -> Self {
+    pub(crate) fn new(value: T, now: Instant, ttl: Duration) -> Self {
         // A TTL too large for `Instant` means "for the life of the daemon".
         let until = now
             .checked_add(ttl)
@@ -17,7 +17,7 @@ impl<T> Cached<T> {
         Self { value, until }
     }
 
-    pub fn is_fresh(&self, now: Instant) -> bool {
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
         now < self.until
     }
 }

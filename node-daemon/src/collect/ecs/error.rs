@@ -6,7 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
-pub enum EcsError {
+pub(crate) enum EcsError {
     #[error("{url}: {reason}")]
     InvalidUrl { url: String, reason: &'static str },
     #[error("{url}: cannot connect: {source}")]
@@ -51,7 +51,7 @@ pub enum EcsError {
 
 impl EcsError {
     /// The HTTP status of a non-200 answer.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             EcsError::Status { status, .. } => Some(*status),
             _ => None,
@@ -60,7 +60,7 @@ impl EcsError {
 
     /// Nobody answered at all (refused, timed out, connection closed): as opposed to an
     /// answer that was not the one expected.
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         matches!(
             self,
             EcsError::Connect { .. } | EcsError::Timeout { .. } | EcsError::Http { .. }

@@ -38,19 +38,19 @@ impl Drop for AbortOnDrop {
 }
 
 impl HttpClient {
-    pub fn new(timeout: Duration, max_body: usize) -> Self {
+    pub(crate) fn new(timeout: Duration, max_body: usize) -> Self {
         Self { timeout, max_body }
     }
 
-    pub async fn get(&self, url: &Url, headers: &[(&str, &str)]) -> Result<Bytes, EcsError> {
+    pub(crate) async fn get(&self, url: &Url, headers: &[(&str, &str)]) -> Result<Bytes, EcsError> {
         self.send(Method::GET, url, headers).await
     }
 
-    pub async fn put(&self, url: &Url, headers: &[(&str, &str)]) -> Result<Bytes, EcsError> {
+    pub(crate) async fn put(&self, url: &Url, headers: &[(&str, &str)]) -> Result<Bytes, EcsError> {
         self.send(Method::PUT, url, headers).await
     }
 
-    pub async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         url: &Url,
         headers: &[(&str, &str)],

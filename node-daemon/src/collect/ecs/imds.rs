@@ -35,7 +35,7 @@ pub(super) struct Imds {
 }
 
 impl Imds {
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &mut self,
         client: &HttpClient,
         options: &EcsOptions,

@@ -51,18 +51,17 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 pub use endpoint::ECS_AGENT_PORT;
-pub use error::EcsError;
-pub use model::{
-    ContainerNetwork, EcsTask, EcsTaskContainer, InstanceIdentity, TaskContainer, TaskMetadata,
-};
+pub(crate) use error::EcsError;
+pub use model::{EcsTask, EcsTaskContainer};
+pub(crate) use model::{InstanceIdentity, TaskMetadata};
 
 /// The variable the ECS agent sets in every container of a task (agent 1.39+).
-pub const TASK_METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
-pub const DEFAULT_IMDS_URL: &str = "http://169.254.169.254/";
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_STATIC_TTL: Duration = Duration::from_secs(600);
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+pub(crate) const TASK_METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
+pub(crate) const DEFAULT_IMDS_URL: &str = "http://169.254.169.254/";
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_STATIC_TTL: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EcsOptions {
@@ -202,10 +201,6 @@ impl EcsDiscovery {
             imds: imds::Imds::default(),
             detected: false,
         }
-    }
-
-    pub fn options(&self) -> &EcsOptions {
-        &self.options
     }
 
     /// One refresh; cached answers within their TTL are reused. `ecs_agent_ip` is the

@@ -25,19 +25,19 @@ where
 pub(super) struct AgentMetadata {
     /// Short name or ARN, as the agent was configured.
     #[serde(rename = "Cluster")]
-    pub cluster: String,
+    pub(crate) cluster: String,
     /// Absent or null until the instance has registered.
     #[serde(rename = "ContainerInstanceArn", default)]
-    pub container_instance_arn: Option<String>,
+    pub(crate) container_instance_arn: Option<String>,
     #[serde(rename = "Version", default)]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 /// `GET /v1/tasks` of the ECS agent introspection API.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct AgentTasks {
     #[serde(rename = "Tasks", default, deserialize_with = "nullable")]
-    pub tasks: Vec<EcsTask>,
+    pub(crate) tasks: Vec<EcsTask>,
 }
 
 /// One task the ECS agent manages on this instance (`/v1/tasks`).
@@ -77,7 +77,7 @@ pub struct EcsTaskContainer {
 #[serde(rename_all(deserialize = "PascalCase"))]
 pub struct TaskMetadata {
     #[serde(default)]
-    pub cluster: String,
+    pub(crate) cluster: String,
     #[serde(rename(deserialize = "TaskARN"))]
     pub task_arn: String,
     #[serde(default)]
@@ -85,16 +85,16 @@ pub struct TaskMetadata {
     #[serde(default)]
     pub revision: String,
     #[serde(default)]
-    pub desired_status: String,
+    pub(crate) desired_status: String,
     #[serde(default)]
-    pub known_status: String,
+    pub(crate) known_status: String,
     #[serde(default)]
-    pub availability_zone: Option<String>,
+    pub(crate) availability_zone: Option<String>,
     /// `EC2`, `FARGATE` or `EXTERNAL`.
     #[serde(default)]
     pub launch_type: Option<String>,
     #[serde(default)]
-    pub service_name: Option<String>,
+    pub(crate) service_name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub containers: Vec<TaskContainer>,
 }
@@ -102,24 +102,24 @@ pub struct TaskMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all(deserialize = "PascalCase"))]
 pub struct TaskContainer {
-    pub docker_id: String,
+    pub(crate) docker_id: String,
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub docker_name: String,
+    pub(crate) docker_name: String,
     #[serde(default)]
-    pub image: String,
+    pub(crate) image: String,
     #[serde(rename(deserialize = "ImageID"), default)]
-    pub image_id: String,
+    pub(crate) image_id: String,
     #[serde(default, deserialize_with = "nullable")]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub desired_status: String,
+    pub(crate) desired_status: String,
     #[serde(default)]
-    pub known_status: String,
+    pub(crate) known_status: String,
     /// `NORMAL`, or `CNI_PAUSE` for the pause container of an awsvpc task.
     #[serde(rename(deserialize = "Type"), default)]
-    pub container_type: Option<String>,
+    pub(crate) container_type: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub networks: Vec<ContainerNetwork>,
 }
@@ -129,7 +129,7 @@ pub struct TaskContainer {
 pub struct ContainerNetwork {
     /// `bridge`, `host`, `awsvpc`, `none`.
     #[serde(default)]
-    pub network_mode: String,
+    pub(crate) network_mode: String,
     #[serde(
         rename(deserialize = "IPv4Addresses"),
         default,
@@ -141,7 +141,7 @@ pub struct ContainerNetwork {
         default,
         deserialize_with = "nullable"
     )]
-    pub ipv6_addresses: Vec<String>,
+    pub(crate) ipv6_addresses: Vec<String>,
 }
 
 /// The EC2 instance identity document (`/latest/dynamic/instance-identity/document`).
@@ -155,11 +155,11 @@ pub struct InstanceIdentity {
     #[serde(default)]
     pub instance_type: Option<String>,
     #[serde(default)]
-    pub account_id: Option<String>,
+    pub(crate) account_id: Option<String>,
     #[serde(default)]
     pub private_ip: Option<String>,
     #[serde(default)]
-    pub image_id: Option<String>,
+    pub(crate) image_id: Option<String>,
 }
 
 #[cfg(test)]

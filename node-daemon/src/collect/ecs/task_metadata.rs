@@ -19,7 +19,7 @@ pub(super) struct OwnTask {
 
 impl OwnTask {
     /// None when no endpoint is configured (the variable is unset off ECS).
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &mut self,
         client: &HttpClient,
         options: &EcsOptions,

@@ -7,15 +7,15 @@ use crate::model::{LoadAverage, Memory};
 
 /// The aggregate `cpu` line of /proc/stat, in ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CpuTicks {
-    pub user: u64,
-    pub system: u64,
-    pub iowait: u64,
-    pub idle: u64,
-    pub total: u64,
+pub(crate) struct CpuTicks {
+    pub(crate) user: u64,
+    pub(crate) system: u64,
+    pub(crate) iowait: u64,
+    pub(crate) idle: u64,
+    pub(crate) total: u64,
 }
 
-pub fn parse_cpu(stat: &str) -> Option<CpuTicks> {
+pub(crate) fn parse_cpu(stat: &str) -> Option<CpuTicks> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
@@ -33,7 +33,7 @@ pub fn parse_cpu(stat: &str) -> Option<CpuTicks> {
     })
 }
 
-pub fn parse_loadavg(text: &str) -> Option<LoadAverage> {
+pub(crate) fn parse_loadavg(text: &str) -> Option<LoadAverage> {
     let mut f = text.split_whitespace().map(|x| x.parse::<f64>().ok());
     Some(LoadAverage {
         load1: f.next()??,
@@ -43,7 +43,7 @@ pub fn parse_loadavg(text: &str) -> Option<LoadAverage> {
 }
 
 /// Memory in bytes; "used" is total minus available, as `free` reports it.
-pub fn parse_meminfo(text: &str) -> Option<Memory> {
+pub(crate) fn parse_meminfo(text: &str) -> Option<Memory> {
     let kb = |key| keyed_u64(text, key).map(|v| v * 1024);
     let total = kb("MemTotal")?;
     let free = kb("MemFree")?;
@@ -61,7 +61,7 @@ pub fn parse_meminfo(text: &str) -> Option<Memory> {
 }
 
 /// Per interface: (rx_bytes, rx_packets, tx_bytes, tx_packets) from /proc/net/dev.
-pub fn parse_net_dev(text: &str) -> BTreeMap<String, [u64; 4]> {
+pub(crate) fn parse_net_dev(text: &str) -> BTreeMap<String, [u64; 4]> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -78,7 +78,7 @@ pub fn parse_net_dev(text: &str) -> BTreeMap<String, [u64; 4]> {
 /// Per block device with any IO: (read_bytes, write_bytes) from /proc/diskstats.
 /// Sectors there are always 512 bytes. Partitions are left out when their whole disk
 /// is listed, so a disk's bytes are not counted twice.
-pub fn parse_diskstats(text: &str) -> BTreeMap<String, (u64, u64)> {
+pub(crate) fn parse_diskstats(text: &str) -> BTreeMap<String, (u64, u64)> {
     let all: BTreeMap<String, (u64, u64)> = text
         .lines()
         .filter_map(|line| {

@@ -3,16 +3,16 @@
 use std::io;
 
 #[derive(Debug, Clone)]
-pub struct HostInfo {
-    pub hostname: String,
-    pub os: String,
-    pub kernel: String,
-    pub cpu_count: u32,
+pub(crate) struct HostInfo {
+    pub(crate) hostname: String,
+    pub(crate) os: String,
+    pub(crate) kernel: String,
+    pub(crate) cpu_count: u32,
 }
 
 impl HostInfo {
     /// `configured` (STS_HOSTNAME) wins over the kernel's host name.
-    pub fn read(configured: Option<&str>) -> io::Result<Self> {
+    pub(crate) fn read(configured: Option<&str>) -> io::Result<Self> {
         let hostname = match configured {
             Some(name) => name.to_string(),
             None => read_trimmed("/proc/sys/kernel/hostname")?,

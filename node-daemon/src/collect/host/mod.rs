@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
-pub use counters::parse_net_dev;
+pub(crate) use counters::parse_net_dev;
 use counters::CpuTicks;
-pub use info::HostInfo;
+pub(crate) use info::HostInfo;
 
 use crate::collect::kernel::Kernel;
 use crate::collect::proc_files::FileReader;
@@ -34,7 +34,7 @@ struct Previous {
     disks: BTreeMap<String, (u64, u64)>,
 }
 
-pub struct HostCollector {
+pub(crate) struct HostCollector {
     info: HostInfo,
     kernel: Kernel,
     reader: FileReader,
@@ -42,7 +42,7 @@ pub struct HostCollector {
 }
 
 impl HostCollector {
-    pub fn new(configured_hostname: Option<&str>) -> Result<Self, HostError> {
+    pub(crate) fn new(configured_hostname: Option<&str>) -> Result<Self, HostError> {
         let read_err = |path| move |source| HostError::Read { path, source };
         Ok(Self {
             info: HostInfo::read(configured_hostname).map_err(read_err("/proc/sys/kernel"))?,
@@ -52,7 +52,7 @@ impl HostCollector {
         })
     }
 
-    pub fn hostname(&self) -> &str {
+    pub(crate) fn hostname(&self) -> &str {
         &self.info.hostname
     }
 
@@ -62,7 +62,7 @@ impl HostCollector {
             .map_err(|source| HostError::Read { path, source })
     }
 
-    pub fn collect(&mut self) -> Result<Host, HostError> {
+    pub(crate) fn collect(&mut self) -> Result<Host, HostError> {
         let now = Instant::now();
         let cpu =
             counters::parse_cpu(self.read("/proc/stat")?).ok_or(HostError::Parse("/proc/stat"))?;

@@ -43,10 +43,10 @@ const AF_INET6: u8 = 10;
 /// sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Translation {
-    pub client_local: SocketAddr,
-    pub client_remote: SocketAddr,
-    pub server_local: SocketAddr,
-    pub server_remote: SocketAddr,
+    pub(crate) client_local: SocketAddr,
+    pub(crate) client_remote: SocketAddr,
+    pub(crate) server_local: SocketAddr,
+    pub(crate) server_remote: SocketAddr,
 }
 
 /// One direction of a conntrack entry.
@@ -139,7 +139,7 @@ fn parse_entry(body: &[u8]) -> Option<Translation> {
 
 /// Exact conntrack lookups over one netlink socket, opened on first use.
 #[derive(Default)]
-pub struct Conntrack {
+pub(crate) struct Conntrack {
     socket: Option<NetlinkSocket>,
     buf: Vec<u8>,
 }
@@ -147,7 +147,7 @@ pub struct Conntrack {
 impl Conntrack {
     /// The translation of the TCP connection from `local` to `remote` (as its client sees
     /// it); None when conntrack does not know it or does not rewrite its destination.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,

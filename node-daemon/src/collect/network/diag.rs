@@ -30,25 +30,25 @@ const STATES: u32 = 0xFFE & !((1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV));
 
 /// Offsets in `struct tcp_info` (linux/tcp.h).
 mod tcp_info {
-    pub const RTT: usize = 68;
-    pub const TOTAL_RETRANS: usize = 100;
-    pub const BYTES_ACKED: usize = 120;
-    pub const BYTES_RECEIVED: usize = 128;
-    pub const BYTES_SENT: usize = 200;
-    pub const BYTES_RETRANS: usize = 208;
+    pub(crate) const RTT: usize = 68;
+    pub(crate) const TOTAL_RETRANS: usize = 100;
+    pub(crate) const BYTES_ACKED: usize = 120;
+    pub(crate) const BYTES_RECEIVED: usize = 128;
+    pub(crate) const BYTES_SENT: usize = 200;
+    pub(crate) const BYTES_RETRANS: usize = 208;
     /// Linux 4.1+; shorter answers carry no byte counters.
-    pub const MIN_LEN: usize = 136;
+    pub(crate) const MIN_LEN: usize = 136;
 }
 
-pub struct DiagSocket(NetlinkSocket);
+pub(crate) struct DiagSocket(NetlinkSocket);
 
 impl DiagSocket {
-    pub fn open() -> io::Result<Self> {
+    pub(crate) fn open() -> io::Result<Self> {
         NetlinkSocket::open(NETLINK_SOCK_DIAG).map(Self)
     }
 
     /// A sock_diag socket in the namespace `ns` (an open `/proc/<pid>/ns/net`).
-    pub fn open_in(ns: &File) -> io::Result<Self> {
+    pub(crate) fn open_in(ns: &File) -> io::Result<Self> {
         let ns = ns.as_raw_fd();
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -66,7 +66,7 @@ impl DiagSocket {
 
     /// Every TCP socket of `family` (AF_INET or AF_INET6) with a socket file, and its
     /// counters when the kernel gave them.
-    pub fn tcp_sockets(
+    pub(crate) fn tcp_sockets(
         &self,
         family: u8,
         buf: &mut Vec<u8>,
@@ -128,7 +128,7 @@ fn tcp_info_of(attrs: &[u8]) -> Option<TcpCounters> {
         .and_then(|(_, info)| parse_tcp_info(info))
 }
 
-pub fn parse_tcp_info(info: &[u8]) -> Option<TcpCounters> {
+pub(crate) fn parse_tcp_info(info: &[u8]) -> Option<TcpCounters> {
     if info.len() < tcp_info::MIN_LEN {
         return None;
     }

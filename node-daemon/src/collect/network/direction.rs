@@ -20,7 +20,7 @@ use super::proc_net::TCP_LISTEN;
 use super::socket::{Protocol, Socket};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Outgoing,
     Incoming,
     Local,
@@ -28,7 +28,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::Outgoing => "outgoing",
             Direction::Incoming => "incoming",
@@ -39,13 +39,13 @@ impl Direction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Client,
     Server,
 }
 
 impl Side {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Side::Client => "client",
             Side::Server => "server",
@@ -54,10 +54,10 @@ impl Side {
 }
 
 /// Linux's default `net.ipv4.ip_local_port_range`.
-pub const DEFAULT_EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
+pub(crate) const DEFAULT_EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
 
 /// The host's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`).
-pub fn ephemeral_ports() -> RangeInclusive<u16> {
+pub(crate) fn ephemeral_ports() -> RangeInclusive<u16> {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|text| {
@@ -69,14 +69,14 @@ pub fn ephemeral_ports() -> RangeInclusive<u16> {
 
 /// Listening ports per namespace and every address of the host.
 #[derive(Debug)]
-pub struct Topology {
+pub(crate) struct Topology {
     listeners: HashMap<u64, Vec<SocketAddr>>,
     host_ips: HashSet<IpAddr>,
     ephemeral: RangeInclusive<u16>,
 }
 
 impl Topology {
-    pub fn new(sockets: &[Socket], ephemeral: RangeInclusive<u16>) -> Self {
+    pub(crate) fn new(sockets: &[Socket], ephemeral: RangeInclusive<u16>) -> Self {
         let mut t = Self {
             listeners: HashMap::new(),
             host_ips: HashSet::new(),
@@ -93,7 +93,7 @@ impl Topology {
         t
     }
 
-    pub fn listening(&self, netns: u64, local: SocketAddr) -> bool {
+    pub(crate) fn listening(&self, netns: u64, local: SocketAddr) -> bool {
         self.listeners.get(&netns).is_some_and(|ls| {
             ls.iter().any(|l| {
                 l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip())
@@ -101,11 +101,11 @@ impl Topology {
         })
     }
 
-    pub fn on_host(&self, ip: IpAddr) -> bool {
+    pub(crate) fn on_host(&self, ip: IpAddr) -> bool {
         ip.is_loopback() || self.host_ips.contains(&ip)
     }
 
-    pub fn classify(&self, s: &Socket) -> (Direction, Option<Side>) {
+    pub(crate) fn classify(&self, s: &Socket) -> (Direction, Option<Side>) {
         let peerless = s.remote.port() == 0 && s.remote.ip().is_unspecified();
         match s.protocol {
             Protocol::Udp if peerless => (Direction::None, None),

@@ -8,17 +8,17 @@
 //! ([`proc_backend`]) reads /proc and sock_diag where eBPF is refused, not built, or
 //! forced away by `STS_NETWORK_BACKEND=proc`.
 
-pub mod conntrack;
+pub(crate) mod conntrack;
 mod diag;
-pub mod direction;
+pub(crate) mod direction;
 pub mod ebpf;
 mod namespaces;
 mod netlink;
 mod owners;
 mod proc_backend;
-pub mod proc_net;
-pub mod socket;
-pub mod table;
+pub(crate) mod proc_net;
+pub(crate) mod socket;
+pub(crate) mod table;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ use std::time::Instant;
 use crate::config::{NetworkBackend, NetworkConfig};
 use crate::model::Connection;
 use conntrack::Conntrack;
-pub use conntrack::Translation;
+pub(crate) use conntrack::Translation;
 use direction::Topology;
 use proc_net::TCP_LISTEN;
 pub use socket::{Backend, Observation, Protocol, Socket};
@@ -46,36 +46,36 @@ pub enum NetworkError {
 /// What one cycle found besides the connections: for status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetworkCounts {
-    pub namespaces: u64,
-    pub sockets: u64,
-    pub listening: u64,
+    pub(crate) namespaces: u64,
+    pub(crate) sockets: u64,
+    pub(crate) listening: u64,
     /// Open connections reported.
     pub connections: u64,
-    pub tcp: u64,
-    pub udp: u64,
+    pub(crate) tcp: u64,
+    pub(crate) udp: u64,
     /// Reported once, gone since the last cycle.
-    pub closed: u64,
+    pub(crate) closed: u64,
     /// Sockets no process was found for (not reported).
-    pub unowned: u64,
-    pub malformed: u64,
-    pub diag_failed: u64,
+    pub(crate) unowned: u64,
+    pub(crate) malformed: u64,
+    pub(crate) diag_failed: u64,
     /// Not tracked because the table is full (drop counter `network.table_full`).
-    pub table_full: u64,
-    pub fd_budget_exhausted: u64,
+    pub(crate) table_full: u64,
+    pub(crate) fd_budget_exhausted: u64,
     /// Closed connections the kernel could not hand over (ring buffer full).
-    pub closed_lost: u64,
+    pub(crate) closed_lost: u64,
     /// Sockets the kernel programs could not keep state for.
-    pub untracked: u64,
+    pub(crate) untracked: u64,
     /// Conntrack lookups of unpaired client ends (published ports).
-    pub nat_lookups: u64,
-    pub nat_lookups_skipped: u64,
+    pub(crate) nat_lookups: u64,
+    pub(crate) nat_lookups_skipped: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct NetworkScan {
-    pub connections: Vec<Connection>,
+    pub(crate) connections: Vec<Connection>,
     /// Destination NAT of this namespace (Docker's published ports), to pair both legs.
-    pub translations: Vec<Translation>,
+    pub(crate) translations: Vec<Translation>,
     pub counts: NetworkCounts,
 }
 
@@ -111,7 +111,7 @@ impl NetworkCollector {
         Ok(Self::with_backend(backend, config.max_connections))
     }
 
-    pub fn with_backend(backend: Box<dyn Backend>, max_connections: usize) -> Self {
+    pub(crate) fn with_backend(backend: Box<dyn Backend>, max_connections: usize) -> Self {
         Self {
             backend,
             table: Table::new(max_connections),
@@ -223,11 +223,11 @@ impl NetworkCollector {
 
 /// Conntrack lookups per cycle at most (unpaired client ends beyond are not stitched and
 /// are counted in `nat_lookups_skipped`).
-pub const NAT_LOOKUPS_PER_CYCLE: u64 = 4096;
+pub(crate) const NAT_LOOKUPS_PER_CYCLE: u64 = 4096;
 
 /// The connection record of an owned socket; None for sockets without an owner and for
 /// TCP sockets without a peer (bound, not connected).
-pub fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
+pub(crate) fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
     let owner = s.owner.as_ref()?;
     if s.protocol == Protocol::Tcp && s.remote.port() == 0 {
         return None;
@@ -261,7 +261,7 @@ pub fn record(topology: &Topology, s: &Socket) -> Option<Connection> {
 }
 
 /// The kernel's TCP states (include/net/tcp_states.h); UDP uses 1 when connected.
-pub fn state_name(protocol: Protocol, state: u8) -> &'static str {
+pub(crate) fn state_name(protocol: Protocol, state: u8) -> &'static str {
     if protocol == Protocol::Udp {
         return if state == 1 {
             "connected"

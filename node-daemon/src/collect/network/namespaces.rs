@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::io;
 
 /// Process ids by namespace inode; the pids of each namespace in ascending order.
-pub type Groups = BTreeMap<u64, Vec<u32>>;
+pub(crate) type Groups = BTreeMap<u64, Vec<u32>>;
 
 /// Lists /proc once. Processes that vanish meanwhile, or whose link cannot be read, are
 /// left out.
-pub fn group_by_netns() -> io::Result<Groups> {
+pub(crate) fn group_by_netns() -> io::Result<Groups> {
     let mut groups = Groups::new();
     let mut path = String::with_capacity(32);
     for pid in crate::collect::proc_files::pids()? {
@@ -26,13 +26,13 @@ pub fn group_by_netns() -> io::Result<Groups> {
 }
 
 /// The namespace inode a `/proc/<pid>/ns/net` link names.
-pub fn netns_of(link: &str) -> Option<u64> {
+pub(crate) fn netns_of(link: &str) -> Option<u64> {
     let target = std::fs::read_link(link).ok()?;
     parse_link(target.to_str()?)
 }
 
 /// `net:[4026531840]` -> 4026531840.
-pub fn parse_link(target: &str) -> Option<u64> {
+pub(crate) fn parse_link(target: &str) -> Option<u64> {
     target
         .strip_prefix("net:[")?
         .strip_suffix(']')?

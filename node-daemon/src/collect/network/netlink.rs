@@ -5,21 +5,21 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub const NLMSG_HDRLEN: usize = 16;
-pub const NLM_F_REQUEST: u16 = 0x1;
-pub const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 /// Attribute type bits that are flags, not the type (`NLA_F_NESTED`, `NLA_F_NET_BYTEORDER`).
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const RECV_BUF: usize = 64 * 1024;
 
-pub struct NetlinkSocket(OwnedFd);
+pub(crate) struct NetlinkSocket(OwnedFd);
 
 impl NetlinkSocket {
     /// A socket of the netlink `protocol` in the calling thread's network namespace, with a
     /// 2 s receive timeout so that a silent kernel cannot hang a cycle.
-    pub fn open(protocol: libc::c_int) -> io::Result<Self> {
+    pub(crate) fn open(protocol: libc::c_int) -> io::Result<Self> {
         // SAFETY: socket() takes plain integers and returns a new descriptor or -1.
         let fd = unsafe {
             libc::socket(
@@ -52,7 +52,7 @@ impl NetlinkSocket {
 
     /// Sends `request` (a single-answer request) and calls `on_message` with the type and
     /// body of the answer; an error answer is an error.
-    pub fn ask(
+    pub(crate) fn ask(
         &self,
         request: &[u8],
         buf: &mut Vec<u8>,
@@ -103,7 +103,7 @@ impl NetlinkSocket {
 
     /// Sends `request` (a whole netlink message asking for a dump) and calls `on_message`
     /// with the type and body of every answer until the kernel says the dump is done.
-    pub fn dump(
+    pub(crate) fn dump(
         &self,
         request: &[u8],
         buf: &mut Vec<u8>,
@@ -120,12 +120,12 @@ impl NetlinkSocket {
 }
 
 /// A request header: `nlmsghdr` of `len` bytes in all (header included), dump flags.
-pub fn request_header(len: usize, kind: u16) -> [u8; NLMSG_HDRLEN] {
+pub(crate) fn request_header(len: usize, kind: u16) -> [u8; NLMSG_HDRLEN] {
     header(len, kind, NLM_F_REQUEST | NLM_F_DUMP)
 }
 
 /// A `nlmsghdr` of `len` bytes in all with the given flags.
-pub fn header(len: usize, kind: u16, flags: u16) -> [u8; NLMSG_HDRLEN] {
+pub(crate) fn header(len: usize, kind: u16, flags: u16) -> [u8; NLMSG_HDRLEN] {
     let mut h = [0u8; NLMSG_HDRLEN];
     h[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     h[4..6].copy_from_slice(&kind.to_ne_bytes());
@@ -136,7 +136,7 @@ pub fn header(len: usize, kind: u16, flags: u16) -> [u8; NLMSG_HDRLEN] {
 
 /// One attribute, padded to 4 bytes; nest by giving another's bytes as the payload (with
 /// [`NLA_F_NESTED`] in `kind`).
-pub fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     let mut a = Vec::with_capacity(align4(4 + payload.len()));
     a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
     a.extend_from_slice(&kind.to_ne_bytes());
@@ -145,13 +145,13 @@ pub fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     a
 }
 
-pub const NLA_F_NESTED: u16 = 0x8000;
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 
-pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
@@ -188,7 +188,7 @@ fn messages(mut data: &[u8], on_message: &mut impl FnMut(u16, &[u8])) -> io::Res
 
 /// The attributes of a message body or of a nested attribute: (type, payload). Stops at
 /// the first malformed one.
-pub fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if data.len() < 4 {
             return None;

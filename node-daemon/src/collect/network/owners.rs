@@ -18,7 +18,7 @@ use crate::collect::proc_files::FileReader;
 use crate::collect::process::{container_id, parse_stat};
 
 /// Descriptor links read per cycle at most, over all namespaces.
-pub const FD_LINKS_PER_CYCLE: u64 = 1_000_000;
+pub(crate) const FD_LINKS_PER_CYCLE: u64 = 1_000_000;
 
 #[derive(Debug)]
 struct PidInfo {
@@ -29,7 +29,7 @@ struct PidInfo {
     checked: u64,
 }
 
-pub struct Owners {
+pub(crate) struct Owners {
     kernel: Kernel,
     by_inode: HashMap<u64, u32>,
     unresolvable: HashSet<u64>,
@@ -43,13 +43,13 @@ pub struct Owners {
 
 /// What resolving one namespace cost and found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Resolved {
-    pub unowned: u64,
-    pub fd_links_read: u64,
+pub(crate) struct Resolved {
+    pub(crate) unowned: u64,
+    pub(crate) fd_links_read: u64,
 }
 
 impl Owners {
-    pub fn new(kernel: Kernel) -> Self {
+    pub(crate) fn new(kernel: Kernel) -> Self {
         Self {
             kernel,
             by_inode: HashMap::new(),
@@ -63,20 +63,20 @@ impl Owners {
         }
     }
 
-    pub fn start_cycle(&mut self) {
+    pub(crate) fn start_cycle(&mut self) {
         self.cycle += 1;
         self.budget = FD_LINKS_PER_CYCLE;
         self.exhausted = 0;
     }
 
     /// Links left unread this cycle because the budget was spent.
-    pub fn exhausted(&self) -> u64 {
+    pub(crate) fn exhausted(&self) -> u64 {
         self.exhausted
     }
 
     /// Fills the owner of each socket of one namespace; `pids` are that namespace's
     /// processes, ascending.
-    pub fn resolve(&mut self, pids: &[u32], sockets: &mut [Socket]) -> Resolved {
+    pub(crate) fn resolve(&mut self, pids: &[u32], sockets: &mut [Socket]) -> Resolved {
         let mut wanted: HashSet<u64> = sockets
             .iter()
             .map(|s| s.inode)
@@ -184,7 +184,7 @@ impl Owners {
     }
 
     /// Forgets inodes not seen this cycle and processes not checked in it.
-    pub fn end_cycle(&mut self, seen: &HashSet<u64>) {
+    pub(crate) fn end_cycle(&mut self, seen: &HashSet<u64>) {
         self.by_inode.retain(|inode, _| seen.contains(inode));
         self.unresolvable.retain(|inode| seen.contains(inode));
         let cycle = self.cycle;
@@ -193,7 +193,7 @@ impl Owners {
 }
 
 /// `socket:[12345]` -> 12345.
-pub fn socket_inode(link: &str) -> Option<u64> {
+pub(crate) fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?
         .strip_suffix(']')?
         .parse()

@@ -14,7 +14,7 @@ use super::socket::{Backend, Observation, Protocol, Socket, TcpCounters};
 use super::NetworkError;
 use crate::collect::kernel::Kernel;
 
-pub struct ProcBackend {
+pub(crate) struct ProcBackend {
     /// Why this backend runs, for status.
     reason: String,
     owners: Owners,
@@ -28,7 +28,7 @@ pub struct ProcBackend {
 }
 
 impl ProcBackend {
-    pub fn new(reason: String) -> Result<Self, NetworkError> {
+    pub(crate) fn new(reason: String) -> Result<Self, NetworkError> {
         Ok(Self {
             reason,
             owners: Owners::new(Kernel::read().map_err(NetworkError::Kernel)?),

@@ -9,27 +9,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::socket::Protocol;
 
 /// `TCP_LISTEN` in the kernel's `st` column.
-pub const TCP_LISTEN: u8 = 0x0A;
+pub(crate) const TCP_LISTEN: u8 = 0x0A;
 
 /// One line of a socket table, before its owner and counters are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub state: u8,
-    pub tx_queue: u32,
-    pub rx_queue: u32,
+pub(crate) struct Entry {
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) state: u8,
+    pub(crate) tx_queue: u32,
+    pub(crate) rx_queue: u32,
     /// 0 for sockets no file refers to (TIME_WAIT, orphans).
-    pub inode: u64,
+    pub(crate) inode: u64,
 }
 
 /// The TCP tables of one network namespace (when sock_diag does not answer).
-pub const TCP_TABLES: [(&str, Protocol); 2] = [("tcp", Protocol::Tcp), ("tcp6", Protocol::Tcp)];
+pub(crate) const TCP_TABLES: [(&str, Protocol); 2] =
+    [("tcp", Protocol::Tcp), ("tcp6", Protocol::Tcp)];
 /// The UDP tables of one network namespace.
-pub const UDP_TABLES: [(&str, Protocol); 2] = [("udp", Protocol::Udp), ("udp6", Protocol::Udp)];
+pub(crate) const UDP_TABLES: [(&str, Protocol); 2] =
+    [("udp", Protocol::Udp), ("udp6", Protocol::Udp)];
 
 /// Parses a whole table, skipping the header and lines that do not parse (counted).
-pub fn parse_table(text: &[u8], out: &mut Vec<Entry>) -> u64 {
+pub(crate) fn parse_table(text: &[u8], out: &mut Vec<Entry>) -> u64 {
     let mut bad = 0;
     for line in text.split(|b| *b == b'\n').skip(1) {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -44,7 +46,7 @@ pub fn parse_table(text: &[u8], out: &mut Vec<Entry>) -> u64 {
 }
 
 /// `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`
-pub fn parse_line(line: &str) -> Option<Entry> {
+pub(crate) fn parse_line(line: &str) -> Option<Entry> {
     let mut f = line.split_ascii_whitespace();
     f.next()?.strip_suffix(':')?;
     let local = parse_addr(f.next()?)?;
@@ -65,7 +67,7 @@ pub fn parse_line(line: &str) -> Option<Entry> {
 }
 
 /// `0100007F:0050` or 32 hex digits and a port; v4-mapped IPv6 addresses become IPv4.
-pub fn parse_addr(field: &str) -> Option<SocketAddr> {
+pub(crate) fn parse_addr(field: &str) -> Option<SocketAddr> {
     let (ip, port) = field.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let ip = match ip.len() {
@@ -89,7 +91,7 @@ fn word(hex: &str) -> Option<[u8; 4]> {
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, a dual-stack socket talking IPv4) as plain IPv4,
 /// so that both ends of one connection carry the same addresses.
-pub fn normalize(ip: IpAddr) -> IpAddr {
+pub(crate) fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

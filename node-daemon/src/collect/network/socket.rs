@@ -13,7 +13,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
@@ -23,69 +23,69 @@ impl Protocol {
 
 /// The process holding a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub pid: u32,
-    pub create_time_ms: u64,
-    pub container_id: Option<Arc<str>>,
+pub(crate) struct Owner {
+    pub(crate) pid: u32,
+    pub(crate) create_time_ms: u64,
+    pub(crate) container_id: Option<Arc<str>>,
 }
 
 /// Kernel TCP counters (`struct tcp_info`) of one socket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpCounters {
+pub(crate) struct TcpCounters {
     /// Data bytes sent (retransmissions counted once; no SYN or FIN).
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub retransmits: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) retransmits: u64,
     /// Smoothed round-trip time.
-    pub rtt_us: u64,
+    pub(crate) rtt_us: u64,
 }
 
 /// One socket of one network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Socket {
     /// Inode number of the network namespace.
-    pub netns: u64,
-    pub protocol: Protocol,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    pub(crate) netns: u64,
+    pub(crate) protocol: Protocol,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
     /// The kernel's state number (`TCP_ESTABLISHED` = 1 ...; UDP uses 1 when connected,
     /// 7 when not).
-    pub state: u8,
-    pub inode: u64,
-    pub tx_queue: u32,
-    pub rx_queue: u32,
+    pub(crate) state: u8,
+    pub(crate) inode: u64,
+    pub(crate) tx_queue: u32,
+    pub(crate) rx_queue: u32,
     /// None when no process holds the socket (TIME_WAIT, orphans) or the owner was not found.
-    pub owner: Option<Owner>,
+    pub(crate) owner: Option<Owner>,
     /// Byte counters (UDP: eBPF backend only), and for TCP retransmits and RTT; None when
     /// the backend could not read them.
-    pub counters: Option<TcpCounters>,
+    pub(crate) counters: Option<TcpCounters>,
     /// Unix ms when the connection opened, when the backend saw it open.
-    pub start_time_ms: Option<u64>,
+    pub(crate) start_time_ms: Option<u64>,
 }
 
 /// Everything one backend poll found.
 #[derive(Debug, Default)]
 pub struct Observation {
     /// Every socket, listening ones included (they decide directions).
-    pub sockets: Vec<Socket>,
-    pub namespaces: u64,
+    pub(crate) sockets: Vec<Socket>,
+    pub(crate) namespaces: u64,
     /// Sockets with an inode whose process was not found.
-    pub unowned: u64,
+    pub(crate) unowned: u64,
     /// Lines of the socket tables that did not parse.
-    pub malformed: u64,
+    pub(crate) malformed: u64,
     /// Namespaces whose sock_diag query failed (their TCP counters are unknown).
-    pub diag_failed: u64,
+    pub(crate) diag_failed: u64,
     /// `/proc/<pid>/fd` links not read because the per-cycle budget was spent.
-    pub fd_budget_exhausted: u64,
+    pub(crate) fd_budget_exhausted: u64,
     /// TCP connections closed since the last poll, with final counters (eBPF backend).
-    pub closed: Vec<Socket>,
+    pub(crate) closed: Vec<Socket>,
     /// True when the backend reports every TCP close in `closed`: a connection missing
     /// from `sockets` is then only closing (its owner let go of it), not gone.
-    pub reports_closes: bool,
+    pub(crate) reports_closes: bool,
     /// Closed connections the kernel could not hand over (ring buffer full).
-    pub closed_lost: u64,
+    pub(crate) closed_lost: u64,
     /// Sockets the kernel side could not keep state for (no memory).
-    pub untracked: u64,
+    pub(crate) untracked: u64,
 }
 
 /// A source of socket observations. The polling backend reads /proc and sock_diag; the eBPF

@@ -37,9 +37,9 @@ struct Entry {
 /// Cycles a TCP connection missing from a close-reporting backend's sockets waits for its
 /// close event before it is reported closed with its last counters: its owner let go of
 /// it, but the kernel may still be finishing it (FIN_WAIT2 lasts 60 s).
-pub const CLOSE_GRACE_CYCLES: u64 = 6;
+pub(crate) const CLOSE_GRACE_CYCLES: u64 = 6;
 
-pub struct Table {
+pub(crate) struct Table {
     cap: usize,
     entries: HashMap<Key, Entry>,
     /// Connections reported closed after the grace, by cycle: a late close event for
@@ -52,15 +52,15 @@ pub struct Table {
 /// One cycle's result: open connections with rates, then the ones closed since.
 #[derive(Debug, Default)]
 pub struct Update {
-    pub connections: Vec<Connection>,
-    pub open: u64,
-    pub closed: u64,
+    pub(crate) connections: Vec<Connection>,
+    pub(crate) open: u64,
+    pub(crate) closed: u64,
     /// Connections not tracked (nor reported) because the table was full.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
 }
 
 impl Table {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             cap,
             entries: HashMap::new(),
@@ -70,20 +70,16 @@ impl Table {
         }
     }
 
-    /// Connections tracked at most.
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Connections tracked now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.entries.len()
     }
 
     /// `fresh`: the open connections of this cycle; `closed`: connections the backend saw
     /// close since the last cycle, with final counters; `reports_closes`: whether every
     /// TCP close arrives in `closed`.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         fresh: Vec<Connection>,
         closed: Vec<Connection>,
@@ -176,7 +172,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    pub fn conn(local: &str, inode: u64, sent: Option<u64>) -> Connection {
+    pub(crate) fn conn(local: &str, inode: u64, sent: Option<u64>) -> Connection {
         Connection {
             pid: 10,
             process_create_time_ms: 1,

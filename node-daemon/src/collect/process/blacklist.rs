@@ -16,21 +16,21 @@ use crate::config::BlacklistConfig;
 
 /// The figures the inclusion rules rank by, per process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub cpu_pct: f64,
-    pub rss_bytes: u64,
-    pub read_bytes_per_sec: f64,
-    pub write_bytes_per_sec: f64,
+pub(crate) struct Usage {
+    pub(crate) cpu_pct: f64,
+    pub(crate) rss_bytes: u64,
+    pub(crate) read_bytes_per_sec: f64,
+    pub(crate) write_bytes_per_sec: f64,
 }
 
 #[derive(Debug, Clone)]
-pub struct Blacklist {
+pub(crate) struct Blacklist {
     patterns: RegexSet,
     config: BlacklistConfig,
 }
 
 impl Blacklist {
-    pub fn new(config: &BlacklistConfig) -> Self {
+    pub(crate) fn new(config: &BlacklistConfig) -> Self {
         let patterns = RegexSet::new(config.patterns.iter().map(|r| r.as_str()))
             .expect("patterns were each validated at configuration");
         Self {
@@ -39,13 +39,18 @@ impl Blacklist {
         }
     }
 
-    pub fn is_blacklisted(&self, command_line: &str) -> bool {
+    pub(crate) fn is_blacklisted(&self, command_line: &str) -> bool {
         self.patterns.is_match(command_line)
     }
 
     /// Returns, for each process, whether it is reported. `blacklisted[i]` and `usage[i]`
     /// describe the same process.
-    pub fn select(&self, blacklisted: &[bool], usage: &[Usage], mem_total_bytes: u64) -> Vec<bool> {
+    pub(crate) fn select(
+        &self,
+        blacklisted: &[bool],
+        usage: &[Usage],
+        mem_total_bytes: u64,
+    ) -> Vec<bool> {
         let mut keep: Vec<bool> = blacklisted.iter().map(|b| !b).collect();
         if keep.iter().all(|k| *k) {
             return keep;

@@ -12,7 +12,7 @@
 
 const PREFIXES: &[&str] = &["docker-", "cri-containerd-", "crio-", "libpod-"];
 
-pub fn container_id(cgroup_text: &str) -> Option<&str> {
+pub(crate) fn container_id(cgroup_text: &str) -> Option<&str> {
     cgroup_text.lines().find_map(line_container_id)
 }
 

@@ -12,11 +12,9 @@ mod scrub;
 mod stat;
 mod users;
 
-pub use blacklist::{Blacklist, Usage};
-pub use cgroup::container_id;
+pub(crate) use cgroup::container_id;
 pub use scan::{ProcessCollector, ProcessScan, ScanCounts};
-pub use scrub::Scrubber;
-pub use stat::{parse_stat, Stat};
+pub(crate) use stat::parse_stat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

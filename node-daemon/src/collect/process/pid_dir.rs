@@ -10,11 +10,11 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
-pub struct PidDir(OwnedFd);
+pub(crate) struct PidDir(OwnedFd);
 
 impl PidDir {
     /// `/proc/<pid>`; `path` is scratch space for its name.
-    pub fn open(pid: u32, path: &mut String) -> io::Result<Self> {
+    pub(crate) fn open(pid: u32, path: &mut String) -> io::Result<Self> {
         path.clear();
         let _ = write!(path, "/proc/{pid}\0");
         // SAFETY: `path` is NUL-terminated above and outlives the call.
@@ -31,7 +31,7 @@ impl PidDir {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    pub fn file(&self, name: &CStr) -> io::Result<File> {
+    pub(crate) fn file(&self, name: &CStr) -> io::Result<File> {
         // SAFETY: the directory descriptor is open and `name` is NUL-terminated.
         let fd = unsafe {
             libc::openat(
@@ -48,7 +48,7 @@ impl PidDir {
     }
 
     /// The size stat() reports for an entry (for `fd`: the open descriptors, Linux 6.2+).
-    pub fn size(&self, name: &CStr) -> io::Result<u64> {
+    pub(crate) fn size(&self, name: &CStr) -> io::Result<u64> {
         // SAFETY: all-zero bytes are a valid `stat`.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: the descriptor is open, `name` NUL-terminated, `st` ours to write.
@@ -59,7 +59,7 @@ impl PidDir {
     }
 
     /// The target of a symbolic link such as `exe`.
-    pub fn read_link(&self, name: &CStr) -> io::Result<OsString> {
+    pub(crate) fn read_link(&self, name: &CStr) -> io::Result<OsString> {
         let mut buf = vec![0u8; libc::PATH_MAX as usize];
         // SAFETY: the descriptor is open, `name` NUL-terminated and `buf` writable for
         // its length.
@@ -86,7 +86,7 @@ impl PidDir {
 /// unfilled is the end of the file, as procps also assumes. A read that fills the buffer
 /// grows it and reads on.
 #[derive(Debug)]
-pub struct ProcReader {
+pub(crate) struct ProcReader {
     buf: Vec<u8>,
 }
 
@@ -97,7 +97,7 @@ impl Default for ProcReader {
 }
 
 impl ProcReader {
-    pub fn read(&mut self, dir: &PidDir, name: &CStr) -> io::Result<&[u8]> {
+    pub(crate) fn read(&mut self, dir: &PidDir, name: &CStr) -> io::Result<&[u8]> {
         let mut file = dir.file(name)?;
         let mut len = 0;
         loop {

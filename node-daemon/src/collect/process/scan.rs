@@ -21,20 +21,20 @@ use crate::model::{process_urn, Process};
 pub struct ScanCounts {
     /// Numeric entries of /proc that were looked at.
     pub seen: u64,
-    pub kernel_threads: u64,
+    pub(crate) kernel_threads: u64,
     /// Gone between the directory listing and the read.
-    pub vanished: u64,
+    pub(crate) vanished: u64,
     /// Present but not readable or not parsable.
-    pub unreadable: u64,
-    pub blacklisted: u64,
+    pub(crate) unreadable: u64,
+    pub(crate) blacklisted: u64,
     /// Blacklisted but reported through an inclusion rule.
-    pub readmitted: u64,
+    pub(crate) readmitted: u64,
     pub reported: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProcessScan {
-    pub processes: Vec<Process>,
+    pub(crate) processes: Vec<Process>,
     pub counts: ScanCounts,
 }
 
@@ -377,7 +377,7 @@ mod pidfd {
     /// `_IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
     const PIDFD_GET_INFO: u32 = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
 
-    pub enum Unavailable {
+    pub(crate) enum Unavailable {
         /// Not for this process (gone); status may still answer.
         Now,
         /// Not on this kernel or under this seccomp profile: stop asking.
@@ -385,12 +385,12 @@ mod pidfd {
     }
 
     /// Whether /proc is the procfs of this process's pid namespace.
-    pub fn usable() -> bool {
+    pub(crate) fn usable() -> bool {
         std::fs::read_link("/proc/self")
             .is_ok_and(|p| p.as_os_str().to_str() == Some(&std::process::id().to_string()))
     }
 
-    pub fn real_uid(pid: u32) -> Result<u32, Unavailable> {
+    pub(crate) fn real_uid(pid: u32) -> Result<u32, Unavailable> {
         let always = |e: io::Error| match e.raw_os_error() {
             Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::ENOTTY | libc::EOPNOTSUPP) => {
                 Unavailable::Always

@@ -12,9 +12,9 @@
 //! Matching is case-insensitive and by substring, so `DB_PASSWORD=x` and `--x-api_key=y`
 //! are caught; over-masking is preferred to a leak.
 
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
-pub const DEFAULT_SENSITIVE_WORDS: &[&str] = &[
+pub(crate) const DEFAULT_SENSITIVE_WORDS: &[&str] = &[
     "password",
     "passwd",
     "mysql_pwd",
@@ -54,7 +54,7 @@ const SHORT_FLAGS: &[(&[&str], &str, bool)] = &[
 ];
 
 #[derive(Debug, Clone)]
-pub struct Scrubber {
+pub(crate) struct Scrubber {
     words: Vec<String>,
 }
 
@@ -65,7 +65,7 @@ impl Default for Scrubber {
 }
 
 impl Scrubber {
-    pub fn new(extra_words: &[String]) -> Self {
+    pub(crate) fn new(extra_words: &[String]) -> Self {
         let words = DEFAULT_SENSITIVE_WORDS
             .iter()
             .map(|w| w.to_string())
@@ -81,7 +81,7 @@ impl Scrubber {
     }
 
     /// Masks secrets in place.
-    pub fn scrub(&self, args: &mut [String]) {
+    pub(crate) fn scrub(&self, args: &mut [String]) {
         let program = args
             .first()
             .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())

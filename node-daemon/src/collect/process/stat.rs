@@ -7,32 +7,32 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// The fields of /proc/<pid>/stat the collector uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    pub comm: String,
+pub(crate) struct Stat {
+    pub(crate) comm: String,
     /// The state letter (`R`, `S`, `D`, `Z`, `T` ...).
-    pub state: char,
-    pub ppid: u32,
-    pub flags: u64,
+    pub(crate) state: char,
+    pub(crate) ppid: u32,
+    pub(crate) flags: u64,
     /// Clock ticks.
-    pub utime: u64,
-    pub stime: u64,
-    pub num_threads: u64,
+    pub(crate) utime: u64,
+    pub(crate) stime: u64,
+    pub(crate) num_threads: u64,
     /// Clock ticks after boot.
-    pub starttime: u64,
-    pub vsize: u64,
+    pub(crate) starttime: u64,
+    pub(crate) vsize: u64,
     /// Pages.
-    pub rss_pages: u64,
+    pub(crate) rss_pages: u64,
 }
 
 impl Stat {
-    pub fn is_kernel_thread(&self) -> bool {
+    pub(crate) fn is_kernel_thread(&self) -> bool {
         self.flags & PF_KTHREAD != 0
     }
 }
 
 /// Parses the text of /proc/<pid>/stat. The command name is between the first `(` and the
 /// last `)`, since it may itself hold spaces and parentheses.
-pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &[u8]) -> Option<Stat> {
     let open = text.iter().position(|&b| b == b'(')?;
     let close = text.iter().rposition(|&b| b == b')')?;
     if close < open {
@@ -70,23 +70,23 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
 /// /proc/<pid>/stat is not: since the kernel keeps RSS in per-CPU counters, `stat` shows
 /// a quick read that leaves out up to a few dozen pages per CPU, `statm` (and `status`)
 /// their sum.
-pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
+pub(crate) fn parse_statm_resident(text: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(text).ok()?;
     text.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// IO counters from /proc/<pid>/io.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IoCounters {
+pub(crate) struct IoCounters {
     /// Bytes from and to storage.
-    pub read_bytes: u64,
-    pub write_bytes: u64,
+    pub(crate) read_bytes: u64,
+    pub(crate) write_bytes: u64,
     /// Read and write system calls.
-    pub read_ops: u64,
-    pub write_ops: u64,
+    pub(crate) read_ops: u64,
+    pub(crate) write_ops: u64,
 }
 
-pub fn parse_io(text: &str) -> Option<IoCounters> {
+pub(crate) fn parse_io(text: &str) -> Option<IoCounters> {
     Some(IoCounters {
         read_bytes: keyed_u64(text, "read_bytes")?,
         write_bytes: keyed_u64(text, "write_bytes")?,

@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
-pub struct Users {
+pub(crate) struct Users {
     names: HashMap<u32, String>,
     reloaded_this_cycle: bool,
 }
 
 impl Users {
-    pub fn start_cycle(&mut self) {
+    pub(crate) fn start_cycle(&mut self) {
         self.reloaded_this_cycle = false;
     }
 
     /// The user name, or the uid as text when no passwd entry names it.
-    pub fn name(&mut self, uid: u32) -> String {
+    pub(crate) fn name(&mut self, uid: u32) -> String {
         if !self.names.contains_key(&uid) && !self.reloaded_this_cycle {
             self.reloaded_this_cycle = true;
             self.names = std::fs::read_to_string("/etc/passwd")

@@ -26,8 +26,8 @@ const MAGIC: [u8; 4] = *b"SQC1";
 /// A place in the queue: segment id and byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub(super) struct Position {
-    pub segment: u64,
-    pub offset: u64,
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
 }
 
 /// What the file held when opened.
@@ -47,7 +47,7 @@ pub(super) struct CursorFile {
 }
 
 impl CursorFile {
-    pub fn open(path: &Path) -> io::Result<(CursorFile, Stored)> {
+    pub(crate) fn open(path: &Path) -> io::Result<(CursorFile, Stored)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -78,7 +78,7 @@ impl CursorFile {
     }
 
     /// Overwrites the older slot. Not synced: see `sync`.
-    pub fn store(&mut self, pos: Position) -> io::Result<()> {
+    pub(crate) fn store(&mut self, pos: Position) -> io::Result<()> {
         let generation = self.generation + 1;
         let slot = encode(generation, pos);
         self.file
@@ -87,7 +87,7 @@ impl CursorFile {
         Ok(())
     }
 
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }

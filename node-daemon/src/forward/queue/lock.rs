@@ -17,12 +17,13 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use super::error::{io_err, QueueError};
+use crate::poison::IgnorePoison;
 
 /// (device, inode) of the directories locked by this process.
 static HELD: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
 
 fn held() -> MutexGuard<'static, BTreeSet<(u64, u64)>> {
-    HELD.lock().unwrap_or_else(|p| p.into_inner())
+    HELD.lock().ignore_poison()
 }
 
 #[derive(Debug)]

@@ -75,7 +75,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cursor::{CursorFile, Position};
@@ -83,14 +83,14 @@ use error::io_err;
 use record::{encode_header, record_len};
 use segment::Segment;
 
-pub use error::QueueError;
-pub use record::{Record, RecordId, HEADER_LEN, MAX_RECORD_BYTES};
+pub(crate) use error::QueueError;
+pub(crate) use record::{Record, RecordId, HEADER_LEN};
 
 /// `STS_QUEUE_MAX_BYTES` default: 512 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
-pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 512 << 20;
+pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 /// Smallest cap `open` accepts.
-pub const MIN_MAX_BYTES: u64 = 64 << 10;
+pub(crate) const MIN_MAX_BYTES: u64 = 64 << 10;
 const MIN_SEGMENT_BYTES: u64 = 4 << 10;
 
 /// When pushed records are forced to disk (`fdatasync`).
@@ -126,14 +126,14 @@ impl Default for QueueOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Records pushed and not yet acknowledged (nor dropped).
-    pub records: u64,
+    pub(crate) records: u64,
     /// Their bytes on disk, headers included.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Size of the segment files: what the cap bounds.
     pub disk_bytes: u64,
     /// Records lost to the cap, to damage, or torn by a crash.
-    pub dropped_records: u64,
-    pub dropped_bytes: u64,
+    pub(crate) dropped_records: u64,
+    pub(crate) dropped_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -173,7 +173,7 @@ impl DiskQueue {
     /// Appends several records, each made of its parts, then syncs once as the policy
     /// says: one `fdatasync` for all of them with [`SyncPolicy::EveryPush`]. Each record's
     /// outcome, in order; a refused one leaves the others in.
-    pub fn push_many(&mut self, records: &[&[&[u8]]]) -> Vec<Result<(), QueueError>> {
+    pub(crate) fn push_many(&mut self, records: &[&[&[u8]]]) -> Vec<Result<(), QueueError>> {
         let mut outcomes: Vec<Result<(), QueueError>> =
             records.iter().map(|parts| self.append(parts)).collect();
         if outcomes.iter().any(Result::is_ok) {
@@ -291,7 +291,7 @@ impl DiskQueue {
     /// record not yet acknowledged, oldest first, leaving the queue as it is. Payload
     /// checksums are not verified (a prefix cannot be); a damaged header ends the walk of
     /// its segment, as it ends reading there. Memory: one prefix.
-    pub fn scan_pending(
+    pub(crate) fn scan_pending(
         &self,
         prefix: usize,
         mut visit: impl FnMut(&[u8]),
@@ -342,7 +342,7 @@ impl DiskQueue {
     }
 
     /// Forces pushed records and the cursor to disk.
-    pub fn sync(&mut self) -> Result<(), QueueError> {
+    pub(crate) fn sync(&mut self) -> Result<(), QueueError> {
         self.sync_writer()?;
         self.cursor_file
             .sync()
@@ -358,7 +358,8 @@ impl DiskQueue {
     }
 
     /// Bytes of the unacknowledged records on disk, headers included.
-    pub fn bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> u64 {
         self.stats.bytes
     }
 
@@ -366,7 +367,8 @@ impl DiskQueue {
         self.stats.dropped_records
     }
 
-    pub fn dropped_bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped_bytes(&self) -> u64 {
         self.stats.dropped_bytes
     }
 
@@ -375,12 +377,9 @@ impl DiskQueue {
     }
 
     /// Largest payload `push` takes: [`MAX_RECORD_BYTES`] or a quarter of the cap.
-    pub fn max_record_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn max_record_bytes(&self) -> usize {
         self.record_limit
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn write_segment(&self) -> &Segment {

@@ -14,23 +14,23 @@
 
 use std::fmt;
 
-pub const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 const MAGIC: [u8; 4] = *b"SQR1";
 
 /// The largest payload the format accepts; a header announcing more is damaged. `push`
 /// may refuse smaller ones (a quarter of the queue's cap).
-pub const MAX_RECORD_BYTES: usize = 64 << 20;
+pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
 
 /// A header that passed its checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Header {
-    pub len: u32,
-    pub crc: u32,
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
 }
 
 impl Header {
     /// Header and payload.
-    pub fn record_len(&self) -> u64 {
+    pub(crate) fn record_len(&self) -> u64 {
         record_len(self.len)
     }
 }
@@ -85,12 +85,9 @@ pub struct RecordId {
 
 impl RecordId {
     /// Payload length in bytes.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -14,13 +14,13 @@ const SCAN_BUF: usize = 64 << 10;
 /// A segment in memory. The oldest one holds the read cursor; the newest one is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Segment {
-    pub id: u64,
+    pub(crate) id: u64,
     /// Bytes on disk.
-    pub size: u64,
+    pub(crate) size: u64,
     /// End of the last record that can be located; `size` but for a damaged tail.
-    pub end: u64,
+    pub(crate) end: u64,
     /// Records not yet acknowledged (from the cursor, for the oldest segment).
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
 pub(super) fn file_name(id: u64) -> String {
@@ -64,14 +64,14 @@ pub(super) enum Stop {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Scan {
-    pub file_len: u64,
+    pub(crate) file_len: u64,
     /// End of the last record that can be located.
-    pub end: u64,
-    pub stop: Stop,
+    pub(crate) end: u64,
+    pub(crate) stop: Stop,
     /// The last record boundary at or before the requested cursor.
-    pub cursor: u64,
+    pub(crate) cursor: u64,
     /// Records starting at or after `cursor`.
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
 /// Walks the records of a segment from its start, one header at a time (memory: one

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::record::{decode_header, HEADER_LEN};
+use super::record::{decode_header, HEADER_LEN, MAX_RECORD_BYTES};
 use super::segment::file_name;
 use super::*;
 

@@ -8,7 +8,7 @@
 
 #[cfg(sts_bpf)]
 mod programs;
-pub mod record;
+pub(crate) mod record;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -53,7 +53,7 @@ impl EbpfError {
 
     /// The reason without the verifier's log, short enough for one line of status; a
     /// helper the kernel does not have is named.
-    pub fn short_reason(&self) -> String {
+    pub(crate) fn short_reason(&self) -> String {
         let (name, full) = match self {
             Self::Program { name, reason } => (Some(*name), reason.clone()),
             other => (None, other.to_string()),
@@ -81,27 +81,27 @@ mod programs {
     //! Stands in for the kernel programs when build.rs could not build them.
     use super::EbpfError;
 
-    pub const DROP_RING_FULL: u32 = 0;
-    pub const DROP_NO_STORAGE: u32 = 1;
+    pub(crate) const DROP_RING_FULL: u32 = 0;
+    pub(crate) const DROP_NO_STORAGE: u32 = 1;
 
-    pub struct Programs {
-        pub sources: Vec<String>,
-        pub refused: Vec<String>,
-        pub reports_closes: bool,
+    pub(crate) struct Programs {
+        pub(crate) sources: Vec<String>,
+        pub(crate) refused: Vec<String>,
+        pub(crate) reports_closes: bool,
     }
 
     impl Programs {
-        pub fn load() -> Result<Self, EbpfError> {
+        pub(crate) fn load() -> Result<Self, EbpfError> {
             let why = include_str!(concat!(env!("OUT_DIR"), "/bpf-missing.txt"));
             Err(EbpfError::NotBuilt(why.to_string()))
         }
-        pub fn iterate(&mut self, _: &mut Vec<u8>) -> Result<(), EbpfError> {
+        pub(crate) fn iterate(&mut self, _: &mut Vec<u8>) -> Result<(), EbpfError> {
             Ok(())
         }
-        pub fn drain_closed(&mut self, _: impl FnMut(&[u8])) -> u64 {
+        pub(crate) fn drain_closed(&mut self, _: impl FnMut(&[u8])) -> u64 {
             0
         }
-        pub fn drops(&self, _: u32) -> u64 {
+        pub(crate) fn drops(&self, _: u32) -> u64 {
             0
         }
     }

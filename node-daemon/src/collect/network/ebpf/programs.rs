@@ -12,6 +12,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::record::RECORD_LEN;
 use super::EbpfError;
+use crate::poison::IgnorePoison;
 
 /// Closed-connection records kept between two cycles at most (7 MiB); more are counted in
 /// `network.closed_lost`.
@@ -88,18 +89,18 @@ const FEATURES: [Feature; 4] = [
 ];
 
 /// Indexes of the kernel's drop counters (`bpf/network.h`).
-pub const DROP_RING_FULL: u32 = 0;
-pub const DROP_NO_STORAGE: u32 = 1;
+pub(crate) const DROP_RING_FULL: u32 = 0;
+pub(crate) const DROP_NO_STORAGE: u32 = 1;
 
 /// The loaded and attached programs; dropping it detaches them.
-pub struct Programs {
+pub(crate) struct Programs {
     ebpf: Ebpf,
     /// Where each feature comes from on this kernel: for status.
-    pub sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     /// What this kernel refused, why, and what that costs: for status.
-    pub refused: Vec<String>,
+    pub(crate) refused: Vec<String>,
     /// Whether every TCP close reaches the ring buffer.
-    pub reports_closes: bool,
+    pub(crate) reports_closes: bool,
     closed: ClosedReader,
     drops: PerCpuArray<MapData, u64>,
 }
@@ -141,7 +142,7 @@ impl ClosedReader {
                     };
                     // SAFETY: one valid pollfd; a 200 ms timeout bounds the stop latency.
                     unsafe { libc::poll(&mut fd, 1, 200) };
-                    let mut pending = pending2.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut pending = pending2.lock().ignore_poison();
                     while let Some(item) = ring.next() {
                         let room = pending.records.len() < CLOSED_PENDING_MAX * RECORD_LEN;
                         if item.len() == RECORD_LEN && room {
@@ -161,7 +162,7 @@ impl ClosedReader {
     }
 
     fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.pending.lock().ignore_poison())
     }
 }
 
@@ -175,7 +176,7 @@ impl Drop for ClosedReader {
 }
 
 impl Programs {
-    pub fn load() -> Result<Self, EbpfError> {
+    pub(crate) fn load() -> Result<Self, EbpfError> {
         let btf = Btf::from_sys_fs().map_err(|e| EbpfError::Btf(e.to_string()))?;
         // One parsed copy of the kernel's BTF (several MB) for relocations and attaching.
         let mut ebpf = EbpfLoader::new()
@@ -224,7 +225,7 @@ impl Programs {
     }
 
     /// Runs the socket iterator once: `struct sock_record`s back to back into `buf`.
-    pub fn iterate(&mut self, buf: &mut Vec<u8>) -> Result<(), EbpfError> {
+    pub(crate) fn iterate(&mut self, buf: &mut Vec<u8>) -> Result<(), EbpfError> {
         let iter: &mut Iter = self
             .ebpf
             .program_mut("sockets")
@@ -248,14 +249,14 @@ impl Programs {
 
     /// Hands every closed-connection record gathered since the last call to `f`; returns
     /// how many were lost on the way to user space meanwhile.
-    pub fn drain_closed(&mut self, mut f: impl FnMut(&[u8])) -> u64 {
+    pub(crate) fn drain_closed(&mut self, mut f: impl FnMut(&[u8])) -> u64 {
         let pending = self.closed.take();
         pending.records.chunks(RECORD_LEN).for_each(&mut f);
         pending.lost
     }
 
     /// A drop counter of the kernel side, summed over CPUs, since load.
-    pub fn drops(&self, index: u32) -> u64 {
+    pub(crate) fn drops(&self, index: u32) -> u64 {
         self.drops
             .get(&index, 0)
             .map(|per_cpu| per_cpu.iter().sum())

@@ -6,7 +6,7 @@ use crate::collect::network::proc_net::normalize;
 use crate::collect::network::socket::Protocol;
 
 /// Size of one record; the iterator writes them back to back.
-pub const RECORD_LEN: usize = 112;
+pub(crate) const RECORD_LEN: usize = 112;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -17,30 +17,30 @@ const RECORD_CLOSED: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Kernel address of the sock: the socket's identity while it lives.
-    pub sk: u64,
-    pub inode: u64,
+    pub(crate) sk: u64,
+    pub(crate) inode: u64,
     /// The owner's start, ns since boot; with `pid`, 0 when the owner is unknown.
-    pub owner_start_ns: u64,
+    pub(crate) owner_start_ns: u64,
     /// Boot-clock ns when the connection opened; 0 when it predates the tracer.
-    pub start_ns: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub pid: u32,
-    pub netns: u32,
-    pub retransmits: u32,
-    pub srtt_us: u32,
-    pub tx_queue: u32,
-    pub rx_queue: u32,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub protocol: Protocol,
-    pub state: u8,
+    pub(crate) start_ns: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) pid: u32,
+    pub(crate) netns: u32,
+    pub(crate) retransmits: u32,
+    pub(crate) srtt_us: u32,
+    pub(crate) tx_queue: u32,
+    pub(crate) rx_queue: u32,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) protocol: Protocol,
+    pub(crate) state: u8,
     /// A TCP connection that reached TCP_CLOSE, with its final counters.
-    pub closed: bool,
+    pub(crate) closed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     #[error("record of {0} bytes, expected {RECORD_LEN}")]
     Length(usize),
     #[error("address family {0} is neither AF_INET nor AF_INET6")]
@@ -49,7 +49,7 @@ pub enum RecordError {
     Protocol(u8),
 }
 
-pub fn parse(b: &[u8]) -> Result<Record, RecordError> {
+pub(crate) fn parse(b: &[u8]) -> Result<Record, RecordError> {
     if b.len() != RECORD_LEN {
         return Err(RecordError::Length(b.len()));
     }

@@ -20,7 +20,7 @@ const MAX_PIECE: usize = 1 << 30;
 /// igzip's state (360 KB with its working buffer), writing one gzip member after another:
 /// [`Gzip::begin`], [`Gzip::write`] as often as needed, [`Gzip::finish`]. Kept from one
 /// member to the next, its memory is not fresh pages to fault in each time.
-pub struct Gzip {
+pub(crate) struct Gzip {
     /// Boxed: igzip's state (80 KB) stays at one address, off the stack.
     stream: Box<isal::isal_zstream>,
     /// igzip's working buffer; `stream.level_buf` points into it.
@@ -36,10 +36,18 @@ unsafe impl Send for Gzip {}
 
 impl Gzip {
     /// igzip's state, ready for a first member (as after `begin(0)`).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
+        let layout = std::alloc::Layout::new::<isal::isal_zstream>();
         // SAFETY: isal_zstream is plain data (integers, pointers, arrays of them), for
-        // which all-zero bytes are a valid value; isal_deflate_init then sets it up.
-        let mut stream = unsafe { Box::<isal::isal_zstream>::new_zeroed().assume_init() };
+        // which all-zero bytes are a valid value, and not zero-sized; the allocation has
+        // its layout and the Box owns it. isal_deflate_init then sets it up.
+        let mut stream = unsafe {
+            let zeroed = std::alloc::alloc_zeroed(layout).cast::<isal::isal_zstream>();
+            if zeroed.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(zeroed)
+        };
         // SAFETY: `stream` is a valid, exclusively borrowed isal_zstream.
         unsafe { isal::isal_deflate_init(&mut *stream) };
         let mut level_buf = vec![0u8; LEVEL_BUF].into_boxed_slice();
@@ -57,7 +65,7 @@ impl Gzip {
 
     /// Starts a new member, dropping any half-written one. `size_hint`: about how many
     /// bytes will be written (sizes the body's first buffer).
-    pub fn begin(&mut self, size_hint: usize) {
+    pub(crate) fn begin(&mut self, size_hint: usize) {
         // SAFETY: a valid isal_zstream; reset keeps the level and working buffer.
         unsafe { isal::isal_deflate_reset(&mut *self.stream) };
         // Once it has written a member's header, igzip marks the stream header-less.
@@ -65,14 +73,14 @@ impl Gzip {
         self.body = Vec::with_capacity(size_hint / 4 + MIN_ROOM);
     }
 
-    pub fn write(&mut self, data: &[u8]) {
+    pub(crate) fn write(&mut self, data: &[u8]) {
         for piece in data.chunks(MAX_PIECE) {
             self.deflate(piece, false);
         }
     }
 
     /// The member, complete. The next one starts with [`Gzip::begin`].
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         self.deflate(&[], true);
         std::mem::take(&mut self.body)
     }

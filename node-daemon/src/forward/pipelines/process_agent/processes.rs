@@ -5,7 +5,7 @@ use sts_proto::process_agent::v1 as pb;
 use crate::model::{Container, Process, Snapshot};
 
 /// The host as every message names it.
-pub fn host(snapshot: &Snapshot) -> pb::Host {
+pub(crate) fn host(snapshot: &Snapshot) -> pb::Host {
     let h = &snapshot.host;
     pb::Host {
         name: h.hostname.clone(),
@@ -16,7 +16,7 @@ pub fn host(snapshot: &Snapshot) -> pb::Host {
 }
 
 /// The host's system information (`uuid` is the EC2 instance id when known).
-pub fn system_info(snapshot: &Snapshot) -> pb::SystemInfo {
+pub(crate) fn system_info(snapshot: &Snapshot) -> pb::SystemInfo {
     let h = &snapshot.host;
     let instance = h.ecs.as_ref().and_then(|e| e.instance.as_ref());
     pb::SystemInfo {
@@ -34,7 +34,7 @@ pub fn system_info(snapshot: &Snapshot) -> pb::SystemInfo {
 }
 
 /// A small stable key of a process (pid and create time) or a container (its id).
-pub fn key(parts: &[&[u8]]) -> u32 {
+pub(crate) fn key(parts: &[&[u8]]) -> u32 {
     // FNV-1a.
     let mut hash: u32 = 0x811c_9dc5;
     for byte in parts.iter().flat_map(|p| p.iter()) {
@@ -44,11 +44,11 @@ pub fn key(parts: &[&[u8]]) -> u32 {
     hash
 }
 
-pub fn process_key(pid: u32, create_time_ms: u64) -> u32 {
+pub(crate) fn process_key(pid: u32, create_time_ms: u64) -> u32 {
     key(&[&pid.to_le_bytes(), &create_time_ms.to_le_bytes()])
 }
 
-pub fn process(p: &Process) -> pb::Process {
+pub(crate) fn process(p: &Process) -> pb::Process {
     let container_id = p.container_id.clone().unwrap_or_default();
     pb::Process {
         key: process_key(p.pid, p.create_time_ms),
@@ -101,7 +101,7 @@ pub fn process(p: &Process) -> pb::Process {
 }
 
 /// What a `deleteProcess` command names: the process's identity only.
-pub fn process_identity(pid: u32, create_time_ms: u64) -> pb::Process {
+pub(crate) fn process_identity(pid: u32, create_time_ms: u64) -> pb::Process {
     pb::Process {
         key: process_key(pid, create_time_ms),
         pid: pid as i32,
@@ -124,7 +124,7 @@ fn state(letter: char) -> pb::ProcessState {
     }
 }
 
-pub fn container(c: &Container, host: &pb::Host) -> pb::Container {
+pub(crate) fn container(c: &Container, host: &pb::Host) -> pb::Container {
     let i = &c.info;
     let t = c.telemetry.clone().unwrap_or_default();
     let rate = |v: Option<f64>| v.unwrap_or(0.0) as f32;
@@ -155,7 +155,7 @@ pub fn container(c: &Container, host: &pb::Host) -> pb::Container {
 }
 
 /// What a `deleteContainer` command names.
-pub fn container_identity(id: &str) -> pb::Container {
+pub(crate) fn container_identity(id: &str) -> pb::Container {
     pb::Container {
         r#type: "docker".into(),
         id: id.to_string(),
@@ -178,7 +178,7 @@ fn container_state(state: &str) -> pb::ContainerState {
 }
 
 /// The container's tags with the names of the agent's Docker and ECS taggers.
-pub fn container_tags(c: &Container) -> Vec<String> {
+pub(crate) fn container_tags(c: &Container) -> Vec<String> {
     let i = &c.info;
     let mut tags = vec![
         format!("container_id:{}", i.id),
@@ -232,7 +232,7 @@ fn split_image(image: &str) -> (&str, Option<&str>) {
 /// Seconds since the epoch of an RFC 3339 UTC time as Docker writes it
 /// (`2026-12-06T19:19:24.123456789Z`); None for anything else (Docker's zero time
 /// `0001-01-01T00:00:00Z` gives a negative number, which is kept out).
-pub fn epoch_seconds(text: &str) -> Option<i64> {
+pub(crate) fn epoch_seconds(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
         return None;

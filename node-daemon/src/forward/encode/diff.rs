@@ -22,7 +22,7 @@ pub struct TopologyDiff {
 pub struct Update {
     pub elements: Elements,
     pub delete_ids: Vec<String>,
-    pub full: bool,
+    pub(crate) full: bool,
 }
 
 fn hash_of(value: &impl Hash) -> u64 {
@@ -64,7 +64,7 @@ impl TopologyDiff {
 
     /// The update that brings the receiver from what was sent last to `now`.
     pub fn update(&mut self, now: Elements) -> Update {
-        let full = self.cycles.is_multiple_of(self.full_every);
+        let full = self.cycles % self.full_every == 0;
         self.cycles += 1;
         let mut current = BTreeMap::new();
         let mut changed = Elements::default();
@@ -101,7 +101,7 @@ impl TopologyDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::intake::{Component, Link};
+    use crate::forward::encode::intake::{Component, Link};
     use serde_json::json;
 
     fn component(id: &str, v: i64) -> Component {

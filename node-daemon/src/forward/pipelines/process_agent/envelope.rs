@@ -10,14 +10,14 @@ pub enum MessageType {
     CollectorConnections = 22,
 }
 
-pub const VERSION: u8 = 3;
-pub const ENCODING_ZSTD_PROTOBUF: u8 = 2;
-pub const HEADER_LEN: usize = 16;
+pub(crate) const VERSION: u8 = 3;
+pub(crate) const ENCODING_ZSTD_PROTOBUF: u8 = 2;
+pub(crate) const HEADER_LEN: usize = 16;
 
 /// zstd's first fast level: on a cycle of 2,000 processes and 10,000 connections it takes
 /// about three quarters of level 1's time for 7% more bytes; the faster levels below it
 /// save little more time and cost far more bytes (`benches/forward_cost.rs`).
-pub const ZSTD_LEVEL: i32 = -1;
+pub(crate) const ZSTD_LEVEL: i32 = -1;
 
 #[derive(Debug, thiserror::Error)]
 #[error("zstd: {0}")]
@@ -29,7 +29,7 @@ pub struct EnvelopeWriter {
 }
 
 impl EnvelopeWriter {
-    pub fn new() -> Result<Self, CompressError> {
+    pub(crate) fn new() -> Result<Self, CompressError> {
         Self::with_level(ZSTD_LEVEL)
     }
 
@@ -61,7 +61,7 @@ impl EnvelopeWriter {
 }
 
 /// Version, encoding, message type, subscription id 0, org id 0 (i32), timestamp (i64 ms).
-pub fn header(kind: MessageType, timestamp_ms: i64) -> [u8; HEADER_LEN] {
+pub(crate) fn header(kind: MessageType, timestamp_ms: i64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0] = VERSION;
     h[1] = ENCODING_ZSTD_PROTOBUF;

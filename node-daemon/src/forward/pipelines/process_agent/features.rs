@@ -4,16 +4,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use url::Url;
 
 use crate::config::ApiKey;
-use crate::forward::client::ReceiverClient;
-use crate::forward::sink::endpoint;
+use crate::forward::client::{authorize, endpoint, Auth, ReceiverClient};
+use crate::shutdown::Shutdown;
 
-pub const FEATURES_PATH: &str = "/features";
+pub(crate) const FEATURES_PATH: &str = "/features";
 /// How often the receiver is asked again.
-pub const REFRESH: Duration = Duration::from_secs(300);
+pub(crate) const REFRESH: Duration = Duration::from_secs(300);
 const MAX_ANSWER: usize = 64 << 10;
 
 /// The features the daemon uses, shared with the pipeline.
@@ -23,7 +22,7 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn incremental_topology(&self) -> bool {
+    pub(crate) fn incremental_topology(&self) -> bool {
         self.incremental_topology.load(Ordering::Relaxed)
     }
 
@@ -33,19 +32,18 @@ impl Features {
         on
     }
 
-    /// Asks at start and every [`REFRESH`] until `stop`. An error or a 404 means none.
-    pub async fn follow(
+    /// Asks at start and every [`REFRESH`] until `shutdown`. An error or a 404 means
+    /// none.
+    pub(crate) async fn follow(
         self,
         client: ReceiverClient,
         base: Url,
         key: Option<ApiKey>,
-        mut stop: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
     ) {
-        let url = endpoint(&base, FEATURES_PATH);
+        let mut url = endpoint(&base, FEATURES_PATH);
         let mut headers = Vec::new();
-        if let Some(key) = &key {
-            headers.push(("sts-api-key", key.expose().to_string()));
-        }
+        authorize(&mut url, &mut headers, key.as_ref(), Auth::StsHeader);
         let mut last: Option<bool> = None;
         loop {
             let on = match client.get(&url, &headers, MAX_ANSWER).await {
@@ -63,7 +61,7 @@ impl Features {
             }
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = shutdown.wait() => return,
             }
         }
     }

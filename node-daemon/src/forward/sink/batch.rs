@@ -1,8 +1,14 @@
 //! A batch ready to send: where to, with which headers, and its encoded body. Batches
 //! are stored on disk as one record: a length-prefixed JSON header, then the body.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::clock::unix_ms_now;
+use crate::forward::queue::{DiskQueue, QueueError};
+use crate::traces::RelayBatch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
@@ -15,18 +21,53 @@ pub struct Batch {
     pub spans: u64,
     /// The sidecar batch whose spans end with this batch (traces pipeline): kept in the
     /// queue with it, so that a restarted daemon knows the sidecar batch was taken even
-    /// if the acknowledgement never reached the sidecar.
+    /// if the acknowledgement never reached the sidecar (`traces/acks.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayBatch>,
     #[serde(skip)]
     pub body: Bytes,
 }
 
-/// A sidecar's relay batch: `SpanBatch.sidecar_id` and `batch_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayBatch {
-    pub sidecar_id: String,
-    pub batch_id: u64,
+/// Makes this daemon's batches, for every pipeline: ids unique to its host and start.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    hostname: String,
+    started_ms: i64,
+    sequence: AtomicU64,
+}
+
+impl Batcher {
+    pub(crate) fn new(hostname: &str) -> Self {
+        Self {
+            hostname: hostname.to_string(),
+            started_ms: unix_ms_now(),
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// A batch of `pipeline` with the next id, for `path` below the pipeline's base URL.
+    pub(crate) fn batch(
+        &self,
+        pipeline: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        spans: u64,
+        body: Bytes,
+    ) -> Batch {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        Batch {
+            id: format!("{}/{pipeline}/{}/{seq}", self.hostname, self.started_ms),
+            path: path.to_string(),
+            headers,
+            spans,
+            relay: None,
+            body,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +104,7 @@ impl Batch {
     }
 
     /// The batch without its body, from the start of a record (at least the header).
-    pub fn header_from_prefix(prefix: &[u8]) -> Result<Self, MalformedBatch> {
+    pub(crate) fn header_from_prefix(prefix: &[u8]) -> Result<Self, MalformedBatch> {
         Self::header(prefix).map(|(batch, _)| batch)
     }
 
@@ -80,21 +121,14 @@ impl Batch {
         Ok((batch, 4 + len))
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.body.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.body.is_empty()
     }
 }
 
 /// Queues `batches` on `disk` in order, one record each, with one sync for all; each
 /// batch's outcome.
-pub fn push_batches(
-    disk: &mut super::queue::DiskQueue,
-    batches: &[Batch],
-) -> Vec<Result<(), super::queue::QueueError>> {
+pub fn push_batches(disk: &mut DiskQueue, batches: &[Batch]) -> Vec<Result<(), QueueError>> {
     let heads: Vec<Vec<u8>> = batches.iter().map(Batch::record_head).collect();
     let records: Vec<[&[u8]; 2]> = heads
         .iter()

@@ -5,13 +5,14 @@
 //! host, process and container components and the connections between processes only
 //! from these messages.
 
-pub mod connections;
-pub mod envelope;
-pub mod features;
-pub mod processes;
+pub(crate) mod connections;
+pub(crate) mod envelope;
+pub(crate) mod features;
+mod pipeline;
+pub(crate) mod processes;
 mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Sets of the host's own pids and container ids, with a fast hasher.
 type Set<T> = HashSet<T, foldhash::fast::RandomState>;
@@ -24,15 +25,16 @@ use crate::model::{Process, Snapshot};
 use connections::{ConnectionCounts, ConnectionTracker, Naming};
 pub use envelope::{CompressError, EnvelopeWriter, MessageType};
 pub use features::Features;
+pub(crate) use pipeline::{remove_obsolete_queue, Pipeline, SPEC};
 
-pub const COLLECTOR_PATH: &str = "/api/v1/collector";
-pub const CONNECTIONS_PATH: &str = "/api/v1/connections";
+pub(crate) const COLLECTOR_PATH: &str = "/api/v1/collector";
+pub(crate) const CONNECTIONS_PATH: &str = "/api/v1/connections";
 /// At most this many processes, containers, commands or connections in one message.
-pub const MAX_PER_MESSAGE: usize = 100;
+pub(crate) const MAX_PER_MESSAGE: usize = 100;
 /// Connections followed between messages at most (beyond: counted, not reported).
-pub const MAX_TRACKED_CONNECTIONS: usize = 262_144;
+pub(crate) const MAX_TRACKED_CONNECTIONS: usize = 262_144;
 /// The version the receiver is told (`sts-processagentversion`).
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The agent's settings, with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,22 +77,20 @@ pub struct Outgoing {
     pub path: &'static str,
     pub kind: MessageType,
     pub body: Vec<u8>,
-    /// Processes, containers, commands or connections in it.
-    pub items: usize,
 }
 
 /// What the last messages held and left out, for status.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub processes: u64,
-    pub short_lived_processes: u64,
-    pub containers: u64,
-    pub commands: u64,
+    pub(crate) short_lived_processes: u64,
+    pub(crate) containers: u64,
+    pub(crate) commands: u64,
     pub connections: ConnectionCounts,
     /// Connections the tracker had no room for, since start.
-    pub untracked_total: u64,
-    pub full_messages: u64,
-    pub incremental_messages: u64,
+    pub(crate) untracked_total: u64,
+    pub(crate) full_messages: u64,
+    pub(crate) incremental_messages: u64,
 }
 
 pub struct ProcessAgent {
@@ -203,12 +203,7 @@ impl ProcessAgent {
             wire::int(buf, 6, groups as i64);
             wire::string(buf, 7, cluster.unwrap_or_default());
             wire::int(buf, 8, self.settings.interval.as_millis() as i64);
-            out.push(self.seal(
-                CONNECTIONS_PATH,
-                MessageType::CollectorConnections,
-                last - first,
-                now_ms,
-            )?);
+            out.push(self.seal(CONNECTIONS_PATH, MessageType::CollectorConnections, now_ms)?);
         }
         self.connections = encoded;
         self.known_processes = pids;
@@ -220,14 +215,13 @@ impl ProcessAgent {
         path: &'static str,
         kind: MessageType,
         message: &impl Message,
-        items: usize,
         now_ms: u64,
     ) -> Result<Outgoing, CompressError> {
         self.scratch.clear();
         message
             .encode(&mut self.scratch)
             .expect("a Vec grows as needed");
-        self.seal(path, kind, items, now_ms)
+        self.seal(path, kind, now_ms)
     }
 
     /// The envelope around the protobuf in `scratch`.
@@ -235,16 +229,10 @@ impl ProcessAgent {
         &mut self,
         path: &'static str,
         kind: MessageType,
-        items: usize,
         now_ms: u64,
     ) -> Result<Outgoing, CompressError> {
         let body = self.writer.write(kind, now_ms as i64, &self.scratch)?;
-        Ok(Outgoing {
-            path,
-            kind,
-            body,
-            items,
-        })
+        Ok(Outgoing { path, kind, body })
     }
 
     /// A full `CollectorProc` when due (or when the receiver takes no changes), else
@@ -286,7 +274,6 @@ impl ProcessAgent {
             let proc_chunks = split(procs, groups);
             let container_chunks = split(containers, groups);
             for (p, c) in proc_chunks.into_iter().zip(container_chunks) {
-                let items = p.len() + c.len();
                 let message = pb::CollectorProc {
                     host_name: snapshot.host.hostname.clone(),
                     processes: p,
@@ -300,7 +287,6 @@ impl ProcessAgent {
                     COLLECTOR_PATH,
                     MessageType::CollectorProc,
                     &message,
-                    items,
                     now_ms,
                 )?);
             }
@@ -317,7 +303,6 @@ impl ProcessAgent {
             self.counts.commands = commands.len() as u64;
             let groups = group_count(commands.len());
             for chunk in split(commands, groups) {
-                let items = chunk.len();
                 let message = pb::CollectorCommands {
                     host_name: snapshot.host.hostname.clone(),
                     commands: chunk,
@@ -330,7 +315,6 @@ impl ProcessAgent {
                     COLLECTOR_PATH,
                     MessageType::CollectorCommands,
                     &message,
-                    items,
                     now_ms,
                 )?);
             }
@@ -407,7 +391,7 @@ pub fn headers(hostname: &str) -> Vec<(String, String)> {
 }
 
 /// What the pipeline's status shows besides the sink's counters.
-pub fn status_values(counts: &Counts) -> Vec<(&'static str, u64)> {
+pub(crate) fn status_values(counts: &Counts) -> Vec<(&'static str, u64)> {
     let c = &counts.connections;
     vec![
         ("processes", counts.processes),
@@ -422,20 +406,20 @@ pub fn status_values(counts: &Counts) -> Vec<(&'static str, u64)> {
     ]
 }
 
-/// Counts by message type of a list of messages (for logs and tests).
-pub fn by_kind(messages: &[Outgoing]) -> HashMap<u8, usize> {
-    let mut m = HashMap::new();
-    for o in messages {
-        *m.entry(o.kind as u8).or_default() += 1;
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::fixtures::{process, snapshot};
     use pb::collector_command::Command as C;
+
+    /// Counts by message type of a list of messages.
+    fn by_kind(messages: &[Outgoing]) -> std::collections::HashMap<u8, usize> {
+        let mut m = std::collections::HashMap::new();
+        for o in messages {
+            *m.entry(o.kind as u8).or_default() += 1;
+        }
+        m
+    }
 
     const MINUTE: u64 = 60_000;
     const CYCLE: Duration = Duration::from_secs(10);

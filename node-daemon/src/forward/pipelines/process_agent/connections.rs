@@ -13,7 +13,7 @@ use crate::model::Connection;
 
 /// What identifies a connection from one message to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnectionKey {
+pub(crate) struct ConnectionKey {
     pid: u32,
     create_time_ms: u64,
     netns: u64,
@@ -49,47 +49,44 @@ struct Tracked {
 
 /// What a connection did since the message before.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Deltas {
-    pub bytes_sent_delta: u64,
-    pub bytes_received_delta: u64,
-    pub seconds: f64,
+pub(crate) struct Deltas {
+    pub(crate) bytes_sent_delta: u64,
+    pub(crate) bytes_received_delta: u64,
+    pub(crate) seconds: f64,
 }
 
 /// What a message's connections were filtered by.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionCounts {
     pub reported: u64,
-    pub short_lived: u64,
+    pub(crate) short_lived: u64,
     /// Their process is not reported (short-lived or blacklisted).
-    pub unreported_process: u64,
+    pub(crate) unreported_process: u64,
     /// Beyond the tracker's bound: counted, never reported.
-    pub untracked: u64,
+    pub(crate) untracked: u64,
 }
 
 /// The connections seen between messages (closed ones too), at most `cap`.
-pub struct ConnectionTracker {
+pub(crate) struct ConnectionTracker {
     tracked: HashMap<ConnectionKey, Tracked, foldhash::fast::RandomState>,
     cap: usize,
 }
 
 impl ConnectionTracker {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             tracked: HashMap::default(),
             cap,
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.tracked.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tracked.is_empty()
-    }
-
     /// Takes one cycle's connections; returns how many did not fit.
-    pub fn observe(&mut self, connections: &[Connection], now_ms: u64) -> u64 {
+    pub(crate) fn observe(&mut self, connections: &[Connection], now_ms: u64) -> u64 {
         let mut untracked = 0;
         for c in connections {
             let key = ConnectionKey::of(c);
@@ -126,7 +123,7 @@ impl ConnectionTracker {
     /// The connections of a message at `now_ms`, each made by `build`: seen since the last
     /// one, open for at least `min_age_ms`, and of a reported process. Forgets the closed
     /// and the vanished.
-    pub fn take<T>(
+    pub(crate) fn take<T>(
         &mut self,
         now_ms: u64,
         min_age_ms: u64,
@@ -186,15 +183,15 @@ fn refresh(latest: &mut Connection, now: &Connection) {
 }
 
 /// How a connection is written: the host and the cluster it is named in, and the NAT.
-pub struct Naming<'a> {
-    pub hostname: &'a str,
-    pub cluster: Option<&'a str>,
-    pub translations:
+pub(crate) struct Naming<'a> {
+    pub(crate) hostname: &'a str,
+    pub(crate) cluster: Option<&'a str>,
+    pub(crate) translations:
         HashMap<(SocketAddr, SocketAddr), &'a Translation, foldhash::fast::RandomState>,
 }
 
 impl<'a> Naming<'a> {
-    pub fn new(
+    pub(crate) fn new(
         hostname: &'a str,
         cluster: Option<&'a str>,
         translations: &'a [Translation],
@@ -226,7 +223,7 @@ impl<'a> Naming<'a> {
     }
 
     /// Appends `c` as a protobuf `Connection` (the message's fields, no tag or length).
-    pub fn encode(&self, buf: &mut Vec<u8>, c: &Connection, r: Deltas) {
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>, c: &Connection, r: Deltas) {
         let direction = direction(c);
         let per_second = |delta: u64, fallback: Option<f64>| {
             if r.seconds > 0.0 {

@@ -14,14 +14,17 @@ use std::ops::Range;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::gzip::Gzip;
-use crate::traces::CorrelatedSpan;
+use crate::span::CorrelatedSpan;
 
 /// How much protobuf is deflated at a time: igzip copies the first 32 KiB of each piece
 /// (its history), so pieces of 64 KiB cost 5-10% more than this.
 const CHUNK: usize = 512 << 10;
 
-pub const MAX_SPANS: usize = 5_000;
-pub const MAX_BYTES: usize = 3 << 20;
+/// Where the payload goes, below `STS_APM_URL`.
+pub const TRACES_PATH: &str = "/api/v0.2/traces";
+
+pub(crate) const MAX_SPANS: usize = 5_000;
+pub(crate) const MAX_BYTES: usize = 3 << 20;
 /// The spans in batches of at most `MAX_SPANS` spans and about `MAX_BYTES` (a batch ends
 /// with the span that reaches it), in order.
 pub fn split(spans: Vec<CorrelatedSpan>) -> Vec<Vec<CorrelatedSpan>> {
@@ -171,7 +174,7 @@ impl Encoder {
             self.runs.push((ordinal, first..first + run.len()));
             first += run.len();
         }
-        if !self.runs.is_sorted_by_key(|(ordinal, _)| *ordinal) {
+        if !self.runs.windows(2).all(|w| w[0].0 <= w[1].0) {
             // Stable: a trace's runs stay in arrival order.
             self.runs.sort_by_key(|(ordinal, _)| *ordinal);
         }

@@ -4,28 +4,28 @@
 
 use prost::encoding::{encode_key, encode_varint, WireType};
 
-pub fn string(buf: &mut Vec<u8>, tag: u32, value: &str) {
+pub(crate) fn string(buf: &mut Vec<u8>, tag: u32, value: &str) {
     if value.is_empty() {
         return;
     }
     bytes(buf, tag, value.as_bytes());
 }
 
-pub fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
+pub(crate) fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(value.len() as u64, buf);
     buf.extend_from_slice(value);
 }
 
 /// `int32`, `int64`, `uint32`, enums: negative numbers take ten bytes, as in proto3.
-pub fn int(buf: &mut Vec<u8>, tag: u32, value: i64) {
+pub(crate) fn int(buf: &mut Vec<u8>, tag: u32, value: i64) {
     if value != 0 {
         encode_key(tag, WireType::Varint, buf);
         encode_varint(value as u64, buf);
     }
 }
 
-pub fn float(buf: &mut Vec<u8>, tag: u32, value: f32) {
+pub(crate) fn float(buf: &mut Vec<u8>, tag: u32, value: f32) {
     if value != 0.0 {
         encode_key(tag, WireType::ThirtyTwoBit, buf);
         buf.extend_from_slice(&value.to_le_bytes());
@@ -33,14 +33,14 @@ pub fn float(buf: &mut Vec<u8>, tag: u32, value: f32) {
 }
 
 /// A `double` even when 0 (a oneof member is written when set).
-pub fn double_always(buf: &mut Vec<u8>, tag: u32, value: f64) {
+pub(crate) fn double_always(buf: &mut Vec<u8>, tag: u32, value: f64) {
     encode_key(tag, WireType::SixtyFourBit, buf);
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
 /// A nested message (or string) written by `write`, its length in front of it: one byte
 /// is kept for it, and the content moved only when it is 128 bytes or more.
-pub fn message(buf: &mut Vec<u8>, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn message(buf: &mut Vec<u8>, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
     encode_key(tag, WireType::LengthDelimited, buf);
     let at = buf.len();
     buf.push(0);
@@ -65,7 +65,7 @@ pub fn message(buf: &mut Vec<u8>, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// Decimal digits of `n`, without the formatting machinery.
-pub fn decimal(buf: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn decimal(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -80,7 +80,7 @@ pub fn decimal(buf: &mut Vec<u8>, mut n: u64) {
 }
 
 /// An IP address as text (dotted quad, or IPv6 as Rust writes it).
-pub fn ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
+pub(crate) fn ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {

@@ -1,9 +1,34 @@
 //! A correlated span as the daemon keeps and forwards it: the bytes the sidecar relayed and
-//! the meta entries correlation added, never decoded on the way (see `wire.rs`).
+//! the meta entries correlation added, never decoded on the way (see `traces/wire.rs`);
+//! and the names of the meta entries and metrics that the relay reads and correlation
+//! writes. The relay (`traces`) makes these spans, the forwarder (`forward`) sends them.
 
 use bytes::{Buf, Bytes};
 use prost::Message;
 use sts_proto::daemon::v1::Span;
+
+/// Meta entries correlation adds: what the StackState Java client marks spans with, the
+/// interpreter's service naming, the container and ECS task. A client may set `span.pid`
+/// and `span.serviceURN` itself; the relay reads both.
+pub(crate) const META_HOSTNAME: &str = "span.hostname";
+pub(crate) const META_PID: &str = "span.pid";
+pub(crate) const META_STARTTIME: &str = "span.starttime";
+pub(crate) const META_SERVICE_URN: &str = "span.serviceURN";
+pub(crate) const META_SERVICE_NAME: &str = "span.serviceName";
+pub(crate) const META_SERVICE_TYPE: &str = "span.serviceType";
+pub(crate) const META_SERVICE_INSTANCE_URN: &str = "span.serviceInstanceURN";
+pub(crate) const META_PROCESS_URN: &str = "span.processURN";
+pub(crate) const META_CONTAINER_ID: &str = "container.id";
+pub(crate) const META_TASK_ARN: &str = "ecs.task_arn";
+pub(crate) const META_TASK_FAMILY: &str = "ecs.task_family";
+pub(crate) const META_TASK_REVISION: &str = "ecs.task_revision";
+pub(crate) const META_CONTAINER_NAME: &str = "ecs.container_name";
+/// The metric Python and Node clients put on root spans: the client's pid.
+pub(crate) const METRIC_PROCESS_ID: &str = "process_id";
+/// Meta keys of the client that the relay reads for the interpreter's service naming.
+pub(crate) const META_KIND: &str = "span.kind";
+pub(crate) const META_LANGUAGE: &str = "language";
+pub(crate) const META_DB_TYPE: &str = "db.type";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorrelatedSpan {
@@ -19,8 +44,9 @@ pub struct CorrelatedSpan {
 }
 
 impl CorrelatedSpan {
-    /// A span of the same bytes as `span` (tests, benchmarks, tools).
-    pub fn from_span(span: &Span) -> Self {
+    /// A span of the same bytes as `span`.
+    #[cfg(test)]
+    pub(crate) fn from_span(span: &Span) -> Self {
         CorrelatedSpan {
             raw: Bytes::from(span.encode_to_vec()),
             extra: Bytes::new(),
@@ -36,19 +62,19 @@ impl CorrelatedSpan {
     }
 
     /// The span's encoding into `buf` (the receiver's `Span` has the same field numbers).
-    pub fn write_to(&self, buf: &mut Vec<u8>) {
+    pub(crate) fn write_to(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&self.raw);
         buf.extend_from_slice(&self.extra);
     }
 
     /// The span, decoded (for `GetRecentSpans`).
-    pub fn decode(&self) -> Result<Span, prost::DecodeError> {
+    pub(crate) fn decode(&self) -> Result<Span, prost::DecodeError> {
         Span::decode(self.raw.clone().chain(self.extra.clone()))
     }
 }
 
 /// Appends a `meta` map entry `{key: value}` (field 10), as prost writes one.
-pub fn put_meta(buf: &mut Vec<u8>, key: &str, value: &str) {
+pub(crate) fn put_meta(buf: &mut Vec<u8>, key: &str, value: &str) {
     let part = |len: usize| {
         if len == 0 {
             0

@@ -1,0 +1,93 @@
+//! The five pipelines, a file each: what it sends and how it builds its messages. Each
+//! names itself in a [`Spec`] (its queue, its URL, its key, its line in status).
+
+pub(crate) mod health;
+pub mod metrics;
+pub mod process_agent;
+pub(crate) mod topology;
+pub(crate) mod traces;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::client::Auth;
+use super::encode::intake::INTAKE_PATH;
+use super::encode::{gzip_headers, gzip_json};
+use super::sink::batch::{Batch, Batcher};
+use super::Sink;
+
+/// What tells one pipeline from another.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    /// Its queue's directory under `STS_QUEUE_DIR`, and its part of batch ids and logs.
+    pub(crate) name: &'static str,
+    /// Its collector in status.
+    pub(crate) status: &'static str,
+    /// Its queue takes 1/`queue_share` of `STS_QUEUE_MAX_BYTES`.
+    pub(crate) queue_share: u64,
+    pub(crate) base: Base,
+    pub(crate) auth: Auth,
+}
+
+impl Spec {
+    /// An intake pipeline's (topology, metrics, health): `STS_STS_URL`, the key as
+    /// `?api_key=`, an eighth of the queue cap.
+    const fn intake(name: &'static str, status: &'static str) -> Self {
+        Self {
+            name,
+            status,
+            queue_share: 8,
+            base: Base::Sts,
+            auth: Auth::Query,
+        }
+    }
+}
+
+/// Which of the receiver's URLs a pipeline sends to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Base {
+    /// `STS_STS_URL`.
+    Sts,
+    /// `STS_PROCESS_AGENT_URL`, else `STS_STS_URL`.
+    ProcessAgent,
+    /// `STS_APM_URL`, else `STS_STS_URL`.
+    Apm,
+}
+
+/// Where a pipeline's batches go: its sink, and the batcher all pipelines number theirs
+/// with.
+pub(crate) struct Outlet {
+    pub(crate) sink: Sink,
+    batcher: Arc<Batcher>,
+}
+
+impl Outlet {
+    pub(crate) fn new(sink: Sink, batcher: Arc<Batcher>) -> Self {
+        Self { sink, batcher }
+    }
+
+    /// The host the messages speak for.
+    pub(crate) fn hostname(&self) -> &str {
+        self.batcher.hostname()
+    }
+
+    /// A batch of this pipeline with the next id.
+    pub(crate) fn batch(
+        &self,
+        path: &str,
+        headers: Vec<(String, String)>,
+        spans: u64,
+        body: bytes::Bytes,
+    ) -> Batch {
+        let name = self.sink.spec.name;
+        self.batcher.batch(name, path, headers, spans, body)
+    }
+
+    /// Queues an intake message (topology, metrics, health).
+    pub(crate) fn submit_intake(&self, message: &impl Serialize) {
+        let headers = gzip_headers("application/json");
+        let batch = self.batch(INTAKE_PATH, headers, 0, gzip_json(message));
+        self.sink.submit(batch);
+    }
+}
