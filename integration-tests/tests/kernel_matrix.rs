@@ -29,8 +29,8 @@ fn end(
         .find(|c| {
             c["pid"] == pid
                 && c["closed"] == closed
-                && local.is_none_or(|p| port(&c["local"]) == Some(p))
-                && remote.is_none_or(|p| port(&c["remote"]) == Some(p))
+                && local.map_or(true, |p| port(&c["local"]) == Some(p))
+                && remote.map_or(true, |p| port(&c["remote"]) == Some(p))
         })
         .unwrap_or_else(|| {
             panic!(

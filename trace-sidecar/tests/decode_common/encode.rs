@@ -301,10 +301,10 @@ pub fn realistic_span(trace: u64, i: u64) -> Span {
         resource: format!("GET /api/v1/items/{}", i % 13),
         trace_id: 0xca3c_690b_8c05_94f5 ^ trace.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         span_id: 0xfc61_454b_c093_48d3 ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        parent_id: if i.is_multiple_of(10) { 0 } else { i },
+        parent_id: if i % 10 == 0 { 0 } else { i },
         start: 1_795_611_978_022_760_357 + (i as i64) * 1_000,
         duration: 349_151 + (i as i64) * 17,
-        error: i32::from(i.is_multiple_of(50)),
+        error: i32::from(i % 50 == 0),
         meta: meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         metrics: metrics
             .into_iter()

@@ -54,7 +54,7 @@ fn own<'a>(obs: &'a Observation, tcp_or_udp: &[std::net::SocketAddr]) -> Option<
     let (local, remote) = (tcp_or_udp[0], tcp_or_udp.get(1));
     obs.sockets
         .iter()
-        .find(|s| s.local == local && remote.is_none_or(|r| s.remote == *r))
+        .find(|s| s.local == local && remote.map_or(true, |r| s.remote == *r))
 }
 
 #[test]
