@@ -1,7 +1,7 @@
 //! Forwarding to the StackState receiver: five pipelines (`pipelines/`: topology, process
 //! agent, metrics, traces, health), each a [`Sink`] with its own queue (`queue/`, on disk
 //! under `STS_QUEUE_DIR`) and sender, over one HTTP(S) client (`client.rs`); bodies are
-//! made in `encode/`. Choices where the public facts leave one are listed in the README.
+//! made in `encode/`. Choices where the public facts leave one are listed in docs/FORWARDING.md.
 
 pub mod client;
 pub mod encode;

@@ -255,8 +255,7 @@ pub struct SpanView {
     pub kind: ServiceKind,
 }
 
-/// What the StackState trace agent's interpreter makes of a span (the README's traces
-/// section): which service fields the daemon adds.
+/// What the StackState trace agent's interpreter makes of a span (docs/FORWARDING.md): which service fields the daemon adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ServiceKind {
     /// The client set `span.serviceURN`: the span passes as it is.

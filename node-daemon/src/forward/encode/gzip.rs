@@ -1,7 +1,7 @@
 //! gzip bodies (RFC 1952) written by ISA-L's igzip at its level 1: SIMD match finding and
 //! a Huffman code fitted to each block. On 10,000 spans it takes 25-50% less CPU than
-//! zlib-rs at its fastest level and makes a 10-34% smaller body (README, "Forwarding
-//! cost"). The deflate stream is written straight into the body, header, CRC-32 and
+//! zlib-rs at its fastest level and makes a 10-34% smaller body (docs/BENCHMARKS.md,
+//! "Forwarding"). The deflate stream is written straight into the body, header, CRC-32 and
 //! length by igzip. Input can come in pieces ([`Gzip::write`]), so that a large body is
 //! never held uncompressed as a whole.
 
