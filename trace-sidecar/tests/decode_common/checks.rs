@@ -115,10 +115,10 @@ fn bits(v: f64) -> u64 {
 
 /// The transcoder and the decoder agree on `body`: the transcoded bytes, read as protobuf,
 /// are the decoded traces, or both fail with the same error (unless one of them ran out of
-/// its budget first); the transcoder stays within its budget.
+/// its budget first); both stay within their budgets.
 pub fn agree(format: Format, body: &[u8], limits: &Limits) {
     let transcoded = transcode_checked(format, body, limits);
-    let decoded = decode_with(format, body, limits);
+    let decoded = decode_checked(format, body, limits);
     let too_large = |e: Option<&DecodeError>| matches!(e, Some(e) if matches!(e.reason, Reason::TooLarge { .. }));
     if too_large(transcoded.as_ref().err()) || too_large(decoded.as_ref().err()) {
         return;
