@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine of this kind:
-# Debian packages (only those missing) and the Python tools in .venv.
+# Debian packages (only those missing), cargo-fuzz and the Python tools in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,13 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; this machine kind ships a Rust toolchain (rustup)" >&2
   exit 1
+fi
+
+# Coverage-guided fuzzing (scripts/fuzz.sh): cargo-fuzz, pinned, built from its crate.
+cargo_fuzz=0.13.2
+if [[ $(cargo fuzz --version 2>/dev/null) != "cargo-fuzz $cargo_fuzz" ]]; then
+  echo "setup: installing cargo-fuzz $cargo_fuzz"
+  cargo install --locked --quiet cargo-fuzz --version "$cargo_fuzz"
 fi
 
 scripts/python-env.sh

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::mem::size_of;
 
 use decode_common::alloc::{peak_during, Counting};
+use decode_common::checks::{decode_checked, tight};
 use decode_common::encode;
 use decode_common::strategies::{encode_as, finite_metric, style, traces};
 use proptest::prelude::*;
 use sts_proto::daemon::v1::{Span, Trace};
-use trace_sidecar::decode::{decode, decode_with, DecodeError, Format, Limits, Reason};
+use trace_sidecar::decode::{decode, Format, Limits, Reason};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -24,32 +25,6 @@ const FORMATS: [Format; 4] = [
     Format::V04,
     Format::V05,
 ];
-
-/// What a failed decode allocates besides the budget: the error value (a few hundred bytes
-/// at most, serde_json's included).
-const ERROR_BYTES: usize = 1024;
-
-/// Decodes under `limits`, asserting that the peak heap use stays within the budget.
-fn checked(format: Format, body: &[u8], limits: &Limits) -> Result<Vec<Trace>, DecodeError> {
-    let (result, peak) = peak_during(|| decode_with(format, body, limits));
-    let bound = limits.budget(body.len()) + ERROR_BYTES;
-    assert!(
-        peak <= bound,
-        "{format:?}: {peak} bytes at peak for a {}-byte body, over the bound of {bound} ({:?})",
-        body.len(),
-        result.as_ref().map(|t| t.len())
-    );
-    result
-}
-
-/// The tight limits of the fuzz tests: at most 2x the body + 3 KiB (+ the error, 1 KiB).
-fn tight() -> Limits {
-    Limits {
-        expansion: 2,
-        slack: 3 << 10,
-        max_bytes: usize::MAX,
-    }
-}
 
 fn any_limits() -> impl Strategy<Value = Limits> {
     prop_oneof![
@@ -163,20 +138,20 @@ proptest! {
     #[test]
     fn random_bytes_never_panic_nor_overallocate(body in prop::collection::vec(any::<u8>(), 0..2048)) {
         for format in FORMATS {
-            let _ = checked(format, &body, &tight());
+            let _ = decode_checked(format, &body, &tight());
         }
     }
 
     #[test]
     fn marker_heavy_bytes_never_panic_nor_overallocate(body in markerish(), limits in any_limits()) {
         for format in FORMATS {
-            let _ = checked(format, &body, &limits);
+            let _ = decode_checked(format, &body, &limits);
         }
     }
 
     #[test]
     fn json_like_bytes_never_panic_nor_overallocate(body in "[\\[\\]{}\",:0-9a-z_. -]{0,400}") {
-        let _ = checked(Format::V03Json, body.as_bytes(), &tight());
+        let _ = decode_checked(Format::V03Json, body.as_bytes(), &tight());
     }
 }
 
@@ -196,7 +171,7 @@ proptest! {
             apply(&mut body, m);
         }
         for other in FORMATS {
-            let _ = checked(other, &body, &limits);
+            let _ = decode_checked(other, &body, &limits);
         }
     }
 
@@ -207,7 +182,7 @@ proptest! {
         format in prop::sample::select(FORMATS.to_vec()),
     ) {
         let body = encode_as(format, &traces, style);
-        let decoded = checked(format, &body, &Limits::DEFAULT).expect("valid payload");
+        let decoded = decode_checked(format, &body, &Limits::DEFAULT).expect("valid payload");
         assert_same(&decoded, &traces, format != Format::V03Json);
     }
 
@@ -218,7 +193,7 @@ proptest! {
         format in prop::sample::select(FORMATS.to_vec()),
     ) {
         let body = encode_as(format, &traces, style);
-        match checked(format, &body, &tight()) {
+        match decode_checked(format, &body, &tight()) {
             Ok(decoded) => assert_same(&decoded, &traces, format != Format::V03Json),
             Err(e) => prop_assert!(matches!(e.reason, Reason::TooLarge { .. }), "{}", e),
         }
@@ -265,7 +240,7 @@ fn realistic_payloads_decode_within_the_default_budget() {
     // The expansion of real-looking batches, which the default limits must leave room for.
     let (traces, payloads) = encode::realistic_payloads(1000);
     for (format, body) in payloads {
-        let decoded = checked(format, &body, &Limits::DEFAULT).expect("decodes");
+        let decoded = decode_checked(format, &body, &Limits::DEFAULT).expect("decodes");
         assert_eq!(decoded, traces);
         let (_, peak) = peak_during(|| decode(format, &body).map(drop));
         let ratio = peak as f64 / body.len() as f64;

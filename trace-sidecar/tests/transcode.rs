@@ -9,15 +9,14 @@ mod decode_common;
 use std::collections::HashMap;
 
 use decode_common::alloc::{peak_during, Counting};
+use decode_common::checks::{agree, comparable, transcode_checked};
 use decode_common::encode::{self, v04_one_span, Style};
 use decode_common::strategies::{encode_as, style, traces};
 use proptest::prelude::*;
 use prost::Message;
 use rmp::encode as mp;
 use sts_proto::daemon::v1::{Span, Trace};
-use trace_sidecar::decode::{
-    decode, decode_with, transcode, transcode_with, DecodeError, Format, Limits, Reason, Transcoded,
-};
+use trace_sidecar::decode::{decode, transcode, transcode_with, Format, Limits, Reason};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -31,79 +30,6 @@ const FORMATS: [Format; 4] = [
 
 const V04: &[u8] = include_bytes!("../testdata/ddtrace-v0.4.msgpack");
 const V05: &[u8] = include_bytes!("../testdata/ddtrace-v0.5.msgpack");
-
-/// A span with its metrics as bit patterns, so that NaN compares equal to itself (and -0.0
-/// to 0.0, as `==` has it: prost leaves out both, and a compact encoder writes -0.0 as 0).
-/// A span without its metrics, and its metrics as sorted (name, bits).
-type Comparable = (Span, Vec<(String, u64)>);
-
-fn comparable(traces: &[Trace]) -> Vec<Vec<Comparable>> {
-    traces
-        .iter()
-        .map(|t| {
-            t.spans
-                .iter()
-                .map(|s| {
-                    let mut metrics: Vec<_> = s
-                        .metrics
-                        .iter()
-                        .map(|(k, v)| (k.clone(), bits(*v)))
-                        .collect();
-                    metrics.sort();
-                    let span = Span {
-                        metrics: HashMap::new(),
-                        ..s.clone()
-                    };
-                    (span, metrics)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn bits(v: f64) -> u64 {
-    if v == 0.0 {
-        0
-    } else {
-        v.to_bits()
-    }
-}
-
-/// Transcodes under `limits`, asserting that the peak heap use stays within the budget.
-fn checked(format: Format, body: &[u8], limits: &Limits) -> Result<Transcoded, DecodeError> {
-    let (result, peak) = peak_during(|| transcode_with(format, body, limits));
-    let bound = limits.budget(body.len()) + 1024;
-    assert!(
-        peak <= bound,
-        "{format:?}: {peak} bytes at peak for a {}-byte body, over the bound of {bound}",
-        body.len()
-    );
-    result
-}
-
-/// The transcoder and the decoder agree on `body`.
-fn agree(format: Format, body: &[u8], limits: &Limits) {
-    let transcoded = checked(format, body, limits);
-    let decoded = decode_with(format, body, limits);
-    let too_large = |e: Option<&DecodeError>| matches!(e, Some(e) if matches!(e.reason, Reason::TooLarge { .. }));
-    if too_large(transcoded.as_ref().err()) || too_large(decoded.as_ref().err()) {
-        return;
-    }
-    match (transcoded, decoded) {
-        (Ok(t), Ok(d)) => {
-            let read = t.decode().expect("the transcoder writes valid protobuf");
-            assert_eq!(comparable(&read), comparable(&d), "{format:?} {body:x?}");
-            assert_eq!(t.traces, d.len());
-            assert_eq!(t.spans, d.iter().map(|t| t.spans.len()).sum::<usize>());
-        }
-        (Err(t), Err(d)) => assert_eq!(t, d, "{format:?}: the same error"),
-        (t, d) => panic!(
-            "{format:?} {body:x?}: transcode {:?}, decode {:?}",
-            t.map(|t| t.spans),
-            d.map(|d| d.len())
-        ),
-    }
-}
 
 #[test]
 fn ddtrace_recordings_transcode_to_what_they_decode_to() {
@@ -123,7 +49,7 @@ fn ddtrace_recordings_transcode_to_what_they_decode_to() {
 fn realistic_batches_in_every_format() {
     let (traces, payloads) = encode::realistic_payloads(1000);
     for (format, body) in payloads {
-        let t = checked(format, &body, &Limits::DEFAULT).unwrap();
+        let t = transcode_checked(format, &body, &Limits::DEFAULT).unwrap();
         assert_eq!(t.decode().unwrap(), traces, "{format:?}");
         let ratio = t.bytes.len() as f64 / body.len() as f64;
         println!(
@@ -348,7 +274,7 @@ fn tight_budgets_refuse_with_too_large() {
     );
     // v0.4's protobuf is about as large as the body: it fits in 2x.
     let body = encode::v04(&traces, Style::default());
-    let t = checked(Format::V04, &body, &tight).unwrap();
+    let t = transcode_checked(Format::V04, &body, &tight).unwrap();
     assert_eq!(t.decode().unwrap(), traces);
 }
 
@@ -396,7 +322,7 @@ proptest! {
         format in prop::sample::select(vec![Format::V04, Format::V05]),
     ) {
         let body = encode_as(format, &traces, style);
-        let t = checked(format, &body, &Limits::DEFAULT).expect("valid payload");
+        let t = transcode_checked(format, &body, &Limits::DEFAULT).expect("valid payload");
         prop_assert_eq!(comparable(&t.decode().unwrap()), comparable(&traces));
     }
 

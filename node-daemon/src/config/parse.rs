@@ -64,23 +64,24 @@ pub fn percent(raw: &str) -> Result<f64, String> {
     Ok(value)
 }
 
-/// Seconds, positive, fractions allowed.
+/// Seconds from a nanosecond to a day, fractions allowed. Less than a nanosecond would be
+/// a zero `Duration`, which no interval may be.
 pub fn seconds(raw: &str) -> Result<std::time::Duration, String> {
     let value: f64 = raw
         .trim()
         .parse()
         .map_err(|_| "expected a number of seconds".to_string())?;
-    if !value.is_finite() || value <= 0.0 || value > 86_400.0 {
-        return Err("must be more than 0 and at most 86400 seconds".into());
-    }
-    Ok(std::time::Duration::from_secs_f64(value))
+    let duration = (value.is_finite() && value > 0.0 && value <= 86_400.0)
+        .then(|| std::time::Duration::from_secs_f64(value))
+        .filter(|d| !d.is_zero());
+    duration.ok_or_else(|| "must be from 1e-9 (a nanosecond) to 86400 seconds".into())
 }
 
-/// Seconds from 0 (the filter off) to a day.
+/// Seconds from 0 (the filter off), or from a nanosecond to a day.
 pub fn seconds_or_zero(raw: &str) -> Result<std::time::Duration, String> {
     match raw.trim().parse::<f64>() {
         Ok(0.0) => Ok(std::time::Duration::ZERO),
-        _ => seconds(raw).map_err(|_| "must be from 0 to 86400 seconds".to_string()),
+        _ => seconds(raw).map_err(|_| "must be 0 or from 1e-9 to 86400 seconds".to_string()),
     }
 }
 
@@ -194,6 +195,11 @@ mod tests {
         assert_eq!(seconds("2.5"), Ok(std::time::Duration::from_millis(2500)));
         assert!(seconds("0").is_err());
         assert!(seconds("-3").is_err());
+        // Less than a nanosecond is a zero Duration, on which the daemon's timers panic.
+        assert_eq!(seconds("1e-9"), Ok(std::time::Duration::from_nanos(1)));
+        assert!(seconds("1e-10").unwrap_err().contains("nanosecond"));
+        assert!(seconds_or_zero("4e-10").is_err());
+        assert_eq!(seconds_or_zero("0"), Ok(std::time::Duration::ZERO));
         assert_eq!(log_level("INFO").unwrap(), "info");
         assert_eq!(log_level("Warning").unwrap(), "warn");
         assert!(log_level("loud[").is_err());

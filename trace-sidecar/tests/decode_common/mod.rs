@@ -1,9 +1,10 @@
 //! Helpers shared by the decode tests (and the benchmark): a test encoder, proptest
-//! strategies and a counting allocator (installed by the test binaries that measure
-//! allocations).
+//! strategies, a counting allocator (installed by the test binaries that measure
+//! allocations) and the budget and agreement checks (also run by the fuzz targets).
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod checks;
 pub mod encode;
 pub mod strategies;
 
