@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::deadlines::Deadlines;
+use super::first_head::{self, Prefixed};
 use super::slots::{Expired, Slot};
 use super::{routes, Shared};
 use crate::peer::{find_peer_pid, PeerProcess};
@@ -101,35 +102,10 @@ pub async fn serve<IO>(io: IO, peer: Peer, slot: Slot, shared: Shared)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = shared.limits;
     let state = slot.state().clone();
-    let io = Deadlines::new(
-        io,
-        state.clone(),
-        limits.header_timeout,
-        limits.idle_timeout,
-    );
     let stats = shared.stats.clone();
-    let connection = Arc::new(Connection::new(peer));
-    let slot = Arc::new(slot);
-    let service = service_fn(move |request| {
-        slot.state().serving();
-        connection.start_lookup();
-        let (shared, connection, slot) = (shared.clone(), connection.clone(), slot.clone());
-        async move {
-            let reply = routes::handle(request, &shared, &connection).await;
-            slot.waiting();
-            Ok::<_, std::convert::Infallible>(reply)
-        }
-    });
-    let served = http1::Builder::new()
-        .keep_alive(true)
-        .max_header_size(limits.max_header_bytes)
-        // The deadlines are kept by `Deadlines` (hyper's would also end idle connections).
-        .header_read_timeout(None)
-        .serve_connection(TokioIo::new(io), service);
     let ended = tokio::select! {
-        ended = served => ended,
+        ended = serve_http(io, peer, slot, shared) => ended,
         _ = state.shed.notified() => return,
     };
     let counter = match (state.expired(), &ended) {
@@ -143,4 +119,42 @@ where
         (None, Ok(())) => return,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The first head read here, then hyper; Ok when the connection ended without an HTTP
+/// error (a deadline's is in the slot's state).
+async fn serve_http<IO>(io: IO, peer: Peer, slot: Slot, shared: Shared) -> hyper::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = shared.limits;
+    let mut io = Deadlines::new(
+        io,
+        slot.state().clone(),
+        limits.header_timeout,
+        limits.idle_timeout,
+    );
+    let head = match first_head::read(&mut io, limits.max_header_bytes).await {
+        Ok(head) if !head.is_empty() => head,
+        Ok(_) | Err(_) => return Ok(()),
+    };
+    let connection = Arc::new(Connection::new(peer));
+    let slot = Arc::new(slot);
+    let service = service_fn(move |request| {
+        slot.state().serving();
+        connection.start_lookup();
+        let (shared, connection, slot) = (shared.clone(), connection.clone(), slot.clone());
+        async move {
+            let reply = routes::handle(request, &shared, &connection).await;
+            slot.waiting();
+            Ok::<_, std::convert::Infallible>(reply)
+        }
+    });
+    http1::Builder::new()
+        .keep_alive(true)
+        .max_header_size(limits.max_header_bytes)
+        // The deadlines are kept by `Deadlines` (hyper's would also end idle connections).
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(Prefixed::new(head, io)), service)
+        .await
 }

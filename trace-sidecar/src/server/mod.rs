@@ -3,6 +3,7 @@
 mod accept;
 mod connection;
 mod deadlines;
+mod first_head;
 mod limits;
 mod routes;
 mod slots;
