@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use integration_tests::slow_clients::{SlowClient, SlowClients};
 use integration_tests::sockets::raise_nofile;
 use integration_tests::traces::{ddtrace_env, run_client, ClientRun, Daemon, DaemonPorts, Sidecar};
-use integration_tests::{free_port, wait_for, RssSampler};
+use integration_tests::{free_port, skip, wait_for, RssSampler};
 use serde_json::Value;
 
 /// A daemon and a sidecar started with `env`.
@@ -77,7 +77,16 @@ const SLOW_CONNECTIONS: usize = 5_000;
 fn five_thousand_slow_heads_are_cut_at_the_deadline_while_a_real_client_is_served() {
     // The test process holds the slow ends, the sidecar (which inherits the limit and
     // raises its own to its bound) the others.
-    raise_nofile(SLOW_CONNECTIONS as u64 + 1_024).expect("root may raise RLIMIT_NOFILE");
+    let test = "five_thousand_slow_heads_are_cut_at_the_deadline_while_a_real_client_is_served";
+    if let Err(e) = raise_nofile(SLOW_CONNECTIONS as u64 + 1_024) {
+        skip(
+            test,
+            &format!(
+                "cannot raise RLIMIT_NOFILE for {SLOW_CONNECTIONS} connections (root can): {e}"
+            ),
+        );
+        return;
+    }
     let (daemon, sidecar) = stack(&[
         ("STS_TRACE_MAX_CONNECTIONS", "6000"),
         ("STS_TRACE_HEADER_TIMEOUT", "20"),
