@@ -6,6 +6,7 @@ pub mod forwarding;
 pub mod load;
 pub mod net_peer;
 pub mod receiver;
+pub mod slow_clients;
 pub mod sockets;
 pub mod status;
 pub mod traces;

@@ -5,6 +5,9 @@ pub mod keys;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::server::Limits;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason} (got `{value}`)")]
@@ -56,6 +59,9 @@ pub struct Config {
     pub buffer_bytes: usize,
     /// STS_TASK_ARN: shown in the daemon's status; the daemon finds it by address otherwise.
     pub task_arn: String,
+    /// STS_TRACE_MAX_CONNECTIONS, STS_TRACE_HEADER_TIMEOUT, STS_TRACE_BODY_TIMEOUT,
+    /// STS_TRACE_IDLE_TIMEOUT (seconds), STS_TRACE_MAX_HEADER_BYTES: see [`Limits`].
+    pub limits: Limits,
     pub log_level: String,
 }
 
@@ -129,7 +135,50 @@ impl Config {
             )),
             (None, None) => None,
         };
+        let defaults = Limits::default();
+        let count = |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| {
+            let Some(v) = get(var) else {
+                return Ok(default);
+            };
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    let reason = format!(
+                        "expected a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    );
+                    invalid(var, &v, &reason)
+                })
+        };
+        let seconds = |var: &'static str, default: Duration| {
+            let Some(v) = get(var) else {
+                return Ok(default);
+            };
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| (0.01..=3600.0).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| invalid(var, &v, "expected seconds, from 0.01 to 3600"))
+        };
+        let limits = Limits {
+            max_connections: count(
+                "STS_TRACE_MAX_CONNECTIONS",
+                defaults.max_connections,
+                1..=1_000_000,
+            )?,
+            header_timeout: seconds("STS_TRACE_HEADER_TIMEOUT", defaults.header_timeout)?,
+            body_timeout: seconds("STS_TRACE_BODY_TIMEOUT", defaults.body_timeout)?,
+            idle_timeout: seconds("STS_TRACE_IDLE_TIMEOUT", defaults.idle_timeout)?,
+            max_header_bytes: count(
+                "STS_TRACE_MAX_HEADER_BYTES",
+                defaults.max_header_bytes,
+                1024..=1 << 20,
+            )?,
+        };
         Ok(Self {
+            limits,
             listen_addr,
             listen_socket: get("STS_TRACE_LISTEN_SOCKET").map(PathBuf::from),
             daemon_url,
@@ -171,6 +220,45 @@ mod tests {
         assert!(c.daemon_url.starts_with("http://") && c.daemon_url.ends_with(":7183"));
         assert_eq!(c.buffer_bytes, 64 << 20);
         assert!(c.relay_token.is_none());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.max_connections, 1024);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn limits_from_the_environment_and_their_errors() {
+        let c = config(&[
+            ("STS_TRACE_MAX_CONNECTIONS", "64"),
+            ("STS_TRACE_HEADER_TIMEOUT", "0.5"),
+            ("STS_TRACE_BODY_TIMEOUT", "2"),
+            ("STS_TRACE_IDLE_TIMEOUT", "90"),
+            ("STS_TRACE_MAX_HEADER_BYTES", "4096"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_connections: 64,
+                header_timeout: Duration::from_millis(500),
+                body_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(90),
+                max_header_bytes: 4096,
+            }
+        );
+        for (var, value) in [
+            ("STS_TRACE_MAX_CONNECTIONS", "0"),
+            ("STS_TRACE_MAX_CONNECTIONS", "many"),
+            ("STS_TRACE_HEADER_TIMEOUT", "0"),
+            ("STS_TRACE_BODY_TIMEOUT", "-1"),
+            ("STS_TRACE_IDLE_TIMEOUT", "1h"),
+            ("STS_TRACE_MAX_HEADER_BYTES", "100"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{var}:")), "{err}");
+            assert!(err.contains(&format!("(got `{value}`)")), "{err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use trace_sidecar::config::Config;
 use trace_sidecar::relay::{self, BatchLimits, Buffer, Relay, SenderConfig};
 use trace_sidecar::server::{self, Shared};
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -113,13 +113,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.buffer_bytes,
         BatchLimits::default(),
     ));
-    let shared = Shared {
-        relay: relay.clone(),
-        stats: Default::default(),
-    };
+    let shared = Shared::new(relay.clone(), config.limits);
+    raise_nofile(config.limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut tasks = vec![tokio::spawn(server::serve_tcp(
+    let mut tasks = vec![tokio::spawn(server::serve(
         listener,
         shared.clone(),
         stop_rx.clone(),
@@ -132,7 +130,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-        tasks.push(tokio::spawn(server::serve_unix(
+        tasks.push(tokio::spawn(server::serve(
             unix,
             shared.clone(),
             stop_rx.clone(),
@@ -166,6 +164,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+/// Descriptors the sidecar needs besides its client connections (listeners, the relay's
+/// connection, the runtime's, logs).
+const SPARE_FILES: u64 = 64;
+
+/// Raises the soft RLIMIT_NOFILE to what `max_connections` needs, as far as the hard limit
+/// allows (a container often starts with a soft limit of 1024); says so when it cannot.
+fn raise_nofile(max_connections: usize) {
+    let wanted = max_connections as u64 + SPARE_FILES;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let raised = wanted.min(limit.rlim_max);
+    let new = libc::rlimit {
+        rlim_cur: raised,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct given.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0;
+    let now = if ok { raised } else { limit.rlim_cur };
+    if now < wanted {
+        warn!(
+            "RLIMIT_NOFILE allows {now} open files, fewer than STS_TRACE_MAX_CONNECTIONS ({max_connections}) + {SPARE_FILES}: connections past it fail to be accepted (accept_errors in /health)"
+        );
+    }
 }
 
 fn hostname() -> String {

@@ -46,6 +46,31 @@ pub const KEYS: &[Key] = &[
         doc: "Bytes of spans held while the daemon is away (64 MiB; at least 1 MiB); beyond it the oldest are dropped and counted.",
     },
     Key {
+        name: "STS_TRACE_MAX_CONNECTIONS",
+        default: "`1024`",
+        doc: "Client connections open at once, TCP and Unix socket together. At the bound a new connection takes the slot of the one that has waited longest for a request (closed, counted as `connections_shed`); when every slot serves a request it is closed at once (`connections_refused`).",
+    },
+    Key {
+        name: "STS_TRACE_HEADER_TIMEOUT",
+        default: "`10`",
+        doc: "Seconds a request head (start line and headers) may take: from the connection's start, or from the head's first byte on a kept-alive connection; then the connection is closed (`header_timeouts`).",
+    },
+    Key {
+        name: "STS_TRACE_BODY_TIMEOUT",
+        default: "`30`",
+        doc: "Seconds a request body may take after its head; then 408 and the connection is closed (`body_timeouts`).",
+    },
+    Key {
+        name: "STS_TRACE_IDLE_TIMEOUT",
+        default: "`60`",
+        doc: "Seconds a kept-alive connection may wait between requests (`idle_timeouts`).",
+    },
+    Key {
+        name: "STS_TRACE_MAX_HEADER_BYTES",
+        default: "`16384`",
+        doc: "The largest request head in bytes (1024 to 1048576); a larger one, or one of more than 100 headers, is answered 431 (`heads_too_large`).",
+    },
+    Key {
         name: "STS_TASK_ARN",
         default: "unset",
         doc: "The task's ARN, shown in the daemon's status; unset, the daemon finds the task from the sidecar's address.",

@@ -1,9 +1,12 @@
 //! The trace-client endpoints: what each path accepts and answers.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::HeaderValue;
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use sts_proto::daemon::v1::ClientInfo;
 use tracing::debug;
@@ -48,7 +51,7 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
         "/v0.3/traces" | "/v0.4/traces" | "/v0.5/traces" if writes => {
             traces(request, path, shared, connection).await
         }
-        "/v0.3/services" | "/v0.4/services" if writes => match read_body(request).await {
+        "/v0.3/services" | "/v0.4/services" if writes => match read_body(request, shared).await {
             Ok(_) => text(StatusCode::OK, "OK"),
             Err(reply) => reply,
         },
@@ -69,7 +72,8 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
     }
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
+/// The whole body, within the body deadline and [`MAX_BODY_BYTES`]; else the answer.
+async fn read_body(request: Request<Incoming>, shared: &Shared) -> Result<Bytes, Reply> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,10 +88,24 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let deadline = shared.limits.body_timeout;
+    let collected = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let Ok(collected) = tokio::time::timeout(deadline, collected).await else {
+        shared.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+        let mut reply = text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs_f64()
+            ),
+        );
+        // The rest of the body may still come: this connection cannot carry another request.
+        reply
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return Err(reply);
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -138,13 +156,13 @@ async fn traces(
         ..ClientInfo::default()
     };
     let declared_traces = header(&request, "x-datadog-trace-count");
-    let body = match read_body(request).await {
+    let body = match read_body(request, shared).await {
         Ok(body) => body,
         Err(reply) => {
             shared
                 .stats
                 .rejected_payloads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, Ordering::Relaxed);
             return reply;
         }
     };
@@ -154,7 +172,7 @@ async fn traces(
             shared
                 .stats
                 .rejected_payloads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, Ordering::Relaxed);
             debug!(%path, "payload refused: {e}");
             return text(
                 StatusCode::BAD_REQUEST,
@@ -176,7 +194,7 @@ async fn traces(
         shared
             .stats
             .received_spans
-            .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(spans as u64, Ordering::Relaxed);
         shared.relay.push_transcoded(transcoded, &client);
     }
     match format {
