@@ -1,7 +1,12 @@
 //! A secret given as a file (an ECS secret mounted as a file, or a file an init container
 //! wrote): both binaries read their tokens this way.
 
+use std::io::Read;
 use std::path::Path;
+
+/// The longest secret file read: tokens and keys are short, and a path that names a device
+/// or a huge file must not fill memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
@@ -10,11 +15,25 @@ pub enum SecretFileError {
     Unreadable(#[from] std::io::Error),
     #[error("the file is empty")]
     Empty,
+    #[error(
+        "the file is larger than {MAX_SECRET_FILE_BYTES} bytes; it should hold only the secret"
+    )]
+    TooLarge,
+    #[error("the file is not UTF-8 text")]
+    NotText,
 }
 
-/// The file's contents trimmed of surrounding white space; an empty file is an error.
+/// The file's contents trimmed of surrounding white space; an empty file, or one over
+/// [`MAX_SECRET_FILE_BYTES`], is an error.
 pub fn read(path: &Path) -> Result<String, SecretFileError> {
-    let text = std::fs::read_to_string(path)?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(SecretFileError::TooLarge);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| SecretFileError::NotText)?;
     match text.trim() {
         "" => Err(SecretFileError::Empty),
         secret => Ok(secret.to_string()),
@@ -34,6 +53,12 @@ mod tests {
         assert_eq!(read(&path).unwrap(), "s3cret");
         std::fs::write(&path, " \n\t").unwrap();
         assert!(matches!(read(&path), Err(SecretFileError::Empty)));
+        std::fs::write(&path, vec![b'x'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        assert!(matches!(read(&path), Err(SecretFileError::TooLarge)));
+        assert!(matches!(
+            read(Path::new("/dev/zero")),
+            Err(SecretFileError::TooLarge)
+        ));
         let missing = read(&dir.join("missing")).unwrap_err().to_string();
         assert!(missing.contains("No such file"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
