@@ -24,31 +24,16 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-work=$(mktemp -d)
 idle_pids=()
 daemon_pid=
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$daemon_pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -KILL "$daemon_pid" 2>/dev/null || true
-    fi
+restore_at_exit() {
     if ((${#idle_pids[@]})); then
         kill -KILL "${idle_pids[@]}" 2>/dev/null || true
     fi
     wait 2>/dev/null || true
-    rm -rf "$work"
-    exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup daemon_pid
 
 echo "== building node-daemon (release)"
 cargo build --release -p node-daemon --bin node-daemon

@@ -29,3 +29,31 @@ free_port() {
 mb() {
     awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
+
+# bench_setup [VAR[:SIGNAL]]...: makes the scratch directory $work, removed at exit, and
+# at exit (or on SIGINT/SIGTERM) stops the processes whose pids the named variables hold
+# by then, in the order given, each with its SIGNAL (default TERM) as stop_pid does. A
+# script that must undo more defines restore_at_exit, which runs after them.
+bench_setup() {
+    work=$(mktemp -d)
+    stop_at_exit=("$@")
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+bench_cleanup() {
+    local status=$? entry var signal
+    trap - EXIT INT TERM
+    for entry in "${stop_at_exit[@]}"; do
+        var=${entry%%:*}
+        signal=TERM
+        [[ $entry == *:* ]] && signal=${entry#*:}
+        stop_pid "${!var:-}" "$signal"
+    done
+    if declare -F restore_at_exit >/dev/null; then
+        restore_at_exit
+    fi
+    rm -rf "$work"
+    exit "$status"
+}

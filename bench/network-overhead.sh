@@ -61,28 +61,18 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-work=$(mktemp -d)
 daemon_pid=
 tracer_pid=
 iperf_pid=
 bpf_stats_before=
 autogroup_before=
 
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pid "$daemon_pid" TERM
-    stop_pid "$tracer_pid" INT
-    stop_pid "$iperf_pid" TERM
+restore_at_exit() {
     [[ -n $bpf_stats_before ]] && sysctl -qw kernel.bpf_stats_enabled="$bpf_stats_before"
     [[ -n $autogroup_before ]] && echo "$autogroup_before" >/proc/self/autogroup
-    rm -rf "$work"
-    exit "$status"
+    return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup daemon_pid tracer_pid:INT iperf_pid
 
 ensure() {
     local command=$1 package=$2

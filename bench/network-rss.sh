@@ -32,22 +32,9 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-work=$(mktemp -d)
 holder_pid=
 daemon_pid=
-
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pid "$daemon_pid"
-    stop_pid "$holder_pid"
-    rm -rf "$work"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup daemon_pid holder_pid
 
 ((EUID == 0)) || fail "run as root (the daemon's eBPF programs need it)"
 

@@ -30,21 +30,9 @@ cd "$root"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-work=$(mktemp -d)
 sidecar_pid=
 attack_pid=
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pid "$attack_pid" KILL
-    stop_pid "$sidecar_pid"
-    rm -rf "$work"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup attack_pid:KILL sidecar_pid
 
 files=$((CONNECTIONS * 2 + 4096))
 ulimit -Hn "$files" 2>/dev/null || true
