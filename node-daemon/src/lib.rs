@@ -11,6 +11,9 @@
 //! (`benches/`, `integration-tests/benches/`), the tests (`tests/`, `integration-tests/`)
 //! or the fuzz targets (`traces::wire`, `config`) use them.
 
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used)]
+
 pub mod clock;
 pub mod collect;
 pub mod config;

@@ -1,5 +1,8 @@
 //! `node-daemon`: run | status | snapshot.
 
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used)]
+
 mod cli;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 const RTF_UP: u16 = 0x1;
 const RTF_GATEWAY: u16 = 0x2;
 
+/// The default route's gateway in the text of `/proc/net/route`, if there is one.
 pub fn default_gateway(route_table: &str) -> Option<Ipv4Addr> {
     route_table
         .lines()

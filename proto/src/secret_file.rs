@@ -8,17 +8,21 @@ use std::path::Path;
 /// or a huge file must not fill memory.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 
+/// Why a secret file was not taken; none of them holds the file's contents.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
     /// The file's own error; never its contents.
     #[error("{0}")]
     Unreadable(#[from] std::io::Error),
+    /// Nothing but white space.
     #[error("the file is empty")]
     Empty,
+    /// Over [`MAX_SECRET_FILE_BYTES`].
     #[error(
         "the file is larger than {MAX_SECRET_FILE_BYTES} bytes; it should hold only the secret"
     )]
     TooLarge,
+    /// Bytes that are not UTF-8.
     #[error("the file is not UTF-8 text")]
     NotText,
 }

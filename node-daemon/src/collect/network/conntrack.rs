@@ -9,7 +9,7 @@
 //! ECS), where Docker's NAT rules live.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use super::netlink::{self, attr, NetlinkSocket, NLA_F_NESTED, NLM_F_REQUEST};
 
@@ -66,15 +66,17 @@ impl Tuple {
             match kind {
                 CTA_TUPLE_IP => {
                     for (kind, ip) in netlink::attrs(payload) {
-                        let addr = match (kind, ip.len()) {
-                            (CTA_IP_V4_SRC | CTA_IP_V4_DST, 4) => {
-                                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip).unwrap()))
+                        let addr = match kind {
+                            CTA_IP_V4_SRC | CTA_IP_V4_DST => {
+                                <[u8; 4]>::try_from(ip).map(IpAddr::from)
                             }
-                            (CTA_IP_V6_SRC | CTA_IP_V6_DST, 16) => {
-                                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip).unwrap()))
+                            CTA_IP_V6_SRC | CTA_IP_V6_DST => {
+                                <[u8; 16]>::try_from(ip).map(IpAddr::from)
                             }
                             _ => continue,
                         };
+                        // An address of the wrong length is not an address.
+                        let Ok(addr) = addr else { continue };
                         match kind {
                             CTA_IP_V4_SRC | CTA_IP_V6_SRC => t.src = Some(addr),
                             _ => t.dst = Some(addr),
