@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use node_daemon::config::{Config, RawValues, KNOWN_KEYS};
+use node_daemon::config::{keys, Config, RawValues};
 
 /// The variables whose values are secrets.
 const SECRETS: [&str; 3] = ["STS_API_KEY", "STS_GRPC_TOKEN", "STS_RELAY_TOKEN"];
@@ -33,7 +33,7 @@ pub fn from_yaml(data: &[u8]) {
     }
 }
 
-/// Environment variables, one `KEY=VALUE` a line. A key that is not one of `KNOWN_KEYS`
+/// Environment variables, one `KEY=VALUE` a line. A key that is not one of the daemon's keys
 /// (with or without `STS_`, in any case) stands for the known key at the sum of its bytes
 /// (modulo their number), so that mutated keys still reach every variable.
 pub fn from_env(data: &[u8]) {
@@ -78,15 +78,20 @@ fn load_and_check(given: impl Fn(&str) -> Option<String>) {
     check(&raw);
 }
 
+/// Every key the daemon reads.
+fn known_keys() -> &'static [&'static str] {
+    static KNOWN: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KNOWN.get_or_init(|| keys::names().collect())
+}
+
 fn known_key(key: &str) -> &'static str {
     let upper = key.trim().to_ascii_uppercase();
-    let by_name = KNOWN_KEYS
+    let known = known_keys();
+    let by_name = known
         .iter()
         .find(|known| **known == upper || known.strip_prefix("STS_") == Some(upper.as_str()));
     let sum: usize = key.bytes().map(usize::from).sum();
-    by_name
-        .copied()
-        .unwrap_or(KNOWN_KEYS[sum % KNOWN_KEYS.len()])
+    by_name.copied().unwrap_or(known[sum % known.len()])
 }
 
 /// A secret holding the marker, unless it is blank (which counts as unset).
@@ -118,7 +123,7 @@ fn check(raw: &RawValues) {
         Ok(config) => {
             holds_valid_values(&config);
             for (key, value) in config.summary() {
-                assert!(KNOWN_KEYS.contains(&key.as_str()), "{key} is a known key");
+                assert!(known_keys().contains(&key.as_str()), "{key} is a known key");
                 assert!(!value.contains(MARKER), "{key} shows a secret: {value:?}");
             }
             let debug = format!("{config:?}");
