@@ -26,6 +26,16 @@ pub const KEYS: &[Key] = &[
         doc: "A Unix socket to serve trace clients on as well.",
     },
     Key {
+        name: "STS_OTLP_GRPC_ADDR",
+        default: "`0.0.0.0:4317`",
+        doc: "Where OpenTelemetry clients send spans over OTLP/gRPC; empty: not served.",
+    },
+    Key {
+        name: "STS_OTLP_HTTP_ADDR",
+        default: "`0.0.0.0:4318`",
+        doc: "Where OpenTelemetry clients send spans over OTLP/HTTP (`/v1/traces`, protobuf or JSON); empty: not served.",
+    },
+    Key {
         name: "STS_DAEMON_ADDR",
         default: "the default gateway, port `7183`",
         doc: "The daemon's relay, `host:port` or `http://host:port`: with host networking the daemon's relay listens on the host, the task's gateway.",
