@@ -221,9 +221,16 @@ fn protobuf_round_trip_and_malformed_bodies() {
             Err(RequestError::Protobuf(_))
         ));
     }
+    assert_eq!(
+        decode(b"{}", true).unwrap(),
+        ExportTraceServiceRequest::default()
+    );
     for body in [&b"{"[..], b"[]", br#"{"resourceSpans": 3}"#, b"\xff"] {
         let e = decode(body, true).unwrap_err();
-        assert!(matches!(e, RequestError::Json(_)), "{e}");
+        assert!(
+            matches!(e, RequestError::Json(_) | RequestError::JsonNotObject),
+            "{e}"
+        );
     }
 }
 

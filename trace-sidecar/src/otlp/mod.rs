@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use sts_proto::daemon::v1::{ClientInfo, TracePayload};
 
@@ -29,12 +30,28 @@ pub enum RequestError {
     Protobuf(#[from] prost::DecodeError),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("not an OTLP ExportTraceServiceRequest in JSON: not a JSON object")]
+    JsonNotObject,
+}
+
+/// `ExportTraceServiceRequest` in OTLP/JSON, where an absent field is its default (the
+/// generated type requires `resourceSpans`).
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct JsonRequest {
+    resource_spans: Vec<ResourceSpans>,
 }
 
 /// Decodes an OTLP/HTTP body: protobuf, or JSON when `json`.
 pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, RequestError> {
     if json {
-        Ok(serde_json::from_slice(body)?)
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err(RequestError::JsonNotObject);
+        }
+        let request: JsonRequest = serde_json::from_slice(body)?;
+        Ok(ExportTraceServiceRequest {
+            resource_spans: request.resource_spans,
+        })
     } else {
         Ok(ExportTraceServiceRequest::decode(body)?)
     }
