@@ -216,10 +216,11 @@ fn protobuf_round_trip_and_malformed_bodies() {
         b"\x0a\x05\x01",
         b"not protobuf at all",
     ] {
-        assert!(matches!(
-            decode(body, false),
-            Err(RequestError::Protobuf(_))
-        ));
+        let e = decode(body, false).unwrap_err();
+        assert!(
+            matches!(e, RequestError::Protobuf(_) | RequestError::Budget(_)),
+            "{e}"
+        );
     }
     assert_eq!(
         decode(b"{}", true).unwrap(),
@@ -232,6 +233,17 @@ fn protobuf_round_trip_and_malformed_bodies() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn a_body_that_would_decode_to_far_more_than_its_size_is_refused() {
+    // Empty spans: two bytes each on the wire, hundreds as structs.
+    let mut huge = request(vec![], vec![]);
+    huge.resource_spans[0].scope_spans[0].spans = vec![Span::default(); 200_000];
+    let body = huge.encode_to_vec();
+    let e = decode(&body, false).unwrap_err();
+    assert!(matches!(e, RequestError::Budget(_)), "{e}");
+    assert!(e.to_string().contains("bytes decoded"), "{e}");
 }
 
 #[test]

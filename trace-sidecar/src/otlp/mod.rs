@@ -1,6 +1,7 @@
 //! OTLP trace intake: OTLP/gRPC (`grpc`) and OTLP/HTTP (`http`) requests transcoded
 //! (`transcode`) into the relay's spans and buffered as the Datadog path's are.
 
+pub mod budget;
 pub mod grpc;
 pub mod http;
 pub mod transcode;
@@ -15,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use sts_proto::daemon::v1::{ClientInfo, TracePayload};
 
+use crate::decode::Limits as DecodeLimits;
 use crate::peer::PeerProcess;
 use crate::server::Shared;
 
@@ -28,6 +30,8 @@ pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 pub enum RequestError {
     #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    #[error("OTLP ExportTraceServiceRequest refused: {0}")]
+    Budget(#[from] budget::BudgetError),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: not a JSON object")]
@@ -42,7 +46,8 @@ struct JsonRequest {
     resource_spans: Vec<ResourceSpans>,
 }
 
-/// Decodes an OTLP/HTTP body: protobuf, or JSON when `json`.
+/// Decodes an OTLP/HTTP body: protobuf (within the Datadog path's decode budget, checked
+/// before decoding), or JSON when `json`.
 pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, RequestError> {
     if json {
         if body.trim_ascii_start().first() != Some(&b'{') {
@@ -53,6 +58,7 @@ pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, Requ
             resource_spans: request.resource_spans,
         })
     } else {
+        budget::check(body, DecodeLimits::DEFAULT.budget(body.len()))?;
         Ok(ExportTraceServiceRequest::decode(body)?)
     }
 }
