@@ -244,6 +244,9 @@ fn a_body_that_would_decode_to_far_more_than_its_size_is_refused() {
     let e = decode(&body, false).unwrap_err();
     assert!(matches!(e, RequestError::Budget(_)), "{e}");
     assert!(e.to_string().contains("bytes decoded"), "{e}");
+    let json = format!(r#"{{"resourceSpans":[{}]}}"#, vec!["{}"; 200_000].join(","));
+    let e = decode(json.as_bytes(), true).unwrap_err();
+    assert!(matches!(e, RequestError::Budget(_)), "{e}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! What a protobuf `ExportTraceServiceRequest` would take as structs, found by walking its
-//! wire format before decoding it: a message of two bytes on the wire is a struct of
-//! hundreds of bytes decoded, so a hostile body could ask for far more than its size.
+//! What an `ExportTraceServiceRequest` would take as structs, found before decoding it (by
+//! walking its protobuf wire format, or counting its JSON objects): a message of two bytes
+//! on the wire is a struct of hundreds of bytes decoded, so a hostile body could ask for
+//! far more than its size.
 
 use std::mem::size_of;
 
@@ -30,6 +31,22 @@ enum Message {
     ArrayValue,
     KeyValueList,
 }
+
+const ALL: [Message; 13] = [
+    Message::Request,
+    Message::ResourceSpans,
+    Message::Resource,
+    Message::ScopeSpans,
+    Message::Scope,
+    Message::Span,
+    Message::Event,
+    Message::Link,
+    Message::Status,
+    Message::KeyValue,
+    Message::AnyValue,
+    Message::ArrayValue,
+    Message::KeyValueList,
+];
 
 impl Message {
     /// The message a length-delimited `field` holds; None for strings and bytes.
@@ -86,7 +103,31 @@ pub enum BudgetError {
     TooLarge(usize),
 }
 
-/// Checks that `body` decodes into at most `budget` bytes of structs and strings.
+/// Checks that an OTLP/JSON `body` decodes into at most `budget` bytes: each JSON object
+/// becomes at most one struct (counted as the largest, doubled), strings at most their
+/// text's length.
+pub fn check_json(body: &[u8], budget: usize) -> Result<(), BudgetError> {
+    let largest = ALL.iter().map(|m| m.cost()).max().unwrap_or(0);
+    let mut objects = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (false, _, b'"') => in_string = true,
+            (false, _, b'{') => objects += 1,
+            _ => {}
+        }
+    }
+    let needed = objects.saturating_mul(largest).saturating_add(body.len());
+    if needed > budget {
+        return Err(BudgetError::TooLarge(budget));
+    }
+    Ok(())
+}
+
+/// Checks that a protobuf `body` decodes into at most `budget` bytes of structs and strings.
 pub fn check(body: &[u8], budget: usize) -> Result<(), BudgetError> {
     let mut left = budget;
     walk(body, 0, Message::Request, 0, &mut left, budget)
@@ -164,6 +205,20 @@ mod tests {
         let cost = 1000 * Message::ResourceSpans.cost();
         assert_eq!(check(&body, cost), Ok(()));
         assert_eq!(check(&body, cost - 1), Err(BudgetError::TooLarge(cost - 1)));
+    }
+
+    #[test]
+    fn json_objects_cost_the_largest_struct() {
+        let largest = ALL.iter().map(|m| m.cost()).max().unwrap();
+        let body = br#"{"a":"{{{{\"{{"}"#;
+        assert_eq!(
+            check_json(body, largest + body.len()),
+            Ok(()),
+            "braces in strings are text"
+        );
+        let two = br#"{"a":{}}"#;
+        assert_eq!(check_json(two, 2 * largest + two.len()), Ok(()));
+        assert!(check_json(two, 2 * largest + two.len() - 1).is_err());
     }
 
     #[test]

@@ -46,13 +46,14 @@ struct JsonRequest {
     resource_spans: Vec<ResourceSpans>,
 }
 
-/// Decodes an OTLP/HTTP body: protobuf (within the Datadog path's decode budget, checked
-/// before decoding), or JSON when `json`.
+/// Decodes an OTLP/HTTP body, protobuf or JSON when `json`, within the Datadog path's
+/// decode budget (checked before decoding).
 pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, RequestError> {
     if json {
         if body.trim_ascii_start().first() != Some(&b'{') {
             return Err(RequestError::JsonNotObject);
         }
+        budget::check_json(body, DecodeLimits::DEFAULT.budget(body.len()))?;
         let request: JsonRequest = serde_json::from_slice(body)?;
         Ok(ExportTraceServiceRequest {
             resource_spans: request.resource_spans,
