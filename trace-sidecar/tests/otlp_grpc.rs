@@ -72,3 +72,35 @@ async fn export_partial_success_and_refusals() {
     stop.send(true).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn connections_past_the_bound_wait_for_a_place() {
+    let relay = Relay::new(Buffer::new("test", 1 << 20, BatchLimits::default()));
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let shared = Shared::new(relay, limits);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, stopped) = watch::channel(false);
+    tokio::spawn(grpc::serve(listener, shared.clone(), stopped));
+
+    let mut first = TraceServiceClient::connect(url.clone()).await.unwrap();
+    first.export(request(vec![span(1)])).await.unwrap();
+    let mut second = TraceServiceClient::connect(url).await.unwrap();
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        second.export(request(vec![span(2)])),
+    )
+    .await;
+    assert!(waiting.is_err(), "the second connection waits for a place");
+    drop(first);
+    let served = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        second.export(request(vec![span(3)])),
+    )
+    .await;
+    assert!(served.expect("served once the first closed").is_ok());
+    assert_eq!(shared.relay.buffer().spans(), 2);
+}

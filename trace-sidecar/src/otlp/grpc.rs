@@ -13,7 +13,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
 use tonic::codegen::{empty_body, http, Body, BoxFuture, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -149,14 +148,17 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let body_timeout = shared.limits.body_timeout;
+    let incoming = super::connections::incoming(
+        listener,
+        shared.limits.max_connections,
+        shared.stats.clone(),
+    );
     let service = Server(Arc::new(Intake { shared }));
     tonic::transport::Server::builder()
         .timeout(body_timeout.max(Duration::from_secs(1)))
         .max_concurrent_streams(STREAMS_PER_CONNECTION)
         .concurrency_limit_per_connection(STREAMS_PER_CONNECTION as usize)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stopped(&mut stop).await
-        })
+        .serve_with_incoming_shutdown(incoming, async move { stopped(&mut stop).await })
         .await
 }

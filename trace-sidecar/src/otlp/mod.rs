@@ -2,6 +2,7 @@
 //! (`transcode`) into the relay's spans and buffered as the Datadog path's are.
 
 pub mod budget;
+mod connections;
 pub mod grpc;
 pub mod http;
 pub mod transcode;
