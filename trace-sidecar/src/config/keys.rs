@@ -58,7 +58,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "STS_TRACE_MAX_CONNECTIONS",
         default: "`1024`",
-        doc: "Client connections open at once, TCP and Unix socket together. At the bound a new connection takes the slot of the one that has waited longest for a request (closed, counted as `connections_shed`); when every slot serves a request it is closed at once (`connections_refused`).",
+        doc: "Client connections open at once, TCP (OTLP/HTTP included) and Unix socket together; OTLP/gRPC has as many of its own, a connection past them waiting to be accepted. At the bound a new connection takes the slot of the one that has waited longest for a request (closed, counted as `connections_shed`); when every slot serves a request it is closed at once (`connections_refused`).",
     },
     Key {
         name: "STS_TRACE_HEADER_TIMEOUT",
