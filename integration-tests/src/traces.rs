@@ -118,6 +118,9 @@ impl Sidecar {
         command
             .env("STS_TRACE_LISTEN_ADDR", listen)
             .env("STS_DAEMON_ADDR", format!("127.0.0.1:{daemon_port}"))
+            // Off unless `env` sets them: tests run in parallel, the default ports are shared.
+            .env("STS_OTLP_GRPC_ADDR", "")
+            .env("STS_OTLP_HTTP_ADDR", "")
             .stderr(Stdio::null());
         for (k, v) in env {
             command.env(k, v);

@@ -62,6 +62,10 @@ pub struct Config {
     /// STS_TRACE_MAX_CONNECTIONS, STS_TRACE_HEADER_TIMEOUT, STS_TRACE_BODY_TIMEOUT,
     /// STS_TRACE_IDLE_TIMEOUT (seconds), STS_TRACE_MAX_HEADER_BYTES: see [`Limits`].
     pub limits: Limits,
+    /// STS_OTLP_GRPC_ADDR, default 0.0.0.0:4317; None (set empty) serves no OTLP/gRPC.
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// STS_OTLP_HTTP_ADDR, default 0.0.0.0:4318; None (set empty) serves no OTLP/HTTP.
+    pub otlp_http_addr: Option<SocketAddr>,
     pub log_level: String,
 }
 
@@ -85,6 +89,18 @@ impl Config {
                 .map_err(|_| invalid("STS_TRACE_LISTEN_ADDR", &v, "expected <ip>:<port>"))?,
             None => SocketAddr::from(([0, 0, 0, 0], 8126)),
         };
+        // Unset: the default port; set empty: that listener is off.
+        let optional_addr = |var: &'static str, default: u16| match env(var) {
+            None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], default)))),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| invalid(var, &v, "expected <ip>:<port>, or empty to turn it off")),
+        };
+        let otlp_grpc_addr = optional_addr("STS_OTLP_GRPC_ADDR", 4317)?;
+        let otlp_http_addr = optional_addr("STS_OTLP_HTTP_ADDR", 4318)?;
         let daemon_url = match get("STS_DAEMON_ADDR") {
             Some(v) => daemon_url(&v).ok_or_else(|| {
                 invalid(
@@ -180,6 +196,8 @@ impl Config {
         Ok(Self {
             limits,
             listen_addr,
+            otlp_grpc_addr,
+            otlp_http_addr,
             listen_socket: get("STS_TRACE_LISTEN_SOCKET").map(PathBuf::from),
             daemon_url,
             relay_token,
@@ -225,6 +243,21 @@ mod tests {
         assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
         assert_eq!(c.limits.body_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.otlp_grpc_addr, Some("0.0.0.0:4317".parse().unwrap()));
+        assert_eq!(c.otlp_http_addr, Some("0.0.0.0:4318".parse().unwrap()));
+    }
+
+    #[test]
+    fn otlp_listeners_set_off_or_invalid() {
+        let c = config(&[
+            ("STS_OTLP_GRPC_ADDR", ""),
+            ("STS_OTLP_HTTP_ADDR", "127.0.0.1:9318"),
+        ])
+        .unwrap();
+        assert_eq!(c.otlp_grpc_addr, None);
+        assert_eq!(c.otlp_http_addr, Some("127.0.0.1:9318".parse().unwrap()));
+        let e = config(&[("STS_OTLP_GRPC_ADDR", "4317")]).unwrap_err();
+        assert_eq!(e.var, "STS_OTLP_GRPC_ADDR");
     }
 
     #[test]

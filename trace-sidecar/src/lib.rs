@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod otlp;
 pub mod peer;
 pub mod relay;
 pub mod server;

@@ -13,8 +13,9 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use trace_sidecar::config::Config;
+use trace_sidecar::otlp;
 use trace_sidecar::relay::{self, BatchLimits, Buffer, Relay, SenderConfig};
-use trace_sidecar::server::{self, Shared};
+use trace_sidecar::server::{self, Api, Shared};
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -139,6 +140,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
+    if let Some(addr) = config.otlp_grpc_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (STS_OTLP_GRPC_ADDR)"))?;
+        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = otlp::grpc::serve(listener, shared, stop).await {
+                warn!("OTLP/gRPC server ended: {e}");
+            }
+        }));
+    }
+    if let Some(addr) = config.otlp_http_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (STS_OTLP_HTTP_ADDR)"))?;
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            shared.serving(Api::Otlp),
+            stop_rx.clone(),
+        )));
+    }
     let sender = SenderConfig {
         daemon_url: config.daemon_url.clone(),
         token: config.relay_token.clone(),
@@ -152,7 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx,
         Duration::from_millis(1500),
     ));
-    info!(listen = %config.listen_addr, daemon = %config.daemon_url, "trace-sidecar {} started", env!("CARGO_PKG_VERSION"));
+    info!(listen = %config.listen_addr, otlp_grpc = ?config.otlp_grpc_addr, otlp_http = ?config.otlp_http_addr, daemon = %config.daemon_url, "trace-sidecar {} started", env!("CARGO_PKG_VERSION"));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -26,6 +26,16 @@ pub const KEYS: &[Key] = &[
         doc: "A Unix socket to serve trace clients on as well.",
     },
     Key {
+        name: "STS_OTLP_GRPC_ADDR",
+        default: "`0.0.0.0:4317`",
+        doc: "Where OpenTelemetry clients send spans over OTLP/gRPC; empty: not served.",
+    },
+    Key {
+        name: "STS_OTLP_HTTP_ADDR",
+        default: "`0.0.0.0:4318`",
+        doc: "Where OpenTelemetry clients send spans over OTLP/HTTP (`/v1/traces`, protobuf or JSON); empty: not served.",
+    },
+    Key {
         name: "STS_DAEMON_ADDR",
         default: "the default gateway, port `7183`",
         doc: "The daemon's relay, `host:port` or `http://host:port`: with host networking the daemon's relay listens on the host, the task's gateway.",
@@ -48,7 +58,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "STS_TRACE_MAX_CONNECTIONS",
         default: "`1024`",
-        doc: "Client connections open at once, TCP and Unix socket together. At the bound a new connection takes the slot of the one that has waited longest for a request (closed, counted as `connections_shed`); when every slot serves a request it is closed at once (`connections_refused`).",
+        doc: "Client connections open at once, TCP (OTLP/HTTP included) and Unix socket together; OTLP/gRPC has as many of its own, a connection past them waiting to be accepted. At the bound a new connection takes the slot of the one that has waited longest for a request (closed, counted as `connections_shed`); when every slot serves a request it is closed at once (`connections_refused`).",
     },
     Key {
         name: "STS_TRACE_HEADER_TIMEOUT",

@@ -84,7 +84,8 @@ impl Drop for Connection {
     }
 }
 
-fn look_up(peer: Peer) -> Option<PeerProcess> {
+/// The process at the other end of `peer`, with its start and cgroup when readable.
+pub fn look_up(peer: Peer) -> Option<PeerProcess> {
     let pid = match peer {
         Peer::Tcp { peer, local } => find_peer_pid(peer, local)?,
         Peer::Unix(pid) => pid?,

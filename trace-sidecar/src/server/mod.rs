@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use accept::{serve, Listener};
-use connection::Connection;
-pub use connection::Peer;
+pub use connection::{look_up, Connection, Peer};
 pub use limits::Limits;
-pub use routes::{ENDPOINTS, MAX_BODY_BYTES};
+pub use routes::{read_body_within, reply, BodyError, Reply, ENDPOINTS, MAX_BODY_BYTES};
 pub use slots::Slots;
 
 use crate::relay::Relay;
@@ -40,6 +39,21 @@ pub struct ServerStats {
     pub idle_timeouts: AtomicU64,
     /// Requests answered 431: a head too large or with too many headers.
     pub heads_too_large: AtomicU64,
+    /// OTLP spans buffered for the relay (also in `received_spans`).
+    pub otlp_spans_received: AtomicU64,
+    /// OTLP spans refused (an invalid id), answered as a partial success.
+    pub otlp_spans_rejected: AtomicU64,
+    /// OTLP requests refused whole: unreadable, too large, of another content type.
+    pub otlp_requests_rejected: AtomicU64,
+}
+
+/// Which API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// The Datadog trace API (`/v0.4/traces`, ...).
+    Datadog,
+    /// OTLP/HTTP (`/v1/traces`).
+    Otlp,
 }
 
 /// What every connection's handlers share.
@@ -50,6 +64,8 @@ pub struct Shared {
     pub limits: Limits,
     /// The open connections, TCP and unix socket together.
     pub slots: Arc<Slots>,
+    /// What this listener's connections are served.
+    pub api: Api,
 }
 
 impl Shared {
@@ -59,6 +75,15 @@ impl Shared {
             stats: Arc::default(),
             slots: Slots::new(limits.max_connections),
             limits,
+            api: Api::Datadog,
+        }
+    }
+
+    /// The same state, for a listener that serves `api`.
+    pub fn serving(&self, api: Api) -> Self {
+        Self {
+            api,
+            ..self.clone()
         }
     }
 
@@ -90,6 +115,9 @@ impl Shared {
             "body_timeouts": count(&stats.body_timeouts),
             "idle_timeouts": count(&stats.idle_timeouts),
             "heads_too_large": count(&stats.heads_too_large),
+            "otlp_spans_received": count(&stats.otlp_spans_received),
+            "otlp_spans_rejected": count(&stats.otlp_spans_rejected),
+            "otlp_requests_rejected": count(&stats.otlp_requests_rejected),
         })
     }
 }

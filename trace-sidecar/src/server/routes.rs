@@ -11,7 +11,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use sts_proto::daemon::v1::ClientInfo;
 use tracing::debug;
 
-use super::{Connection, Shared};
+use super::{Api, Connection, Shared};
 use crate::decode::{self, Format};
 
 /// Request bodies larger than this are refused with 413, as the Datadog agent does.
@@ -28,9 +28,9 @@ pub const ENDPOINTS: &[&str] = &[
     "/info",
 ];
 
-type Reply = Response<Full<Bytes>>;
+pub type Reply = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+pub fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
@@ -43,6 +43,9 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
 }
 
 pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Connection) -> Reply {
+    if shared.api == Api::Otlp {
+        return crate::otlp::http::handle(request, shared, connection).await;
+    }
     let path = request.uri().path().to_string();
     let path = path.strip_suffix('/').unwrap_or(&path);
     let method = request.method().clone();
@@ -72,38 +75,67 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
     }
 }
 
+/// Why a request body was not read: the answer's status and text, and whether the
+/// connection must close after it.
+#[derive(Debug)]
+pub struct BodyError {
+    pub status: StatusCode,
+    pub message: String,
+    pub close: bool,
+}
+
+impl BodyError {
+    /// The answer in plain text.
+    pub fn text_reply(self) -> Reply {
+        let mut reply = text(self.status, self.message);
+        if self.close {
+            reply
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        reply
+    }
+}
+
 /// The whole body, within the body deadline and [`MAX_BODY_BYTES`]; else the answer.
 async fn read_body(request: Request<Incoming>, shared: &Shared) -> Result<Bytes, Reply> {
-    let too_large = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-        )
+    read_body_within(request, shared, MAX_BODY_BYTES)
+        .await
+        .map_err(BodyError::text_reply)
+}
+
+/// The whole body, within the body deadline and `limit` bytes (413 past it).
+pub async fn read_body_within(
+    request: Request<Incoming>,
+    shared: &Shared,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let too_large = || BodyError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body is larger than {limit} bytes"),
+        close: false,
     };
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let deadline = shared.limits.body_timeout;
-    let collected = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let collected = Limited::new(request.into_body(), limit).collect();
     let Ok(collected) = tokio::time::timeout(deadline, collected).await else {
         shared.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
-        let mut reply = text(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
+        // The rest of the body may still come: this connection cannot carry another request.
+        return Err(BodyError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
                 "the request body did not arrive within {} s",
                 deadline.as_secs_f64()
             ),
-        );
-        // The rest of the body may still come: this connection cannot carry another request.
-        reply
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return Err(reply);
+            close: true,
+        });
     };
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -113,10 +145,11 @@ async fn read_body(request: Request<Incoming>, shared: &Shared) -> Result<Bytes,
         {
             Err(too_large())
         }
-        Err(e) => Err(text(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read the request body: {e}"),
-        )),
+        Err(e) => Err(BodyError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("cannot read the request body: {e}"),
+            close: false,
+        }),
     }
 }
 

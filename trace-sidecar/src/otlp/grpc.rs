@@ -1,0 +1,164 @@
+//! OTLP/gRPC: the collector's `TraceService/Export` on its own listener (tonic). The
+//! request is decoded by [`BudgetedCodec`]: its decoded size checked first, as OTLP/HTTP's,
+//! and a malformed one refused with INVALID_ARGUMENT, as the OTLP spec has it.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Buf;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
+use tonic::codegen::{empty_body, http, Body, BoxFuture, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+
+use super::MAX_REQUEST_BYTES;
+use crate::relay::stopped;
+use crate::server::{look_up, Peer, Shared};
+
+const ENDPOINT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Requests one connection may have in flight at once.
+const STREAMS_PER_CONNECTION: u32 = 16;
+
+struct Intake {
+    shared: Shared,
+}
+
+type Prost = ProstCodec<ExportTraceServiceResponse, ExportTraceServiceRequest>;
+
+/// Prost's codec, its decoder checking the request's decoded size first.
+#[derive(Default)]
+struct BudgetedCodec(Prost);
+
+struct BudgetedDecoder;
+
+impl Codec for BudgetedCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = ExportTraceServiceRequest;
+    type Encoder = <Prost as Codec>::Encoder;
+    type Decoder = BudgetedDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BudgetedDecoder
+    }
+}
+
+impl Decoder for BudgetedDecoder {
+    type Item = ExportTraceServiceRequest;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let message = src.copy_to_bytes(src.remaining());
+        super::decode(&message, false)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+}
+
+/// `TraceService` served with [`BudgetedCodec`] (what tonic's generated server does with
+/// prost's codec).
+#[derive(Clone)]
+struct Server(Arc<Intake>);
+
+impl NamedService for Server {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl UnaryService<ExportTraceServiceRequest> for Server {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<ExportTraceServiceRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.export(request).await })
+    }
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for Server
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::BoxBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let server = self.clone();
+        if request.uri().path() != ENDPOINT {
+            return Box::pin(async move {
+                let mut response = http::Response::new(empty_body());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        Box::pin(async move {
+            let mut grpc = Grpc::new(BudgetedCodec::default())
+                .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
+            Ok(grpc.unary(server, request).await)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Intake {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let peer = match (request.remote_addr(), request.local_addr()) {
+            (Some(peer), Some(local)) => {
+                let found = tokio::task::spawn_blocking(move || look_up(Peer::Tcp { peer, local }));
+                found.await.ok().flatten()
+            }
+            _ => None,
+        };
+        let answer = super::accept(request.get_ref(), ENDPOINT, peer.as_ref(), &self.shared);
+        Ok(Response::new(answer))
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let body_timeout = shared.limits.body_timeout;
+    let incoming = super::connections::incoming(
+        listener,
+        shared.limits.max_connections,
+        shared.stats.clone(),
+    );
+    let service = Server(Arc::new(Intake { shared }));
+    tonic::transport::Server::builder()
+        .timeout(body_timeout.max(Duration::from_secs(1)))
+        .max_concurrent_streams(STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(STREAMS_PER_CONNECTION as usize)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move { stopped(&mut stop).await })
+        .await
+}

@@ -1,0 +1,155 @@
+//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, answered as the OTLP spec says: 200
+//! with an `ExportTraceServiceResponse` (its partial success naming refused spans) in the
+//! request's encoding; 4xx with a `google.rpc.Status` in it.
+
+use std::sync::atomic::Ordering;
+
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use prost::Message;
+use tracing::debug;
+
+use super::MAX_REQUEST_BYTES;
+use crate::server::{read_body_within, reply, BodyError, Connection, Reply, Shared};
+
+pub const TRACES_PATH: &str = "/v1/traces";
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// `google.rpc.Status`, what OTLP/HTTP answers a failed request with.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// gRPC's INVALID_ARGUMENT, the code of a request refused for its content.
+const INVALID_ARGUMENT: i32 = 3;
+
+#[derive(Clone, Copy)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => PROTOBUF,
+            Encoding::Json => JSON,
+        }
+    }
+}
+
+pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Connection) -> Reply {
+    let path = request.uri().path().trim_end_matches('/');
+    if path == "/health" && request.method() == Method::GET {
+        return reply(
+            StatusCode::OK,
+            "application/json",
+            shared.health().to_string(),
+        );
+    }
+    if path != TRACES_PATH {
+        let message = format!("{path} is not an OTLP endpoint of trace-sidecar: {TRACES_PATH} is");
+        return failure(
+            shared,
+            Encoding::Protobuf,
+            refused(StatusCode::NOT_FOUND, message),
+        );
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let encoding = match media {
+        PROTOBUF | "application/protobuf" => Encoding::Protobuf,
+        JSON => Encoding::Json,
+        other => {
+            let message = format!("content type {other:?}: expected {PROTOBUF} or {JSON}");
+            let error = refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+            return failure(shared, Encoding::Protobuf, error);
+        }
+    };
+    if request.method() != Method::POST {
+        let message = format!("{} is not allowed on {TRACES_PATH}", request.method());
+        return failure(
+            shared,
+            encoding,
+            refused(StatusCode::METHOD_NOT_ALLOWED, message),
+        );
+    }
+    if let Some(coding) = request.headers().get(CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or("?");
+        if coding != "identity" {
+            let message =
+                format!("content encoding {coding:?} is not supported: send it uncompressed");
+            return failure(
+                shared,
+                encoding,
+                refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
+            );
+        }
+    }
+    let body = match read_body_within(request, shared, MAX_REQUEST_BYTES).await {
+        Ok(body) => body,
+        Err(e) => return failure(shared, encoding, e),
+    };
+    let export = match super::decode(&body, matches!(encoding, Encoding::Json)) {
+        Ok(export) => export,
+        Err(e) => {
+            debug!("OTLP/HTTP request refused: {e}");
+            return failure(
+                shared,
+                encoding,
+                refused(StatusCode::BAD_REQUEST, e.to_string()),
+            );
+        }
+    };
+    drop(body);
+    let answer = super::accept(&export, TRACES_PATH, connection.peer().await, shared);
+    let body = match encoding {
+        Encoding::Protobuf => answer.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
+    };
+    reply(StatusCode::OK, encoding.content_type(), body)
+}
+
+fn refused(status: StatusCode, message: String) -> BodyError {
+    BodyError {
+        status,
+        message,
+        close: false,
+    }
+}
+
+/// A refused request: counted, answered with a `Status` in the request's encoding.
+fn failure(shared: &Shared, encoding: Encoding, error: BodyError) -> Reply {
+    shared
+        .stats
+        .otlp_requests_rejected
+        .fetch_add(1, Ordering::Relaxed);
+    let status = RpcStatus {
+        code: INVALID_ARGUMENT,
+        message: error.message.clone(),
+    };
+    let body = match encoding {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&status).unwrap_or_default(),
+    };
+    let close = error.close;
+    let mut answer = reply(error.status, encoding.content_type(), body);
+    if close {
+        answer.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    answer
+}
