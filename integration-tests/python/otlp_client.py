@@ -2,12 +2,10 @@
 each with the OTLP exporter of PROTOCOL (grpc or http) to ENDPOINT, then prints one JSON line
 with its pid, its create time (psutil) and what it sent. With SET_PID=1 the resource names
 the process (`process.pid`); without, the sidecar finds it from the connection."""
-import json
 import os
 import sys
-import time
 
-import psutil
+from client_report import linger_and_report
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -49,12 +47,4 @@ for t in range(traces):
 if not provider.force_flush(timeout_millis=20000):
     sys.exit("the exporter did not flush")
 provider.shutdown()
-# Stay alive briefly so the daemon finds this process in /proc when the spans arrive.
-time.sleep(float(os.environ.get("LINGER", "0")))
-print(json.dumps({
-    "pid": os.getpid(),
-    "create_time_ms": int(psutil.Process().create_time() * 1000),
-    "spans": traces * spans,
-    "service": service,
-}))
-sys.stdout.flush()
+linger_and_report(traces * spans, service)

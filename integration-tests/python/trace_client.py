@@ -2,12 +2,10 @@
 DD_TRACE_AGENT_URL with DD_TRACE_API_VERSION (waiting TRACE_INTERVAL seconds after each
 trace, default 0), then prints one JSON line with its pid, its create time (psutil) and what
 it sent, so the test can check what the daemon received."""
-import json
 import os
-import sys
 import time
 
-import psutil
+from client_report import linger_and_report
 from ddtrace.trace import tracer
 
 traces = int(os.environ.get("TRACES", "10"))
@@ -28,12 +26,4 @@ for t in range(traces):
         time.sleep(interval)
 tracer.flush()
 tracer.shutdown(timeout=10)
-# Stay alive briefly so the test can find this process in /proc if it wants to.
-time.sleep(float(os.environ.get("LINGER", "0")))
-print(json.dumps({
-    "pid": os.getpid(),
-    "create_time_ms": int(psutil.Process().create_time() * 1000),
-    "spans": traces * spans,
-    "service": service,
-}))
-sys.stdout.flush()
+linger_and_report(traces * spans, service)

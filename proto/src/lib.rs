@@ -33,6 +33,9 @@ pub mod process_agent {
 /// The host's default gateway, where a sidecar finds the daemon and the daemon the ECS agent.
 pub mod route;
 
+/// Pieces of the hand-written gRPC services.
+pub mod grpc;
+
 /// The log set-up both binaries share.
 pub mod logging;
 

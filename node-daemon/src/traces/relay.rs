@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 use sts_proto::daemon::v1::BatchAck;
 use tokio_stream::{Stream, StreamExt};
 use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
-use tonic::codegen::{empty_body, http, Body, BoxFuture, Service, StdError};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
@@ -258,19 +258,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != "/sts.daemon.v1.Relay/Stream" {
-            return Box::pin(async {
-                let mut response = http::Response::new(empty_body());
-                let headers = response.headers_mut();
-                headers.insert(
-                    Status::GRPC_STATUS,
-                    (tonic::Code::Unimplemented as i32).into(),
-                );
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    tonic::metadata::GRPC_CONTENT_TYPE,
-                );
-                Ok(response)
-            });
+            return Box::pin(async { Ok(sts_proto::grpc::unimplemented()) });
         }
         let method = StreamMethod(self.service.clone());
         Box::pin(async move {

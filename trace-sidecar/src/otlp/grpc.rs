@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
-use tonic::codegen::{empty_body, http, Body, BoxFuture, StdError};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
@@ -101,19 +101,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let server = self.clone();
         if request.uri().path() != ENDPOINT {
-            return Box::pin(async move {
-                let mut response = http::Response::new(empty_body());
-                let headers = response.headers_mut();
-                headers.insert(
-                    Status::GRPC_STATUS,
-                    (tonic::Code::Unimplemented as i32).into(),
-                );
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    tonic::metadata::GRPC_CONTENT_TYPE,
-                );
-                Ok(response)
-            });
+            return Box::pin(async move { Ok(sts_proto::grpc::unimplemented()) });
         }
         Box::pin(async move {
             let mut grpc = Grpc::new(BudgetedCodec::default())
