@@ -203,19 +203,11 @@ fn write(sets: Sets) -> Result<(), PrivilegeError> {
         version: CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let split = |set: u64| (set as u32, (set >> 32) as u32);
-    let words = [
-        split(sets.effective),
-        split(sets.permitted),
-        split(sets.inheritable),
-    ];
-    let data = [0, 1].map(|i| {
-        let pick = |(low, high): (u32, u32)| if i == 0 { low } else { high };
-        Data {
-            effective: pick(words[0]),
-            permitted: pick(words[1]),
-            inheritable: pick(words[2]),
-        }
+    // The low 32 capabilities in the first word, the high ones in the second.
+    let data = [0, 32].map(|shift| Data {
+        effective: (sets.effective >> shift) as u32,
+        permitted: (sets.permitted >> shift) as u32,
+        inheritable: (sets.inheritable >> shift) as u32,
     });
     // SAFETY: a version-3 header and the two data words that version reads.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
