@@ -113,6 +113,42 @@ pub const KEYS: &[Key] = &[
         show: Some(|c| c.skip_ssl_validation.to_string()),
     },
     Key {
+        name: "STS_OTLP_ENDPOINT",
+        default: KeyDefault::Unset,
+        doc: "OTLP export of the correlated traces and the host, process and container metrics, beside the receiver or alone (then `STS_STS_URL` may be unset). gRPC: `http://collector:4317`; HTTP: the base `/v1/traces` and `/v1/metrics` are appended to. Unset: no OTLP export.",
+        show: Some(|c| c.otlp.as_ref().map_or("<unset>".into(), |o| secret::redact_url(&o.endpoint))),
+    },
+    Key {
+        name: "STS_OTLP_PROTOCOL",
+        default: KeyDefault::Value("http/protobuf"),
+        doc: "`grpc` or `http/protobuf`, as `OTEL_EXPORTER_OTLP_PROTOCOL`.",
+        show: Some(|c| c.otlp.as_ref().map_or("<unset>".into(), |o| o.protocol.as_str().into())),
+    },
+    Key {
+        name: "STS_OTLP_HEADERS",
+        default: KeyDefault::Unset,
+        doc: "Headers sent with every export, as `OTEL_EXPORTER_OTLP_HEADERS`: `name=value` pairs, comma-separated, values percent-encoded (`authorization=Bearer%20<token>`). Never printed: status shows the names only.",
+        show: Some(|c| match c.otlp.as_ref().map(|o| &o.headers) {
+            Some(headers) if !headers.is_empty() => {
+                let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+                format!("{} (values redacted)", names.join(","))
+            }
+            _ => "<unset>".into(),
+        }),
+    },
+    Key {
+        name: "STS_OTLP_HEADERS_FILE",
+        default: KeyDefault::Unset,
+        doc: "A file holding `STS_OTLP_HEADERS` (trimmed; give one of the two).",
+        show: None,
+    },
+    Key {
+        name: "STS_OTLP_SKIP_SSL_VALIDATION",
+        default: KeyDefault::Value("false"),
+        doc: "Accept any certificate from the OTLP endpoint (a warning is logged at start).",
+        show: Some(|c| c.otlp.as_ref().is_some_and(|o| o.skip_ssl_validation).to_string()),
+    },
+    Key {
         name: "STS_QUEUE_DIR",
         default: KeyDefault::Value("/var/lib/stackstate-node-daemon/queue"),
         doc: "The forwarding pipelines' disk queues. Empty: memory only, 32 MiB a pipeline.",
@@ -125,7 +161,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "STS_QUEUE_MAX_BYTES",
         default: KeyDefault::Value("536870912"),
-        doc: "Bytes all queues hold together (512 MiB): traces 1/2, each other pipeline 1/8. Beyond it the oldest batches are dropped and counted.",
+        doc: "Bytes all queues hold together (512 MiB), shared by weight: each traces pipeline (StackState, OTLP) 4, every other pipeline 1 (without OTLP: traces 1/2, the others 1/8 each). Beyond it the oldest batches are dropped and counted.",
         show: Some(|c| c.queue_max_bytes.to_string()),
     },
     Key {

@@ -3,6 +3,7 @@
 //! the variable and says why.
 
 pub mod keys;
+pub mod otlp;
 mod parse;
 pub mod secret;
 mod source;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use regex::Regex;
 use url::Url;
 
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use secret::ApiKey;
 pub use source::RawValues;
 
@@ -37,6 +39,8 @@ pub enum ConfigError {
         path: String,
         reason: String,
     },
+    #[error("{var}: {reason} (the value is a secret and not shown)")]
+    Secret { var: &'static str, reason: String },
     #[error("{0}")]
     Conflict(String),
 }
@@ -80,6 +84,8 @@ pub struct Config {
     /// Disk queue of the forwarder; None (an empty STS_QUEUE_DIR) keeps queues in memory.
     pub queue_dir: Option<PathBuf>,
     pub queue_max_bytes: u64,
+    /// OTLP export, beside the receiver or alone; None without `STS_OTLP_ENDPOINT`.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// The process agent protocol's schedule and filters, with the agent's defaults.
@@ -184,12 +190,14 @@ impl Config {
         let get = Getter { raw };
         let (grpc_addr, grpc_token, relay_addr) = listeners(&get)?;
         let sts_url = get.opt("STS_STS_URL", parse::http_url)?;
-        // With a receiver the spans go there; a window would copy every span.
-        let trace_recent_spans = match sts_url {
-            Some(_) => get
+        let otlp = otlp::load(&get)?;
+        // With a receiver or an OTLP endpoint the spans go there; a window would copy
+        // every span.
+        let trace_recent_spans = match sts_url.is_some() || otlp.is_some() {
+            true => get
                 .opt("STS_TRACE_RECENT_SPANS", parse::count)?
                 .unwrap_or(0),
-            None => get.value("STS_TRACE_RECENT_SPANS", parse::count)?,
+            false => get.value("STS_TRACE_RECENT_SPANS", parse::count)?,
         };
         Ok(Self {
             api_key: get.opt("STS_API_KEY", |key| Ok(ApiKey::new(key.trim())))?,
@@ -266,6 +274,7 @@ impl Config {
                 _ => Some(get.value("STS_QUEUE_DIR", parse::absolute_path)?),
             },
             queue_max_bytes: get.value("STS_QUEUE_MAX_BYTES", parse::count)? as u64,
+            otlp,
         })
     }
 

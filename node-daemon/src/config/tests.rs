@@ -85,9 +85,9 @@ fn api_key_is_not_in_errors_or_summary() {
 #[test]
 fn summary_lists_every_known_key() {
     let summary = from_pairs(&[]).unwrap().summary();
-    // A token read from a file shows as its token's key.
-    for key in keys::names().filter(|k| !k.ends_with("_TOKEN_FILE")) {
-        assert!(summary.contains_key(key), "{key} missing");
+    // A secret read from a file shows as its secret's key.
+    for key in keys::KEYS.iter().filter(|k| k.show.is_some()) {
+        assert!(summary.contains_key(key.name), "{} missing", key.name);
     }
 }
 
@@ -225,4 +225,45 @@ fn defaults_that_depend_on_other_keys() {
         .unwrap()
         .queue_dir
         .is_none());
+}
+
+#[test]
+fn otlp_export_is_off_by_default_and_runs_alone() {
+    assert!(from_pairs(&[]).unwrap().otlp.is_none());
+    let config = from_pairs(&[
+        ("STS_OTLP_ENDPOINT", "https://otlp.example:4318"),
+        ("STS_OTLP_HEADERS", "authorization=Bearer%20s3cret"),
+    ])
+    .unwrap();
+    assert!(config.sts_url.is_none());
+    assert_eq!(config.trace_recent_spans, 0, "the spans go to the endpoint");
+    let otlp = config.otlp.as_ref().unwrap();
+    assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(otlp.headers[0].1.expose(), "Bearer s3cret");
+    let summary = format!("{:?} {:?}", config.summary(), config);
+    assert!(!summary.contains("s3cret"), "{summary}");
+    assert_eq!(
+        config.summary()["STS_OTLP_HEADERS"],
+        "authorization (values redacted)"
+    );
+}
+
+#[test]
+fn otlp_settings_are_checked_without_showing_the_headers() {
+    let error = error_of(&[("STS_OTLP_HEADERS", "authorization=s3cret")]);
+    assert!(error.contains("STS_OTLP_ENDPOINT is not"), "{error}");
+    let error = error_of(&[
+        ("STS_OTLP_ENDPOINT", "http://collector:4317"),
+        ("STS_OTLP_PROTOCOL", "http/json"),
+    ]);
+    assert!(
+        error.contains("STS_OTLP_PROTOCOL") && error.contains("`grpc`"),
+        "{error}"
+    );
+    let error = error_of(&[
+        ("STS_OTLP_ENDPOINT", "http://collector:4317"),
+        ("STS_OTLP_HEADERS", "authorization s3cret"),
+    ]);
+    assert!(error.contains("STS_OTLP_HEADERS"), "{error}");
+    assert!(!error.contains("s3cret"), "{error}");
 }

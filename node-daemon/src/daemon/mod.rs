@@ -92,8 +92,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "node-daemon {} started",
         env!("CARGO_PKG_VERSION")
     );
-    if config.sts_url.is_none() {
-        info!("STS_STS_URL is not set: collecting without sending (embedded default)");
+    match (&config.sts_url, &config.otlp) {
+        (None, None) => {
+            info!("STS_STS_URL is not set: collecting without sending (embedded default)")
+        }
+        (None, Some(_)) => info!("STS_STS_URL is not set: sending over OTLP only"),
+        _ => {}
     }
 
     let (mut health, health_service) = tonic_health::server::health_reporter();

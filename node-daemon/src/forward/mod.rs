@@ -1,12 +1,18 @@
-//! Forwarding to the StackState receiver: five pipelines (`pipelines/`: topology, process
-//! agent, metrics, traces, health), each a [`Sink`] with its own queue (`queue/`, on disk
-//! under `STS_QUEUE_DIR`) and sender, over one HTTP(S) client (`client.rs`); bodies are
-//! made in `encode/`. Choices where the public facts leave one are listed in docs/FORWARDING.md.
+//! Forwarding: to the StackState receiver (`receiver.rs`: five pipelines in `pipelines/`,
+//! topology, process agent, metrics, traces, health) and, when configured, over OTLP
+//! (`otlp/`: traces and metrics), alone or beside the receiver. Each pipeline is a
+//! [`Sink`] with its own queue (`queue/`, on disk under `STS_QUEUE_DIR`, sized by
+//! `queue_budget.rs`) and sender, over an HTTP(S) or gRPC client (`client/`); the
+//! receiver's bodies are made in `encode/`. Choices where the public facts leave one are
+//! listed in docs/FORWARDING.md.
 
 pub mod client;
 pub mod encode;
+pub mod otlp;
 pub mod pipelines;
 pub mod queue;
+mod queue_budget;
+mod receiver;
 pub mod sink;
 
 use std::sync::Arc;
@@ -16,10 +22,11 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::model::Snapshot;
 use crate::shutdown::Shutdown;
+use crate::span::CorrelatedSpan;
 use crate::status::{Registry, Report};
-use crate::traces::SpanSink;
-use client::ReceiverClient;
-use pipelines::{health, metrics, process_agent, topology, traces, Base, Outlet, Spec};
+use crate::traces::{RelayBatch, SpanSink};
+use queue_budget::QueueBudget;
+use receiver::Receiver;
 pub(crate) use sink::Sink;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +36,7 @@ pub enum ForwardError {
     #[error("STS_QUEUE_DIR: cannot use {path}: {reason}")]
     Queue { path: String, reason: String },
     #[error("process agent messages: {0}")]
-    ProcessAgent(#[from] process_agent::CompressError),
+    ProcessAgent(#[from] pipelines::process_agent::CompressError),
 }
 
 /// A running forwarder and its tasks (one sender per pipeline, and the process agent's
@@ -37,88 +44,51 @@ pub enum ForwardError {
 pub(crate) type Started = (Arc<Forwarder>, Vec<JoinHandle<()>>);
 
 pub(crate) struct Forwarder {
-    topology: topology::Pipeline,
-    process_agent: process_agent::Pipeline,
-    metrics: metrics::Pipeline,
-    traces: Arc<traces::Pipeline>,
-    health: health::Pipeline,
+    receiver: Option<Receiver>,
+    otlp: Option<Arc<otlp::Export>>,
 }
 
 impl Forwarder {
-    /// Opens the queues and starts one sender per pipeline. `None` when no receiver is
-    /// configured (the embedded default).
+    /// Opens the queues and starts one sender per pipeline. `None` when neither a
+    /// receiver (`STS_STS_URL`) nor an OTLP endpoint is configured (the embedded default).
     pub(crate) fn start(
         config: &Config,
         hostname: &str,
         shutdown: &Shutdown,
     ) -> Result<Option<Started>, ForwardError> {
-        let Some(sts_url) = config.sts_url.clone() else {
+        if config.sts_url.is_none() && config.otlp.is_none() {
             return Ok(None);
-        };
-        if config.skip_ssl_validation {
-            tracing::warn!(
-                "STS_SKIP_SSL_VALIDATION=true: the receiver's certificate is not verified"
-            );
         }
-        let client = ReceiverClient::new(config.skip_ssl_validation)?;
-        if let Some(dir) = &config.queue_dir {
-            process_agent::remove_obsolete_queue(dir);
+        let mut specs = Vec::new();
+        if config.sts_url.is_some() {
+            specs.extend(receiver::SPECS);
         }
+        if config.otlp.is_some() {
+            specs.extend(otlp::SPECS);
+        }
+        let budget = QueueBudget::new(config.queue_dir.clone(), config.queue_max_bytes, specs);
         let batcher = Arc::new(sink::batch::Batcher::new(hostname));
-        let open = |spec: &'static Spec| -> Result<Outlet, ForwardError> {
-            let sink = Sink::open(spec, config.queue_dir.as_deref(), config.queue_max_bytes)?;
-            Ok(Outlet::new(sink, batcher.clone()))
+        let mut tasks = Vec::new();
+        let receiver = match &config.sts_url {
+            Some(url) => Some(Receiver::start(
+                config, url, &batcher, &budget, shutdown, &mut tasks,
+            )?),
+            None => None,
         };
-        let forwarder = Arc::new(Self {
-            topology: topology::Pipeline::new(open(&topology::SPEC)?),
-            process_agent: process_agent::Pipeline::new(open(&process_agent::SPEC)?, config)?,
-            metrics: metrics::Pipeline {
-                out: open(&metrics::SPEC)?,
-            },
-            traces: Arc::new(traces::Pipeline::new(open(&traces::SPEC)?)),
-            health: health::Pipeline {
-                out: open(&health::SPEC)?,
-            },
-        });
-        let base = |base: Base| {
-            let url = match base {
-                Base::Sts => None,
-                Base::ProcessAgent => config.process_agent_url.clone(),
-                Base::Apm => config.apm_url.clone(),
-            };
-            url.unwrap_or_else(|| sts_url.clone())
+        let otlp = match &config.otlp {
+            Some(otlp) => Some(Arc::new(otlp::Export::start(
+                otlp, &batcher, &budget, shutdown, &mut tasks,
+            )?)),
+            None => None,
         };
-        let key = &config.api_key;
-        let mut tasks: Vec<JoinHandle<()>> = forwarder
-            .sinks()
-            .into_iter()
-            .map(|sink| {
-                let base = base(sink.spec.base);
-                let run = sink
-                    .clone()
-                    .run(client.clone(), base, key.clone(), shutdown.clone());
-                tokio::spawn(run)
-            })
-            .collect();
-        let process_url = base(Base::ProcessAgent);
-        let features = (forwarder.process_agent).follow_features(
-            client,
-            process_url,
-            key.clone(),
-            shutdown.clone(),
-        );
-        tasks.extend(features);
-        Ok(Some((forwarder, tasks)))
+        Ok(Some((Arc::new(Self { receiver, otlp }), tasks)))
     }
 
-    fn sinks(&self) -> [&Sink; 5] {
-        [
-            &self.topology.out.sink,
-            &self.process_agent.out.sink,
-            &self.metrics.out.sink,
-            &self.traces.out.sink,
-            &self.health.out.sink,
-        ]
+    fn sinks(&self) -> Vec<&Sink> {
+        let receiver = self.receiver.iter().flat_map(|r| r.sinks());
+        receiver
+            .chain(self.otlp.iter().flat_map(|o| o.sinks()))
+            .collect()
     }
 
     /// Registers each pipeline's line in status.
@@ -128,32 +98,59 @@ impl Forwarder {
         }
     }
 
-    /// Turns one cycle into topology (changes only), process agent, metrics and health
-    /// messages.
+    /// Sends one cycle: to the receiver as topology (changes only), process agent,
+    /// metrics and health messages; over OTLP as metrics.
     pub(crate) fn submit_snapshot(&self, snapshot: &Snapshot, healthy: bool, health_message: &str) {
-        let now = crate::clock::unix_s_now();
-        self.topology.submit(snapshot, now);
-        self.process_agent.submit(snapshot);
-        self.metrics.submit(snapshot, now);
-        self.health.submit(healthy, health_message, now);
+        if let Some(receiver) = &self.receiver {
+            receiver.submit_snapshot(snapshot, healthy, health_message);
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.submit_snapshot(snapshot);
+        }
     }
 
-    /// Where the relay hands correlated spans: the traces pipeline.
+    /// Where the relay hands correlated spans: the receiver's traces pipeline, the OTLP
+    /// export's, or both.
     pub(crate) fn spans(&self) -> Arc<dyn SpanSink> {
-        self.traces.clone()
+        let mut sinks: Vec<Arc<dyn SpanSink>> = Vec::new();
+        sinks.extend(self.receiver.as_ref().map(Receiver::spans));
+        sinks.extend(self.otlp.clone().map(|o| o as Arc<dyn SpanSink>));
+        match sinks.len() {
+            1 => sinks.remove(0),
+            _ => Arc::new(Both(sinks)),
+        }
+    }
+}
+
+/// Spans for the receiver and the OTLP endpoint: each queues them (cheap clones of the
+/// relayed bytes); a sidecar batch is known after a restart if either queue holds it.
+struct Both(Vec<Arc<dyn SpanSink>>);
+
+impl SpanSink for Both {
+    fn submit(&self, spans: Vec<CorrelatedSpan>, from: RelayBatch) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for sink in rest {
+                sink.submit(spans.clone(), from.clone());
+            }
+            last.submit(spans, from);
+        }
+    }
+
+    fn queued_at_start(&self) -> Vec<RelayBatch> {
+        let mut seen = std::collections::HashSet::new();
+        let all = self.0.iter().flat_map(|s| s.queued_at_start());
+        all.filter(|batch| seen.insert(batch.clone())).collect()
     }
 }
 
 impl Report for Forwarder {
     /// Each sink's counts, the process agent's with its own.
     fn report(&self, registry: &Registry) {
-        let agent_values = self.process_agent.report(registry);
-        for sink in self.sinks() {
-            let extra: &[_] = match sink.spec.name == process_agent::SPEC.name {
-                true => &agent_values,
-                false => &[],
-            };
-            sink.report(registry, extra);
+        if let Some(receiver) = &self.receiver {
+            receiver.report(registry);
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.report(registry);
         }
     }
 }

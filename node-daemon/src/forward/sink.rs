@@ -16,12 +16,11 @@ use url::Url;
 
 pub mod batch;
 
-use super::client::{authorize, endpoint, ReceiverClient, SendError};
+use super::client::{authorize, endpoint, Credentials, ReceiverClient, SendError};
 use super::pipelines::Spec;
 use super::queue::{DiskQueue, RecordId};
 use super::ForwardError;
 use crate::clock::unix_ms_now;
-use crate::config::ApiKey;
 use crate::poison::IgnorePoison;
 use crate::shutdown::Shutdown;
 use crate::status::Registry;
@@ -73,17 +72,17 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    /// The sink of `spec`, its queue in `queue_dir` (`STS_QUEUE_DIR`) with its share of
-    /// `queue_max_bytes` (at least 1 MiB), or in memory without a directory.
+    /// The sink of `spec`, its queue in `queue_dir` (`STS_QUEUE_DIR`) holding at most
+    /// `max_bytes` (at least 1 MiB), or in memory without a directory.
     pub(crate) fn open(
         spec: &'static Spec,
         queue_dir: Option<&Path>,
-        queue_max_bytes: u64,
+        max_bytes: u64,
     ) -> Result<Self, ForwardError> {
         let disk = match queue_dir {
             Some(dir) => {
                 let dir = dir.join(spec.name);
-                let max = (queue_max_bytes / spec.queue_share).max(1 << 20);
+                let max = max_bytes.max(1 << 20);
                 Some(DiskQueue::open(&dir, max).map_err(|e| ForwardError::Queue {
                     path: dir.display().to_string(),
                     reason: e.to_string(),
@@ -280,12 +279,13 @@ impl Sink {
         );
     }
 
-    /// Sends until `shutdown`, to `base` + each batch's path.
+    /// Sends until `shutdown`, to `base` + each batch's path (its gRPC method for a gRPC
+    /// client).
     pub(crate) async fn run(
         self,
         client: ReceiverClient,
         base: Url,
-        key: Option<ApiKey>,
+        credentials: Credentials,
         mut shutdown: Shutdown,
     ) {
         let auth = self.spec.auth;
@@ -297,9 +297,9 @@ impl Sink {
                     _ = shutdown.wait() => return,
                 }
             };
-            let mut url = endpoint(&base, &batch.path);
+            let mut url = endpoint(&base, client.route(&batch.path));
             let mut headers = batch.request_headers();
-            authorize(&mut url, &mut headers, key.as_ref(), auth);
+            authorize(&mut url, &mut headers, &credentials, auth);
             let started = Instant::now();
             let outcome = tokio::select! {
                 outcome = client.post(&url, &headers, batch.body.clone()) => outcome,

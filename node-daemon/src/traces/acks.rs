@@ -21,7 +21,7 @@ use crate::poison::IgnorePoison;
 use crate::span::CorrelatedSpan;
 
 /// A sidecar's relay batch: `SpanBatch.sidecar_id` and `batch_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RelayBatch {
     pub(crate) sidecar_id: String,
     pub(crate) batch_id: u64,

@@ -24,20 +24,21 @@ pub(crate) struct Spec {
     pub(crate) name: &'static str,
     /// Its collector in status.
     pub(crate) status: &'static str,
-    /// Its queue takes 1/`queue_share` of `STS_QUEUE_MAX_BYTES`.
-    pub(crate) queue_share: u64,
+    /// Its queue's share of `STS_QUEUE_MAX_BYTES`: this over what the configured
+    /// pipelines weigh together.
+    pub(crate) queue_weight: u64,
     pub(crate) base: Base,
     pub(crate) auth: Auth,
 }
 
 impl Spec {
     /// An intake pipeline's (topology, metrics, health): `STS_STS_URL`, the key as
-    /// `?api_key=`, an eighth of the queue cap.
+    /// `?api_key=`, a queue weight of 1.
     const fn intake(name: &'static str, status: &'static str) -> Self {
         Self {
             name,
             status,
-            queue_share: 8,
+            queue_weight: 1,
             base: Base::Sts,
             auth: Auth::Query,
         }
@@ -53,6 +54,8 @@ pub(crate) enum Base {
     ProcessAgent,
     /// `STS_APM_URL`, else `STS_STS_URL`.
     Apm,
+    /// `STS_OTLP_ENDPOINT` (the OTLP export's pipelines).
+    Otlp,
 }
 
 /// Where a pipeline's batches go: its sink, and the batcher all pipelines number theirs

@@ -19,7 +19,7 @@ use crate::traces::{record_on_last, RelayBatch, SpanSink};
 pub(crate) const SPEC: Spec = Spec {
     name: "traces",
     status: "forward.traces",
-    queue_share: 2,
+    queue_weight: 4,
     base: Base::Apm,
     auth: Auth::Header,
 };
@@ -127,7 +127,8 @@ mod tests {
         }
 
         fn queued(&self) -> u64 {
-            self.forwarder.traces.out.sink.queued().0
+            let receiver = self.forwarder.receiver.as_ref().expect("a receiver");
+            receiver.traces.out.sink.queued().0
         }
     }
 

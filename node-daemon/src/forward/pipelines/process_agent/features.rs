@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::config::ApiKey;
-use crate::forward::client::{authorize, endpoint, Auth, ReceiverClient};
+use crate::forward::client::{authorize, endpoint, Auth, Credentials, ReceiverClient};
 use crate::shutdown::Shutdown;
 
 pub(crate) const FEATURES_PATH: &str = "/features";
@@ -38,12 +37,12 @@ impl Features {
         self,
         client: ReceiverClient,
         base: Url,
-        key: Option<ApiKey>,
+        credentials: Credentials,
         mut shutdown: Shutdown,
     ) {
         let mut url = endpoint(&base, FEATURES_PATH);
         let mut headers = Vec::new();
-        authorize(&mut url, &mut headers, key.as_ref(), Auth::StsHeader);
+        authorize(&mut url, &mut headers, &credentials, Auth::StsHeader);
         let mut last: Option<bool> = None;
         loop {
             let on = match client.get(&url, &headers, MAX_ANSWER).await {

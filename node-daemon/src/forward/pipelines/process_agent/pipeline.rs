@@ -10,8 +10,8 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::{headers, status_values, CompressError, Features, Outgoing, ProcessAgent};
-use crate::config::{ApiKey, Config};
-use crate::forward::client::{Auth, ReceiverClient};
+use crate::config::Config;
+use crate::forward::client::{Auth, Credentials, ReceiverClient};
 use crate::forward::pipelines::{Base, Outlet, Spec};
 use crate::model::Snapshot;
 use crate::poison::IgnorePoison;
@@ -21,7 +21,7 @@ use crate::status::Registry;
 pub(crate) const SPEC: Spec = Spec {
     name: "process-agent",
     status: "forward.process-agent",
-    queue_share: 8,
+    queue_weight: 1,
     base: Base::ProcessAgent,
     auth: Auth::StsHeader,
 };
@@ -81,11 +81,14 @@ impl Pipeline {
         &self,
         client: ReceiverClient,
         base: Url,
-        key: Option<ApiKey>,
+        credentials: Credentials,
         shutdown: Shutdown,
     ) -> Option<JoinHandle<()>> {
         self.agent.as_ref()?;
-        let follow = self.features.clone().follow(client, base, key, shutdown);
+        let follow = self
+            .features
+            .clone()
+            .follow(client, base, credentials, shutdown);
         Some(tokio::spawn(follow))
     }
 
