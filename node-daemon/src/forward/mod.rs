@@ -154,3 +154,73 @@ impl Report for Forwarder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, RawValues};
+    use crate::shutdown;
+    use crate::traces::relay::tests::batch;
+    use crate::traces::{Correlator, RelayService, TraceState};
+
+    /// Both destinations configured (neither answers), queues on disk in `dir`.
+    fn config(dir: &std::path::Path) -> Config {
+        let vars = [
+            ("STS_STS_URL", "http://127.0.0.1:9/stsAgent".to_string()),
+            ("STS_OTLP_ENDPOINT", "http://127.0.0.1:9".to_string()),
+            ("STS_QUEUE_DIR", dir.display().to_string()),
+        ];
+        let raw = RawValues::load(None, |key| {
+            vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        Config::from_raw(&raw).unwrap()
+    }
+
+    #[test]
+    fn spans_go_to_both_queues_and_either_knows_a_batch_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_trigger, stop) = shutdown::channel();
+        // A runtime per daemon: dropping it ends the senders holding the queues' locks.
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        runtime().block_on(async {
+            let (forwarder, _tasks) = super::Forwarder::start(&config(dir.path()), "h", &stop)
+                .unwrap()
+                .unwrap();
+            let names: Vec<&str> = forwarder.sinks().iter().map(|s| s.spec.name).collect();
+            assert_eq!(names.len(), 7, "{names:?}");
+            let state = TraceState::new(0);
+            let relay = RelayService::new(
+                state,
+                Correlator::new("h", None),
+                None,
+                Some(forwarder.spans()),
+            );
+            assert_eq!(relay.take(batch(5, 3), "peer").unwrap().reason, "");
+            let receiver = forwarder.receiver.as_ref().unwrap();
+            let otlp = forwarder.otlp.as_ref().unwrap();
+            assert_eq!(receiver.traces.out.sink.queued().0, 1);
+            assert_eq!(otlp.traces.sink.queued().0, 1);
+        });
+        // Only the OTLP queue is left holding it: still a duplicate to the next daemon.
+        std::fs::remove_dir_all(dir.path().join("traces")).unwrap();
+        runtime().block_on(async {
+            let (forwarder, _tasks) = super::Forwarder::start(&config(dir.path()), "h", &stop)
+                .unwrap()
+                .unwrap();
+            let state = TraceState::new(0);
+            let relay = RelayService::new(
+                state.clone(),
+                Correlator::new("h", None),
+                None,
+                Some(forwarder.spans()),
+            );
+            assert_eq!(relay.take(batch(5, 3), "peer").unwrap().reason, "duplicate");
+            assert_eq!(state.spans_duplicate(), 3);
+        });
+    }
+}

@@ -69,7 +69,7 @@ pub(crate) const METRICS: Spec = Spec {
 pub(super) const SPECS: [&Spec; 2] = [&TRACES, &METRICS];
 
 pub(crate) struct Export {
-    traces: Outlet,
+    pub(super) traces: Outlet,
     metrics: Outlet,
     known: Mutex<Arc<Known>>,
     machine_id: Option<String>,
