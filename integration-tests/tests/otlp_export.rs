@@ -4,15 +4,17 @@
 //! Spans come from the real OpenTelemetry SDK through a sidecar; a container with ECS
 //! labels runs beside. python/otlp_check.py then checks the resources, spans and metrics
 //! against psutil and Docker, and the test checks that the bearer token reached the
-//! receiver but no log line or status value.
+//! receiver but no log line or status value. Over TLS a self-signed endpoint is refused
+//! unless `STS_OTLP_SKIP_SSL_VALIDATION` is set.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
+use integration_tests::receiver::{CaptureReceiver, Endpoint};
 use integration_tests::status::collector;
-use integration_tests::traces::Sidecar;
+use integration_tests::traces::{Daemon, DaemonPorts, Sidecar};
 use integration_tests::{binary, free_port, python, wait_for, workspace_root, Guard};
 use serde_json::Value;
 
@@ -273,4 +275,43 @@ fn export_over_grpc_decodes_with_the_official_classes() {
 #[test]
 fn export_over_http_decodes_with_the_official_classes() {
     export("http");
+}
+
+#[test]
+fn a_self_signed_endpoint_is_refused_unless_validation_is_skipped() {
+    let receiver = CaptureReceiver::https();
+    let endpoint = receiver.url().replace(Endpoint::PREFIX, "");
+    let env = |skip: &'static str| {
+        vec![
+            ("STS_OTLP_ENDPOINT", endpoint.clone()),
+            ("STS_OTLP_SKIP_SSL_VALIDATION", skip.to_string()),
+            ("STS_QUEUE_DIR", String::new()),
+        ]
+    };
+    let start = |env: &[(&str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Daemon::start_with_interval(DaemonPorts::free(), "1", &env)
+    };
+    let strict = start(&env("false"));
+    let error = wait_for(Duration::from_secs(20), || {
+        let status = strict.status()?;
+        let sink = collector(&status, "forward.otlp.metrics")?.clone();
+        (sink["state"] == "unavailable").then(|| sink["last_error"].to_string())
+    })
+    .expect("the refused endpoint is reported");
+    assert!(
+        error.to_lowercase().contains("certificate"),
+        "unclear error: {error}"
+    );
+    assert!(
+        receiver.all_requests().is_empty(),
+        "sent to an unverified endpoint"
+    );
+    drop(strict);
+
+    let _lax = start(&env("true"));
+    assert!(receiver.wait_for(
+        |r| r.iter().any(|r| r.tls && r.path == "/v1/metrics"),
+        Duration::from_secs(20)
+    ));
 }
