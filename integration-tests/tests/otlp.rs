@@ -1,13 +1,17 @@
 //! OTLP end to end with the real OpenTelemetry Python SDK: 500 spans over OTLP/gRPC and 500
 //! over OTLP/HTTP through a sidecar to a real daemon, correlated with the client process
 //! (from the resource's `process.pid` over gRPC, from the TCP peer over HTTP); malformed
-//! bodies answered 400 while the sidecar keeps serving.
+//! bodies answered 400 while the sidecar keeps serving; the same with the exporters
+//! compressing (gzip), and a gzip bomb answered 413.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
 
 use integration_tests::traces::{parse_client, ClientRun, Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, python, workspace_root};
@@ -16,8 +20,15 @@ use sts_proto::daemon::v1::Span;
 const TRACES: usize = 50;
 const SPANS: usize = 10;
 
-/// Starts the OpenTelemetry client sending over `protocol` to `endpoint`.
-fn start_client(protocol: &str, endpoint: &str, service: &str, set_pid: bool) -> Child {
+/// Starts the OpenTelemetry client sending over `protocol` to `endpoint`, its requests
+/// compressed with `compression` (`none` or `gzip`).
+fn start_client(
+    protocol: &str,
+    endpoint: &str,
+    service: &str,
+    set_pid: bool,
+    compression: &str,
+) -> Child {
     let env: BTreeMap<&str, String> = [
         ("PROTOCOL", protocol.to_string()),
         ("ENDPOINT", endpoint.to_string()),
@@ -25,6 +36,7 @@ fn start_client(protocol: &str, endpoint: &str, service: &str, set_pid: bool) ->
         ("TRACES", TRACES.to_string()),
         ("SPANS", SPANS.to_string()),
         ("SET_PID", if set_pid { "1" } else { "0" }.to_string()),
+        ("COMPRESSION", compression.to_string()),
         ("LINGER", "2.5".to_string()),
     ]
     .into_iter()
@@ -86,17 +98,24 @@ fn assert_correlated(spans: &[Span], run: &ClientRun, service: &str) {
 
 /// POSTs `body` to `/v1/traces` as `content_type`; the status line's code.
 fn post(port: u16, content_type: &str, body: &[u8]) -> u16 {
-    post_declaring(port, content_type, body.len(), body)
+    post_declaring(port, content_type, body.len(), body, "")
 }
 
-/// POSTs `body`, declaring `declared` bytes; the status line's code.
-fn post_declaring(port: u16, content_type: &str, declared: usize, body: &[u8]) -> u16 {
+/// POSTs `body` gzip'd (`Content-Encoding: gzip`); the status line's code.
+fn post_gzipd(port: u16, content_type: &str, body: &[u8]) -> u16 {
+    let extra = "Content-Encoding: gzip\r\n";
+    post_declaring(port, content_type, body.len(), body, extra)
+}
+
+/// POSTs `body`, declaring `declared` bytes, with the `extra` header lines; the status
+/// line's code.
+fn post_declaring(port: u16, content_type: &str, declared: usize, body: &[u8], extra: &str) -> u16 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: sidecar\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        "POST /v1/traces HTTP/1.1\r\nHost: sidecar\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {declared}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
@@ -109,9 +128,16 @@ fn post_declaring(port: u16, content_type: &str, declared: usize, body: &[u8]) -
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
 }
 
-#[test]
-fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
-    let daemon = Daemon::start(DaemonPorts::free(), &[]);
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A daemon (with `daemon_env`) and a sidecar serving OTLP/gRPC and OTLP/HTTP on free
+/// ports: the two and those ports.
+fn start_stack(daemon_env: &[(&str, &str)]) -> (Daemon, Sidecar, u16, u16) {
+    let daemon = Daemon::start(DaemonPorts::free(), daemon_env);
     let (grpc, http) = (free_port(), free_port());
     let sidecar = Sidecar::start(
         &format!("127.0.0.1:{}", free_port()),
@@ -121,6 +147,12 @@ fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
             ("STS_OTLP_HTTP_ADDR", &format!("127.0.0.1:{http}")),
         ],
     );
+    (daemon, sidecar, grpc, http)
+}
+
+#[test]
+fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
+    let (daemon, sidecar, grpc, http) = start_stack(&[]);
 
     // Malformed bodies first: refused with 400, and the sidecar serves on.
     assert_eq!(
@@ -134,7 +166,7 @@ fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
     assert_eq!(post(http, "text/plain", b"hello"), 415);
     let too_large = trace_sidecar::otlp::MAX_REQUEST_BYTES + 1;
     assert_eq!(
-        post_declaring(http, "application/x-protobuf", too_large, b""),
+        post_declaring(http, "application/x-protobuf", too_large, b"", ""),
         413
     );
     assert_eq!(
@@ -148,12 +180,14 @@ fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
         &format!("http://127.0.0.1:{grpc}"),
         "otlp-grpc",
         true,
+        "none",
     );
     let over_http = start_client(
         "http",
         &format!("http://127.0.0.1:{http}/v1/traces"),
         "otlp-http",
         false,
+        "none",
     );
     let (grpc_run, http_run) = (finish(over_grpc), finish(over_http));
     assert_ne!(grpc_run.pid, http_run.pid);
@@ -173,4 +207,54 @@ fn opentelemetry_sdk_spans_over_grpc_and_http_arrive_correlated() {
     assert_eq!(health["otlp_spans_rejected"], 0, "{health}");
     assert_eq!(health["otlp_requests_rejected"], 4, "{health}");
     assert_eq!(health["spans_dropped"], 0, "{health}");
+}
+
+#[test]
+fn gzipd_exports_are_inflated_and_gzip_bombs_refused() {
+    let (daemon, sidecar, grpc, http) = start_stack(&[]);
+    let gzipd = || {
+        sidecar.health().expect("sidecar answers /health")["otlp_requests_gzip"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // 4 MiB and a byte of zeroes are 4 KB gzip'd: over the limit once inflated, 413.
+    let bomb = gzip(&vec![0; trace_sidecar::otlp::MAX_REQUEST_BYTES + 1]);
+    assert!(bomb.len() < 64 << 10);
+    assert_eq!(post_gzipd(http, "application/x-protobuf", &bomb), 413);
+    let corrupt = b"\x1f\x8b\x08\x00 not quite gzip";
+    assert_eq!(post_gzipd(http, "application/json", corrupt), 400);
+    assert_eq!(post_gzipd(http, "application/json", &gzip(b"{}")), 200);
+    assert_eq!(gzipd(), 3);
+
+    // The SDK's exporters compressing: each of their requests comes gzip'd.
+    let clients = [
+        (
+            "grpc",
+            format!("http://127.0.0.1:{grpc}"),
+            "otlp-grpc-gzip",
+            true,
+        ),
+        (
+            "http",
+            format!("http://127.0.0.1:{http}/v1/traces"),
+            "otlp-http-gzip",
+            false,
+        ),
+    ];
+    for (protocol, endpoint, service, set_pid) in clients {
+        let before = gzipd();
+        let run = finish(start_client(protocol, &endpoint, service, set_pid, "gzip"));
+        let spans = daemon.wait_spans(service, run.spans, Duration::from_secs(30));
+        assert_correlated(&spans, &run, service);
+        assert!(gzipd() > before, "{protocol}: no request came gzip'd");
+    }
+
+    let health = sidecar.health().expect("sidecar answers /health");
+    assert_eq!(
+        health["otlp_spans_received"],
+        2 * TRACES * SPANS,
+        "{health}"
+    );
+    assert_eq!(health["otlp_requests_rejected"], 2, "{health}");
 }

@@ -4,6 +4,7 @@
 pub mod budget;
 mod connections;
 pub mod grpc;
+mod grpc_gzip;
 pub mod gzip;
 pub mod http;
 pub mod transcode;
