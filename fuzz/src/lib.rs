@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod checks;
 
 pub mod config;
+pub mod otlp;
 pub mod receiver;
 pub mod relay;
 pub mod sidecar;

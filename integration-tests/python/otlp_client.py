@@ -1,7 +1,9 @@
 """A real OpenTelemetry SDK client for the OTLP tests: sends TRACES traces of SPANS spans
 each with the OTLP exporter of PROTOCOL (grpc or http) to ENDPOINT, then prints one JSON line
 with its pid, its create time (psutil) and what it sent. With SET_PID=1 the resource names
-the process (`process.pid`); without, the sidecar finds it from the connection."""
+the process (`process.pid`); without, the sidecar finds it from the connection. With
+COMPRESSION=gzip the exporter compresses its requests (gRPC's grpc-encoding, HTTP's
+Content-Encoding)."""
 import os
 import sys
 
@@ -16,15 +18,23 @@ spans = int(os.environ.get("SPANS", "3"))
 service = os.environ.get("SERVICE", "it-otlp")
 protocol = os.environ["PROTOCOL"]
 endpoint = os.environ["ENDPOINT"]
+compression = os.environ.get("COMPRESSION", "none")
+if compression not in ("none", "gzip"):
+    sys.exit(f"COMPRESSION={compression}: none or gzip")
+gzip = compression == "gzip"
 
 if protocol == "grpc":
+    from grpc import Compression
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True,
+                                compression=Compression.Gzip if gzip else Compression.NoCompression)
 else:
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=endpoint)
+    exporter = OTLPSpanExporter(endpoint=endpoint,
+                                compression=Compression.Gzip if gzip else Compression.NoCompression)
 
 attributes = {"service.name": service}
 if os.environ.get("SET_PID") == "1":

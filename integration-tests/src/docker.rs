@@ -1,6 +1,7 @@
 //! The real Docker engine for the container tests: availability, a tiny local image
 //! (the engine here has no images and no registry), and containers removed on drop.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 /// The image the container tests run: a static busybox imported into the engine.
@@ -114,6 +115,42 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.id]);
     }
+}
+
+/// A container of the test image running `integration-tests/python/<script>` with the
+/// host's interpreter and `.venv` mounted read-only, in the host's pid namespace (as
+/// application tasks run, `pidMode: host`), with `env` (and `HOME=/tmp`) and the further
+/// `docker run` arguments `args`.
+pub fn run_python(script: &str, env: &BTreeMap<String, String>, args: &[String]) -> Container {
+    let venv = crate::workspace_root().join(".venv");
+    let venv = venv.to_str().expect("a UTF-8 path");
+    let interpreter = std::fs::canonicalize(crate::python()).expect("the venv's python");
+    let pyhome = interpreter
+        .parent()
+        .and_then(|bin| bin.parent())
+        .and_then(|home| home.to_str())
+        .expect("the interpreter's prefix");
+    let scripts = crate::workspace_root().join("integration-tests/python");
+    let mounts = [
+        "/usr:/usr:ro".to_string(),
+        "/usr/lib:/lib:ro".to_string(),
+        "/usr/lib64:/lib64:ro".to_string(),
+        format!("{pyhome}:{pyhome}:ro"),
+        format!("{venv}:{venv}:ro"),
+        format!("{}:/it:ro", scripts.display()),
+    ];
+    let mut all: Vec<String> = vec!["--pid".into(), "host".into()];
+    for m in mounts {
+        all.extend(["-v".into(), m]);
+    }
+    for (k, v) in env {
+        all.extend(["-e".into(), format!("{k}={v}")]);
+    }
+    all.extend(["-e".into(), "HOME=/tmp".into()]);
+    all.extend_from_slice(args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let python = format!("{venv}/bin/python");
+    Container::run(&all, &[&python, &format!("/it/{script}")])
 }
 
 /// The host's address on Docker's default bridge, where containers reach host services.

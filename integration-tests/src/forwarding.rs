@@ -54,14 +54,17 @@ impl ForwardSetup {
         }
     }
 
-    /// A daemon with this environment on `ports`.
-    pub fn start_daemon(&self, ports: DaemonPorts) -> Daemon {
-        let env: Vec<(&str, &str)> = self
-            .env
+    /// The environment, as `Daemon::start` takes it.
+    pub fn vars(&self) -> Vec<(&str, &str)> {
+        self.env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        Daemon::start_with_interval(ports, "1", &env)
+            .collect()
+    }
+
+    /// A daemon with this environment on `ports`.
+    pub fn start_daemon(&self, ports: DaemonPorts) -> Daemon {
+        Daemon::start_with_interval(ports, "1", &self.vars())
     }
 }
 

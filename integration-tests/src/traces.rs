@@ -1,6 +1,6 @@
 //! A daemon and a sidecar wired together for the trace tests, and a real ddtrace client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -90,6 +90,12 @@ impl Daemon {
         })
     }
 
+    /// The host name the daemon puts in every identifier.
+    pub fn hostname(&self) -> String {
+        let status = self.status().expect("daemon answers");
+        status["hostname"].as_str().expect("hostname").to_string()
+    }
+
     /// Waits until the daemon holds at least `n` spans of `service`; returns them.
     pub fn wait_spans(&self, service: &str, n: usize, within: Duration) -> Vec<Span> {
         let mut last = Vec::new();
@@ -148,6 +154,38 @@ pub struct ClientRun {
     pub pid: u32,
     pub create_time_ms: u64,
     pub spans: usize,
+}
+
+/// Checks what the daemon says of the process of a span of `service` (its `meta`) from the
+/// client `run`: its pid, its create time (psutil's, within 2 ms), the host, and the
+/// service, service instance and process URNs made of them.
+pub fn assert_identity(
+    service: &str,
+    meta: &HashMap<String, String>,
+    run: &ClientRun,
+    hostname: &str,
+) {
+    assert_eq!(meta["span.pid"], run.pid.to_string(), "{meta:?}");
+    let ms: u64 = meta["span.starttime"].parse().unwrap();
+    assert!(
+        ms.abs_diff(run.create_time_ms) <= 2,
+        "create time {ms} vs psutil {}",
+        run.create_time_ms
+    );
+    assert_eq!(meta["span.hostname"], hostname);
+    assert_eq!(meta["span.serviceURN"], format!("urn:service:/{service}"));
+    assert_eq!(meta["span.serviceName"], service);
+    assert_eq!(
+        meta["span.serviceInstanceURN"],
+        format!(
+            "urn:service-instance:/{service}:/{hostname}:{}:{ms}",
+            run.pid
+        )
+    );
+    assert_eq!(
+        meta["span.processURN"],
+        format!("urn:process:/{hostname}:{}:{ms}", run.pid)
+    );
 }
 
 /// Environment for ddtrace pointed at `agent_url` with the given API version.

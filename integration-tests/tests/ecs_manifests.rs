@@ -4,7 +4,8 @@
 //! is created with the DAEMON strategy. Then the rules the files must keep: host pid and
 //! network namespaces, no capability outside the allow-list below, read-only mounts that
 //! name declared volumes, the health check that runs `node-daemon status`, the sidecar
-//! fragment used verbatim by the example application.
+//! fragment used verbatim by the example application, its three ports (Datadog 8126, OTLP
+//! 4317 and 4318) mapped, listened on and exposed by its image.
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
@@ -606,6 +607,68 @@ fn example_app_reaches_the_sidecar_it_embeds() {
         app["dependsOn"],
         json!([{ "containerName": "trace-sidecar", "condition": "START" }])
     );
+}
+
+/// The sidecar's listeners: the variable and the port of its default address.
+const SIDECAR_LISTENERS: [(&str, u16); 3] = [
+    ("STS_TRACE_LISTEN_ADDR", 8126),
+    ("STS_OTLP_GRPC_ADDR", 4317),
+    ("STS_OTLP_HTTP_ADDR", 4318),
+];
+
+/// The values of `instruction` lines of a Dockerfile (`EXPOSE`, `ENV`), split at spaces.
+fn dockerfile_words(text: &str, instruction: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix(instruction)?.strip_prefix(' '))
+        .flat_map(|rest| rest.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_sidecar_maps_and_exposes_its_datadog_and_otlp_ports() {
+    let fragment = ecs_json(SIDECAR_FRAGMENT);
+    let mapped: BTreeSet<u64> = fragment["portMappings"]
+        .as_array()
+        .expect("portMappings")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["protocol"], "tcp", "{m}");
+            m["containerPort"].as_u64().expect("containerPort")
+        })
+        .collect();
+    let dockerfile =
+        std::fs::read_to_string(workspace_root().join("docker/trace-sidecar.Dockerfile"))
+            .expect("docker/trace-sidecar.Dockerfile");
+    let exposed: BTreeSet<u64> = dockerfile_words(&dockerfile, "EXPOSE")
+        .iter()
+        .map(|p| p.trim_end_matches("/tcp").parse().expect("a port"))
+        .collect();
+    let image_env = dockerfile_words(&dockerfile, "ENV");
+    for (name, port) in SIDECAR_LISTENERS {
+        let address = format!("0.0.0.0:{port}");
+        let key = trace_sidecar::config::keys::KEYS
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("the sidecar reads no {name}"));
+        assert_eq!(
+            key.default,
+            format!("`{address}`"),
+            "{name}: the binary's default"
+        );
+        assert_eq!(env_value(&fragment, name), Some(address.as_str()), "{name}");
+        assert!(
+            image_env.contains(&format!("{name}={address}")),
+            "the image's ENV {name}"
+        );
+        assert!(mapped.contains(&u64::from(port)), "port {port} mapped");
+        assert!(exposed.contains(&u64::from(port)), "port {port} exposed");
+    }
+    let ports: BTreeSet<u64> = SIDECAR_LISTENERS
+        .iter()
+        .map(|(_, p)| u64::from(*p))
+        .collect();
+    assert_eq!(mapped, ports, "no other port mapped");
+    assert_eq!(exposed, ports, "no other port exposed");
 }
 
 #[test]

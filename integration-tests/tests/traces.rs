@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use integration_tests::docker::{self, Container};
 use integration_tests::traces::{
-    ddtrace_env, parse_client, run_client, stack, ClientRun, Daemon, DaemonPorts, Sidecar,
+    assert_identity, ddtrace_env, parse_client, run_client, stack, ClientRun, Daemon, DaemonPorts,
+    Sidecar,
 };
 use integration_tests::{free_port, python, wait_for, workspace_root, Guard};
 use sts_proto::daemon::v1::Span;
@@ -17,31 +18,7 @@ fn assert_correlated(spans: &[Span], run: &ClientRun, hostname: &str) {
     let ids: HashSet<(u64, u64)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
     assert_eq!(ids.len(), spans.len(), "no span twice");
     for s in spans {
-        let meta = &s.meta;
-        assert_eq!(meta["span.pid"], run.pid.to_string(), "{meta:?}");
-        let ms: u64 = meta["span.starttime"].parse().unwrap();
-        assert!(
-            ms.abs_diff(run.create_time_ms) <= 2,
-            "create time {ms} vs psutil {}",
-            run.create_time_ms
-        );
-        assert_eq!(meta["span.hostname"], hostname);
-        assert_eq!(
-            meta["span.serviceURN"],
-            format!("urn:service:/{}", s.service)
-        );
-        assert_eq!(meta["span.serviceName"], s.service);
-        assert_eq!(
-            meta["span.serviceInstanceURN"],
-            format!(
-                "urn:service-instance:/{}:/{hostname}:{}:{ms}",
-                s.service, run.pid
-            )
-        );
-        assert_eq!(
-            meta["span.processURN"],
-            format!("urn:process:/{hostname}:{}:{ms}", run.pid)
-        );
+        assert_identity(&s.service, &s.meta, run, hostname);
     }
     assert!(spans.iter().any(|s| s.error == 1), "error flag kept");
     assert!(
@@ -58,13 +35,6 @@ fn linger(mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
     env
 }
 
-fn hostname(daemon: &Daemon) -> String {
-    daemon.status().unwrap()["hostname"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn ddtrace_v04_and_v05_spans_arrive_correlated() {
     let (daemon, sidecar) = stack();
@@ -73,7 +43,7 @@ fn ddtrace_v04_and_v05_spans_arrive_correlated() {
         let service = format!("it-{}", version.replace('.', ""));
         let run = run_client(&linger(ddtrace_env(&url, version, &service, 20, 4)));
         let spans = daemon.wait_spans(&service, run.spans, Duration::from_secs(15));
-        assert_correlated(&spans, &run, &hostname(&daemon));
+        assert_correlated(&spans, &run, &daemon.hostname());
     }
     let health = sidecar.health().unwrap();
     assert_eq!(health["spans_received"], 160);
@@ -103,7 +73,7 @@ fn a_client_that_exits_right_after_sending_keeps_its_identity() {
         "the client is gone"
     );
     let spans = daemon.wait_spans("it-exits", run.spans, Duration::from_secs(15));
-    assert_correlated(&spans, &run, &hostname(&daemon));
+    assert_correlated(&spans, &run, &daemon.hostname());
 }
 
 #[test]
@@ -169,47 +139,13 @@ fn two_clients_in_two_containers_are_told_apart() {
     let sidecar = Sidecar::start(&format!("0.0.0.0:{}", free_port()), daemon.relay_port, &[]);
     let gateway = docker::bridge_gateway();
     let url = format!("http://{gateway}:{}", sidecar.port);
-    // The host's Python and ddtrace, mounted read-only into the busybox image; pidMode
-    // host as the application tasks run.
-    let venv = workspace_root().join(".venv");
-    let venv = venv.to_str().unwrap();
-    let interpreter = std::fs::canonicalize(python()).unwrap();
-    let pyhome = interpreter
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let script_dir = workspace_root().join("integration-tests/python");
-    let mounts = [
-        "/usr:/usr:ro".to_string(),
-        "/usr/lib:/lib:ro".to_string(),
-        "/usr/lib64:/lib64:ro".to_string(),
-        format!("{pyhome}:{pyhome}:ro"),
-        format!("{venv}:{venv}:ro"),
-        format!("{}:/it:ro", script_dir.display()),
-    ];
+    // The host's Python and ddtrace, mounted read-only into the busybox image.
     let clients: Vec<(String, Container, u32)> = ["it-ctr-a", "it-ctr-b"]
         .iter()
         .map(|service| {
-            let mut args: Vec<String> = vec!["--pid".into(), "host".into()];
-            for m in &mounts {
-                args.extend(["-v".into(), m.clone()]);
-            }
-            for (k, v) in ddtrace_env(&url, "v0.5", service, 15, 3) {
-                args.extend(["-e".into(), format!("{k}={v}")]);
-            }
-            args.extend([
-                "-e".into(),
-                "LINGER=3".into(),
-                "-e".into(),
-                "HOME=/tmp".into(),
-            ]);
-            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let python = format!("{venv}/bin/python");
-            let container = Container::run(&arg_refs, &[&python, "/it/trace_client.py"]);
+            let mut env = ddtrace_env(&url, "v0.5", service, 15, 3);
+            env.insert("LINGER".into(), "3".into());
+            let container = docker::run_python("trace_client.py", &env, &[]);
             let pid = container.pid();
             (service.to_string(), container, pid)
         })

@@ -1,6 +1,7 @@
 //! The OTLP/gRPC server over loopback with tonic's generated client: spans buffered for
 //! the relay, invalid spans answered as a partial success, a request that would decode to
-//! far more than its size refused with INVALID_ARGUMENT, and the server serving on.
+//! far more than its size refused with INVALID_ARGUMENT, and the server serving on; gzip'd
+//! requests inflated within the size limit, RESOURCE_EXHAUSTED past it.
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -103,4 +104,94 @@ async fn connections_past_the_bound_wait_for_a_place() {
     .await;
     assert!(served.expect("served once the first closed").is_ok());
     assert_eq!(shared.relay.buffer().spans(), 2);
+}
+
+/// One call over HTTP/2 with `body` as the request's framed messages and
+/// `grpc-encoding: gzip`: the answer's grpc-status and its grpc-accept-encoding header.
+async fn export_gzipd(addr: std::net::SocketAddr, body: Vec<u8>) -> (String, String) {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let executor = hyper_util::rt::TokioExecutor::new();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(executor, io)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::post(format!(
+        "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("grpc-encoding", "gzip")
+    .body(Full::new(bytes::Bytes::from(body)))
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let accepts = response.headers()["grpc-accept-encoding"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let collected = response.into_body().collect().await.unwrap();
+    let status = in_headers
+        .or_else(|| collected.trailers()?.get("grpc-status").cloned())
+        .expect("a grpc-status");
+    (status.to_str().unwrap().to_string(), accepts)
+}
+
+/// A gRPC message: the compressed flag, the length, the bytes.
+fn framed(compressed: bool, message: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(compressed)];
+    out.extend((message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzipd_requests_inflated_within_the_limit() {
+    use prost::Message;
+    let relay = Relay::new(Buffer::new("test", 64 << 20, BatchLimits::default()));
+    let shared = Shared::new(relay, Limits::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = watch::channel(false);
+    tokio::spawn(grpc::serve(listener, shared.clone(), stopped));
+
+    let export = request(vec![span(1), span(2)]).encode_to_vec();
+    let answer = export_gzipd(addr, framed(true, &gzip(&export))).await;
+    assert_eq!(answer, ("0".to_string(), "gzip".to_string()));
+    assert_eq!(shared.relay.buffer().spans(), 2);
+
+    // A string attribute of 4 MiB of zeroes: a valid request, 4 KB gzip'd.
+    let mut bomb = span(3);
+    bomb.name = "\0".repeat(trace_sidecar::otlp::MAX_REQUEST_BYTES);
+    let bomb = gzip(&request(vec![bomb]).encode_to_vec());
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let resource_exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+    assert_eq!(
+        export_gzipd(addr, framed(true, &bomb)).await.0,
+        resource_exhausted
+    );
+    let corrupt = framed(true, b"\x1f\x8b not quite gzip");
+    let invalid_argument = (tonic::Code::InvalidArgument as i32).to_string();
+    assert_eq!(export_gzipd(addr, corrupt).await.0, invalid_argument);
+    assert_eq!(shared.relay.buffer().spans(), 2);
+
+    // Uncompressed past the limit: RESOURCE_EXHAUSTED too, which OTLP clients do not retry.
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut large = span(4);
+    large.name = "x".repeat(trace_sidecar::otlp::MAX_REQUEST_BYTES);
+    let refused = client.export(request(vec![large])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    let health = shared.health();
+    assert_eq!(health["otlp_requests_rejected"], 3, "{health}");
+    assert_eq!(health["otlp_requests_gzip"], 3, "{health}");
 }

@@ -1,7 +1,9 @@
 //! OTLP/gRPC: the collector's `TraceService/Export` on its own listener (tonic). The
 //! request is decoded by [`BudgetedCodec`]: its decoded size checked first, as OTLP/HTTP's,
-//! and a malformed one refused with INVALID_ARGUMENT, as the OTLP spec has it.
+//! and a malformed one refused with INVALID_ARGUMENT, as the OTLP spec has it. A gzip'd
+//! request is inflated within the size limit first (`grpc_gzip`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,13 +18,16 @@ use tokio::sync::watch;
 use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
-use super::MAX_REQUEST_BYTES;
+use super::{grpc_gzip, MAX_REQUEST_BYTES};
 use crate::relay::stopped;
 use crate::server::{look_up, Peer, Shared};
 
 const ENDPOINT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The message encodings the server takes, told in every answer.
+const ACCEPT_ENCODING: &str = "grpc-accept-encoding";
 
 /// Requests one connection may have in flight at once.
 const STREAMS_PER_CONNECTION: u32 = 16;
@@ -88,6 +93,7 @@ impl UnaryService<ExportTraceServiceRequest> for Server {
 impl<B> tonic::codegen::Service<http::Request<B>> for Server
 where
     B: Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::BoxBody>;
@@ -100,15 +106,53 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let server = self.clone();
+        let shared = self.0.shared.clone();
         if request.uri().path() != ENDPOINT {
             return Box::pin(async move { Ok(sts_proto::grpc::unimplemented()) });
         }
         Box::pin(async move {
             let mut grpc = Grpc::new(BudgetedCodec::default())
                 .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
-            Ok(grpc.unary(server, request).await)
+            let mut response = if grpc_gzip::is_gzip(request.headers()) {
+                shared
+                    .stats
+                    .otlp_requests_gzip
+                    .fetch_add(1, Ordering::Relaxed);
+                match grpc_gzip::inflate(request).await {
+                    Ok(request) => grpc.unary(server, request).await,
+                    Err(e) => Status::from(e).into_http(),
+                }
+            } else {
+                grpc.unary(server, request).await
+            };
+            refused(&mut response, &shared);
+            response
+                .headers_mut()
+                .insert(ACCEPT_ENCODING, http::HeaderValue::from_static("gzip"));
+            Ok(response)
         })
     }
+}
+
+/// Counts a refused request (an answer of headers only, with a status other than OK), and
+/// makes tonic's OUT_OF_RANGE for a message over the size limit RESOURCE_EXHAUSTED: OTLP
+/// clients retry OUT_OF_RANGE, and the same message would be refused again. The service
+/// itself never answers OUT_OF_RANGE.
+fn refused(response: &mut http::Response<tonic::body::BoxBody>, shared: &Shared) {
+    let headers = response.headers_mut();
+    let Some(code) = headers.get(Status::GRPC_STATUS) else {
+        return;
+    };
+    if code.as_bytes() == b"0" {
+        return;
+    }
+    if code.as_bytes() == (Code::OutOfRange as i32).to_string().as_bytes() {
+        headers.insert(Status::GRPC_STATUS, (Code::ResourceExhausted as i32).into());
+    }
+    shared
+        .stats
+        .otlp_requests_rejected
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 #[tonic::async_trait]

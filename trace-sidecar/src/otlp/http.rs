@@ -1,6 +1,7 @@
-//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, answered as the OTLP spec says: 200
-//! with an `ExportTraceServiceResponse` (its partial success naming refused spans) in the
-//! request's encoding; 4xx with a `google.rpc.Status` in it.
+//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, plain or gzip'd, answered as the OTLP
+//! spec says: 200 with an `ExportTraceServiceResponse` (its partial success naming refused
+//! spans) in the request's encoding; 4xx with a `google.rpc.Status` in it (413 for a body
+//! over [`MAX_REQUEST_BYTES`], gzip'd or inflated).
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +11,8 @@ use hyper::{Method, Request, StatusCode};
 use prost::Message;
 use tracing::debug;
 
-use super::MAX_REQUEST_BYTES;
+use super::gzip::GzipError;
+use super::{RequestError, MAX_REQUEST_BYTES};
 use crate::server::{read_body_within, reply, BodyError, Connection, Reply, Shared};
 
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -85,31 +87,33 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
             refused(StatusCode::METHOD_NOT_ALLOWED, message),
         );
     }
-    if let Some(coding) = request.headers().get(CONTENT_ENCODING) {
-        let coding = coding.to_str().unwrap_or("?");
-        if coding != "identity" {
-            let message =
-                format!("content encoding {coding:?} is not supported: send it uncompressed");
-            return failure(
-                shared,
-                encoding,
-                refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
-            );
+    let gzipped = match content_encoding(&request) {
+        Ok(gzipped) => gzipped,
+        Err(message) => {
+            let error = refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+            return failure(shared, encoding, error);
         }
+    };
+    if gzipped {
+        shared
+            .stats
+            .otlp_requests_gzip
+            .fetch_add(1, Ordering::Relaxed);
     }
     let body = match read_body_within(request, shared, MAX_REQUEST_BYTES).await {
         Ok(body) => body,
         Err(e) => return failure(shared, encoding, e),
     };
-    let export = match super::decode(&body, matches!(encoding, Encoding::Json)) {
+    let json = matches!(encoding, Encoding::Json);
+    let export = match super::decode_body(&body, json, gzipped) {
         Ok(export) => export,
         Err(e) => {
             debug!("OTLP/HTTP request refused: {e}");
-            return failure(
-                shared,
-                encoding,
-                refused(StatusCode::BAD_REQUEST, e.to_string()),
-            );
+            let status = match e {
+                RequestError::Gzip(GzipError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return failure(shared, encoding, refused(status, e.to_string()));
         }
     };
     drop(body);
@@ -119,6 +123,24 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
         Encoding::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
     };
     reply(StatusCode::OK, encoding.content_type(), body)
+}
+
+/// Whether the body is gzip'd (`Content-Encoding: gzip`); an error naming any other
+/// coding than `identity`.
+fn content_encoding(request: &Request<Incoming>) -> Result<bool, String> {
+    let Some(coding) = request.headers().get(CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let coding = coding.to_str().unwrap_or("?").trim();
+    if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+        Ok(true)
+    } else if coding.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else {
+        Err(format!(
+            "content encoding {coding:?} is not supported: send gzip or uncompressed"
+        ))
+    }
 }
 
 fn refused(status: StatusCode, message: String) -> BodyError {

@@ -4,6 +4,8 @@
 pub mod budget;
 mod connections;
 pub mod grpc;
+mod grpc_gzip;
+pub mod gzip;
 pub mod http;
 pub mod transcode;
 
@@ -21,9 +23,9 @@ use crate::decode::Limits as DecodeLimits;
 use crate::peer::PeerProcess;
 use crate::server::Shared;
 
-/// The largest OTLP request body, encoded (gRPC's customary default). Smaller than the
-/// Datadog path's: a request is decoded into structs before it is transcoded, and a span
-/// takes tens of times its encoded size as structs.
+/// The largest OTLP request body, encoded (gRPC's customary default), and the most a gzip'd
+/// one may inflate to. Smaller than the Datadog path's: a request is decoded into structs
+/// before it is transcoded, and a span takes tens of times its encoded size as structs.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// An OTLP request body that could not be read.
@@ -37,6 +39,8 @@ pub enum RequestError {
     Json(#[from] serde_json::Error),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: not a JSON object")]
     JsonNotObject,
+    #[error(transparent)]
+    Gzip(#[from] gzip::GzipError),
 }
 
 /// `ExportTraceServiceRequest` in OTLP/JSON, where an absent field is its default (the
@@ -62,6 +66,20 @@ pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, Requ
     } else {
         budget::check(body, DecodeLimits::DEFAULT.budget(body.len()))?;
         Ok(ExportTraceServiceRequest::decode(body)?)
+    }
+}
+
+/// Decodes an OTLP/HTTP body as [`decode`] does, inflated first when `gzipped` (to at most
+/// [`MAX_REQUEST_BYTES`]).
+pub fn decode_body(
+    body: &[u8],
+    json: bool,
+    gzipped: bool,
+) -> Result<ExportTraceServiceRequest, RequestError> {
+    if gzipped {
+        decode(&gzip::gunzip(body, MAX_REQUEST_BYTES)?, json)
+    } else {
+        decode(body, json)
     }
 }
 

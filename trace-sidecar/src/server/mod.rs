@@ -45,6 +45,8 @@ pub struct ServerStats {
     pub otlp_spans_rejected: AtomicU64,
     /// OTLP requests refused whole: unreadable, too large, of another content type.
     pub otlp_requests_rejected: AtomicU64,
+    /// OTLP requests that came gzip'd, inflated or refused.
+    pub otlp_requests_gzip: AtomicU64,
 }
 
 /// Which API a listener serves.
@@ -118,6 +120,7 @@ impl Shared {
             "otlp_spans_received": count(&stats.otlp_spans_received),
             "otlp_spans_rejected": count(&stats.otlp_spans_rejected),
             "otlp_requests_rejected": count(&stats.otlp_requests_rejected),
+            "otlp_requests_gzip": count(&stats.otlp_requests_gzip),
         })
     }
 }
