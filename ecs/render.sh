@@ -34,6 +34,8 @@ variables=(
     STS_NETWORK_TRACING_ENABLED=true
     STS_PROCESS_BLACKLIST_PATTERNS=
     STS_LOG_LEVEL=info
+    STS_OTLP_ENDPOINT=
+    STS_OTLP_PROTOCOL=http/protobuf
     STS_DAEMON_ADDR=
     STS_RELAY_TOKEN_SECRET=
     STS_EXECUTION_ROLE_ARN=
@@ -86,7 +88,7 @@ if [[ $text =~ \$\{[A-Za-z_][A-Za-z0-9_]*\} ]]; then
     echo "render.sh: $1 holds a placeholder render.sh does not know: ${BASH_REMATCH[0]}" >&2
     exit 65
 fi
-if [[ $text == *'"STS_STS_URL"'* && -z ${STS_STS_URL:-} ]]; then
+if [[ $text == *'"STS_STS_URL"'* && -z ${STS_STS_URL:-} && -z ${STS_OTLP_ENDPOINT:-} ]]; then
     echo "render.sh: note: STS_STS_URL is unset, the daemon will collect but send nothing" >&2
 fi
 printf '%s\n' "$text"
