@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use tokio::task::JoinHandle;
 
@@ -37,6 +38,8 @@ use known::Known;
 
 const TRACES_PATH: &str = "/v1/traces";
 const METRICS_PATH: &str = "/v1/metrics";
+/// Resources in one metrics request at most.
+const MAX_RESOURCES: usize = 500;
 
 /// The batch paths' gRPC methods.
 const GRPC_ROUTES: &[Route] = &[
@@ -140,13 +143,20 @@ impl Export {
             .unwrap_or(0)
             .saturating_mul(1_000_000);
         let request = metrics::request(snapshot, &known, now_ns);
-        let batch = self.metrics.batch(
-            METRICS_PATH,
-            gzip_headers("application/x-protobuf"),
-            0,
-            Bytes::from(gzip(&request.encode_to_vec())),
-        );
-        self.metrics.sink.submit(batch);
+        // A host of thousands of processes makes requests of a few hundred resources each,
+        // well under the 4 MiB gRPC servers take by default.
+        let mut resources = request.resource_metrics;
+        let mut batches = Vec::new();
+        while !resources.is_empty() {
+            let rest = resources.split_off(resources.len().min(MAX_RESOURCES));
+            let part = ExportMetricsServiceRequest {
+                resource_metrics: std::mem::replace(&mut resources, rest),
+            };
+            let body = Bytes::from(gzip(&part.encode_to_vec()));
+            let headers = gzip_headers("application/x-protobuf");
+            batches.push(self.metrics.batch(METRICS_PATH, headers, 0, body));
+        }
+        self.metrics.sink.submit_all(batches);
     }
 
     pub(super) fn report(&self, registry: &Registry) {
