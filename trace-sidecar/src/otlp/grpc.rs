@@ -168,7 +168,8 @@ impl TraceService for Intake {
             }
             _ => None,
         };
-        let answer = super::accept(request.get_ref(), ENDPOINT, peer.as_ref(), &self.shared);
+        let answer = super::accept(request.get_ref(), ENDPOINT, peer.as_ref(), &self.shared)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(answer))
     }
 }
