@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # End-to-end trace pipeline benchmark: spans per CPU-second of trace-sidecar + node-daemon
-# (target >= 500,000, about 8x the ~60,000 spans/s per core Datadog publishes for its trace
-# agent), the sidecar's RSS at 60,000 spans/s (target <= 20 MB) and the span-to-daemon
-# latency (p50/p99/max) at that rate.
+# over the Datadog v0.4 path (target >= 500,000, about 8x the ~60,000 spans/s per core
+# Datadog publishes for its trace agent) and over OTLP/HTTP and OTLP/gRPC (target >= 0.70
+# of the v0.4 figure of the same run), the sidecar's RSS at 60,000 spans/s on each (target
+# <= 20 MB) and the span-to-daemon latency (p50/p99/max) at that rate.
 #
 # Builds the release binaries, then runs `cargo bench -p integration-tests --bench
 # trace_pipeline`, which starts a release node-daemon and trace-sidecar on free loopback
-# ports (nothing is forwarded) and drives them with pre-encoded /v0.4/traces payloads; the
-# header of integration-tests/benches/trace_pipeline.rs says what is measured and how.
+# ports (nothing is forwarded) and drives them with pre-encoded /v0.4/traces payloads and
+# the same spans as OTLP ExportTraceServiceRequests; the header of
+# integration-tests/benches/trace_pipeline.rs says what is measured and how.
 #
-# Environment (all optional): BENCH_PHASES (A = throughput, B = paced; default AB),
+# Environment (all optional): BENCH_WIRES (default v04,otlp-http,otlp-grpc),
+# BENCH_PHASES (A = throughput, B = paced; default AB),
 # BENCH_CLIENTS (client threads of phase A, default 3), BENCH_SECONDS (default 10),
 # BENCH_WINDOW (spans at most sent and not yet received by the daemon, default 50000),
 # BENCH_RATE (phase B, default 60000 spans/s), BENCH_PACED_SECONDS (default 15),

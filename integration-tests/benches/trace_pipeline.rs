@@ -1,7 +1,12 @@
-//! The trace pipeline end to end: pre-encoded `/v0.4/traces` payloads sent over keep-alive
-//! HTTP/1.1 to a release `trace-sidecar` (decode, batch, gRPC relay) and on to a release
-//! `node-daemon` (dedup, PID correlation), both on loopback; the daemon keeps no recent-span
-//! window (`STS_TRACE_RECENT_SPANS=0`) and forwards nothing (no `STS_STS_URL`).
+//! The trace pipeline end to end: pre-encoded payloads sent to a release `trace-sidecar`
+//! (decode, batch, gRPC relay) and on to a release `node-daemon` (dedup, PID correlation),
+//! both on loopback; the daemon keeps no recent-span window (`STS_TRACE_RECENT_SPANS=0`)
+//! and forwards nothing (no `STS_STS_URL`). The payloads go over each wire of
+//! `BENCH_WIRES` (default `v04,otlp-http,otlp-grpc`): `/v0.4/traces` msgpack over
+//! keep-alive HTTP/1.1 (the Datadog path, the peer), and the same spans as OTLP
+//! `ExportTraceServiceRequest`s over keep-alive HTTP/1.1 (`/v1/traces`, protobuf) and over
+//! OTLP/gRPC (HTTP/2), which the sidecar decodes and transcodes into the same relay spans.
+//! Each phase runs once per wire, on a fresh sidecar and daemon, in this one run.
 //!
 //! - Phase A, throughput: `BENCH_CLIENTS` client threads (default 3) send as fast as the
 //!   pipeline takes the spans for `BENCH_SECONDS` (default 10), after a 2 s warm-up. The
@@ -11,11 +16,12 @@
 //!   every span. Counted: the spans the daemon received (`spans_received_total`, GetStatus)
 //!   and the CPU time (utime + stime, /proc/<pid>/stat) of the sidecar and the daemon over
 //!   the same interval. Spans per CPU-second of the two together is the per-core figure
-//!   (target >= 500,000), compared with the ~60,000 spans/s per core Datadog publishes for
-//!   its trace agent (a published figure, not measured here).
+//!   (target >= 500,000 for v0.4), compared with the ~60,000 spans/s per core Datadog
+//!   publishes for its trace agent (a published figure, not measured here); each OTLP
+//!   wire's figure divided by v0.4's of the same run is its ratio (target >= 0.70).
 //! - Phase B, `BENCH_RATE` spans/s (default 60,000) for `BENCH_PACED_SECONDS` (default 15)
 //!   on a fresh sidecar and daemon, one payload at a time at a fixed pace: the sidecar's
-//!   VmRSS every 250 ms (max; target <= 20 MB), and the latency of every payload from the
+//!   VmRSS every 250 ms (max; target <= 20 MB on every wire), and the latency of every payload from the
 //!   start of its request to the first GetStatus answer whose `spans_received_total`
 //!   includes it (p50/p99/max; the daemon is polled every 5 ms, so a figure is at most one
 //!   poll period plus one RPC above the truth). Sending goes on at the same pace until the
@@ -24,7 +30,9 @@
 //! Payloads: `BENCH_TRACES` traces (default 100) of `BENCH_SPANS` spans (default 10), as a
 //! Python web app sends them: 10 meta entries and 3 metrics per span, the root span of each
 //! trace carrying the `process_id` metric of this process, so the daemon correlates against
-//! a live pid. `BENCH_PHASES` picks the phases (default `AB`).
+//! a live pid; in OTLP the same spans as an OpenTelemetry SDK sends them, the pid as the
+//! resource's `process.pid` (`integration_tests::load`, `load/otlp.rs`). `BENCH_PHASES`
+//! picks the phases (default `AB`).
 //!
 //! The machine is shared: each phase prints the load average and how long the two processes
 //! waited for a CPU (/proc/<pid>/task/*/schedstat); wall-clock figures are only meaningful
@@ -39,13 +47,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::load::{Client, TracesRequest};
+use integration_tests::load::{Sender, TracesRequest, Wire};
 use integration_tests::traces::{Daemon, DaemonPorts, Sidecar};
 use integration_tests::{free_port, rss_bytes, RssSampler};
 use sts_proto::daemon::v1::status_client::StatusClient;
 use sts_proto::daemon::v1::GetStatusRequest;
 
 const TARGET_SPANS_PER_CORE: f64 = 500_000.0;
+/// An OTLP wire's spans per CPU-second at least, as a share of v0.4's in the same run.
+const TARGET_OTLP_RATIO: f64 = 0.70;
 /// What Datadog publishes for its trace agent (spans/s per core); not measured here.
 const DATADOG_SPANS_PER_CORE: f64 = 60_000.0;
 const TARGET_RSS_MB: f64 = 20.0;
@@ -60,6 +70,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 // ---------------------------------------------------------------------------------------
 // Payloads (`integration_tests::load`): 8 requests with ids of their own, sent in turn.
 
+fn wires() -> Vec<Wire> {
+    let names = std::env::var("BENCH_WIRES").unwrap_or_else(|_| "v04,otlp-http,otlp-grpc".into());
+    names
+        .split(',')
+        .map(|name| match name.trim() {
+            "v04" => Wire::V04,
+            "otlp-http" => Wire::OtlpHttp,
+            "otlp-grpc" => Wire::OtlpGrpc,
+            other => panic!("BENCH_WIRES: {other:?} is none of v04, otlp-http, otlp-grpc"),
+        })
+        .collect()
+}
+
 struct Payloads {
     /// Complete requests, sent in turn.
     requests: Vec<Vec<u8>>,
@@ -68,8 +91,8 @@ struct Payloads {
 }
 
 impl Payloads {
-    fn new(port: u16, traces: usize, spans: usize) -> Self {
-        let mut request = TracesRequest::new(port, traces, spans, std::process::id());
+    fn new(wire: Wire, port: u16, traces: usize, spans: usize) -> Self {
+        let mut request = TracesRequest::for_wire(wire, port, traces, spans, std::process::id());
         let requests = (0..8)
             .map(|n| {
                 request.stamp(n);
@@ -158,6 +181,8 @@ impl DaemonCounter {
 struct Stack {
     daemon: Daemon,
     sidecar: Sidecar,
+    otlp_grpc: u16,
+    otlp_http: u16,
 }
 
 impl Stack {
@@ -167,12 +192,31 @@ impl Stack {
             "3600",
             &[("STS_TRACE_RECENT_SPANS", "0"), ("STS_LOG_LEVEL", "warn")],
         );
+        let (otlp_grpc, otlp_http) = (free_port(), free_port());
         let sidecar = Sidecar::start(
             &format!("127.0.0.1:{}", free_port()),
             daemon.relay_port,
-            &[("STS_LOG_LEVEL", "warn")],
+            &[
+                ("STS_LOG_LEVEL", "warn"),
+                ("STS_OTLP_GRPC_ADDR", &format!("127.0.0.1:{otlp_grpc}")),
+                ("STS_OTLP_HTTP_ADDR", &format!("127.0.0.1:{otlp_http}")),
+            ],
         );
-        Self { daemon, sidecar }
+        Self {
+            daemon,
+            sidecar,
+            otlp_grpc,
+            otlp_http,
+        }
+    }
+
+    /// The sidecar's port for `wire`.
+    fn port(&self, wire: Wire) -> u16 {
+        match wire {
+            Wire::V04 => self.sidecar.port,
+            Wire::OtlpHttp => self.otlp_http,
+            Wire::OtlpGrpc => self.otlp_grpc,
+        }
     }
 
     fn sidecar_pid(&self) -> u32 {
@@ -265,7 +309,7 @@ impl Flow {
 /// Client threads sending until `flow.stop`, each request once it fits in the window.
 fn blast(
     clients: usize,
-    port: u16,
+    (wire, port): (Wire, u16),
     payloads: &Arc<Payloads>,
     flow: &Arc<Flow>,
 ) -> Vec<thread::JoinHandle<()>> {
@@ -273,12 +317,12 @@ fn blast(
         .map(|c| {
             let (payloads, flow) = (payloads.clone(), flow.clone());
             thread::spawn(move || {
-                let mut client = Client::connect(port).expect("connect to the sidecar");
+                let mut client = Sender::connect(wire, port).expect("connect to the sidecar");
                 let mut i = c;
                 while flow.reserve(payloads.spans_each) {
                     let request = &payloads.requests[i % payloads.requests.len()];
-                    let status = client.send(request).expect("sidecar answers");
-                    assert_eq!(status, 200, "sidecar refused a payload");
+                    let taken = client.send(request).expect("sidecar answers");
+                    assert!(taken, "sidecar refused a payload");
                     flow.sent.fetch_add(payloads.spans_each, Ordering::Relaxed);
                     i += 1;
                 }
@@ -288,20 +332,22 @@ fn blast(
 }
 
 struct Throughput {
+    wire: Wire,
     spans_per_cpu_s: f64,
 }
 
-fn phase_a(traces: usize, spans: usize) -> Throughput {
+fn phase_a(wire: Wire, traces: usize, spans: usize) -> Throughput {
     let clients: usize = env_or("BENCH_CLIENTS", 3);
     let seconds: f64 = env_or("BENCH_SECONDS", 10.0);
     let stack = Stack::start();
-    let payloads = Arc::new(Payloads::new(stack.sidecar.port, traces, spans));
+    let port = stack.port(wire);
+    let payloads = Arc::new(Payloads::new(wire, port, traces, spans));
     let mut counter = DaemonCounter::connect(stack.daemon.port);
     let (sidecar, daemon) = (stack.sidecar_pid(), stack.daemon_pid());
     println!(
-        "\n== Phase A: throughput, {clients} keep-alive clients, {seconds} s \
+        "\n== Phase A, {}: throughput, {clients} keep-alive clients, {seconds} s \
          (payload {} traces x {} spans = {} spans, {} bytes; sidecar pid {sidecar}, daemon pid {daemon})",
-        traces, spans, payloads.spans_each, payloads.body_bytes
+        wire.name(), traces, spans, payloads.spans_each, payloads.body_bytes
     );
 
     let window: u64 = env_or("BENCH_WINDOW", 50_000);
@@ -316,7 +362,7 @@ fn phase_a(traces: usize, spans: usize) -> Throughput {
     // Sends for `duration`, polling the daemon's count every 10 ms for the window.
     let run = |duration: Duration, counter: &mut DaemonCounter| {
         flow.stop.store(false, Ordering::Relaxed);
-        let threads = blast(clients, stack.sidecar.port, &payloads, &flow);
+        let threads = blast(clients, (wire, port), &payloads, &flow);
         let end = Instant::now() + duration;
         while Instant::now() < end {
             flow.delivered.store(counter.spans(), Ordering::Relaxed);
@@ -426,9 +472,13 @@ fn phase_a(traces: usize, spans: usize) -> Throughput {
         mb(rss_daemon)
     );
     println!(
-        "spans per CPU-second (sidecar + daemon), the per-core figure: {per_cpu_s:.0} \
-         (target >= {TARGET_SPANS_PER_CORE:.0}): {}",
-        verdict(per_cpu_s >= TARGET_SPANS_PER_CORE && drained && dropped == 0)
+        "{}: spans per CPU-second (sidecar + daemon), the per-core figure: {per_cpu_s:.0}{}",
+        wire.name(),
+        if drained && dropped == 0 {
+            ""
+        } else {
+            " (FAIL: spans were lost)"
+        }
     );
     println!(
         "  = {:.1}x the ~{DATADOG_SPANS_PER_CORE:.0} spans/s per core Datadog publishes for its \
@@ -436,6 +486,7 @@ fn phase_a(traces: usize, spans: usize) -> Throughput {
         per_cpu_s / DATADOG_SPANS_PER_CORE
     );
     Throughput {
+        wire,
         spans_per_cpu_s: if drained && dropped == 0 {
             per_cpu_s
         } else {
@@ -453,6 +504,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 struct Paced {
+    wire: Wire,
     rate: f64,
     /// Every span reached the daemon.
     lossless: bool,
@@ -460,16 +512,18 @@ struct Paced {
     p99_ms: f64,
 }
 
-fn phase_b(traces: usize, spans: usize) -> Paced {
+fn phase_b(wire: Wire, traces: usize, spans: usize) -> Paced {
     let rate: f64 = env_or("BENCH_RATE", 60_000.0);
     let seconds: f64 = env_or("BENCH_PACED_SECONDS", 15.0);
     let stack = Stack::start();
-    let payloads = Arc::new(Payloads::new(stack.sidecar.port, traces, spans));
+    let port = stack.port(wire);
+    let payloads = Arc::new(Payloads::new(wire, port, traces, spans));
     let (sidecar, daemon) = (stack.sidecar_pid(), stack.daemon_pid());
     let interval = Duration::from_secs_f64(payloads.spans_each as f64 / rate);
     println!(
-        "\n== Phase B: {rate:.0} spans/s for {seconds} s on a fresh sidecar and daemon \
+        "\n== Phase B, {}: {rate:.0} spans/s for {seconds} s on a fresh sidecar and daemon \
          (one {}-span payload every {:.1} ms)",
+        wire.name(),
         payloads.spans_each,
         interval.as_secs_f64() * 1e3
     );
@@ -477,12 +531,9 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
 
     // One payload first, on the connection used below (the sidecar looks up the client
     // process of a new connection); alone, it waits for the 1 s batch delay.
-    let mut client = Client::connect(stack.sidecar.port).expect("connect to the sidecar");
+    let mut client = Sender::connect(wire, port).expect("connect to the sidecar");
     let first = Instant::now();
-    assert_eq!(
-        client.send(&payloads.requests[0]).expect("sidecar answers"),
-        200
-    );
+    assert!(client.send(&payloads.requests[0]).expect("sidecar answers"));
     let mut counter = DaemonCounter::connect(stack.daemon.port);
     assert!(
         counter.wait_for(payloads.spans_each, Duration::from_secs(30)),
@@ -568,10 +619,10 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
             sent += payloads.spans_each;
             records.lock().unwrap().push((Instant::now(), sent));
         }
-        let status = client
+        let taken = client
             .send(&payloads.requests[i % payloads.requests.len()])
             .expect("sidecar answers");
-        assert_eq!(status, 200, "sidecar refused a payload");
+        assert!(taken, "sidecar refused a payload");
         i += 1;
     }
     let (mut latencies, missing, poll_period, poll_rtt) = poller.join().unwrap();
@@ -633,6 +684,7 @@ fn phase_b(traces: usize, spans: usize) -> Paced {
         poll_rtt.as_secs_f64() * 1e3,
     );
     Paced {
+        wire,
         rate,
         rss_max: rss_sidecar,
         p99_ms: p99,
@@ -652,31 +704,72 @@ fn main() {
     let spans: usize = env_or("BENCH_SPANS", 10);
     let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "AB".into());
 
-    let a = phases.contains('A').then(|| phase_a(traces, spans));
-    let b = phases.contains('B').then(|| phase_b(traces, spans));
+    let wires = wires();
+    let a: Vec<Throughput> = if phases.contains('A') {
+        wires.iter().map(|w| phase_a(*w, traces, spans)).collect()
+    } else {
+        Vec::new()
+    };
+    let b: Vec<Paced> = if phases.contains('B') {
+        wires.iter().map(|w| phase_b(*w, traces, spans)).collect()
+    } else {
+        Vec::new()
+    };
 
     println!("\n== Summary");
     let mut ok = true;
-    if let Some(a) = a {
-        let pass = a.spans_per_cpu_s >= TARGET_SPANS_PER_CORE;
+    let v04 = a
+        .iter()
+        .find(|t| t.wire == Wire::V04)
+        .map(|t| t.spans_per_cpu_s);
+    for t in &a {
+        if t.wire == Wire::V04 {
+            let pass = t.spans_per_cpu_s >= TARGET_SPANS_PER_CORE;
+            ok &= pass;
+            println!(
+                "throughput, v0.4: {:.0} spans per CPU-second (target >= {TARGET_SPANS_PER_CORE:.0}; \
+                 {:.1}x Datadog's published ~{DATADOG_SPANS_PER_CORE:.0}): {}",
+                t.spans_per_cpu_s,
+                t.spans_per_cpu_s / DATADOG_SPANS_PER_CORE,
+                verdict(pass)
+            );
+            continue;
+        }
+        let Some(v04) = v04 else {
+            println!(
+                "throughput, {}: {:.0} spans per CPU-second (no v0.4 run to compare with)",
+                t.wire.name(),
+                t.spans_per_cpu_s
+            );
+            continue;
+        };
+        let ratio = t.spans_per_cpu_s / v04;
+        let pass = ratio >= TARGET_OTLP_RATIO;
         ok &= pass;
         println!(
-            "throughput: {:.0} spans per CPU-second (target >= {TARGET_SPANS_PER_CORE:.0}; {:.1}x Datadog's published ~{DATADOG_SPANS_PER_CORE:.0}): {}",
-            a.spans_per_cpu_s,
-            a.spans_per_cpu_s / DATADOG_SPANS_PER_CORE,
+            "throughput, {}: {:.0} spans per CPU-second = {ratio:.2} of v0.4's {v04:.0} in this run \
+             (target >= {TARGET_OTLP_RATIO:.2}): {}",
+            t.wire.name(),
+            t.spans_per_cpu_s,
             verdict(pass)
         );
     }
-    if let Some(b) = b {
-        let pass = mb(b.rss_max) <= TARGET_RSS_MB;
-        ok &= pass && b.lossless;
+    for p in &b {
+        let pass = mb(p.rss_max) <= TARGET_RSS_MB;
+        ok &= pass && p.lossless;
         println!(
-            "sidecar RSS at {:.0} spans/s: max {:.1} MB (target <= {TARGET_RSS_MB} MB): {}; p99 span-to-daemon latency {:.1} ms (reported, no target){}",
-            b.rate,
-            mb(b.rss_max),
+            "sidecar RSS at {:.0} spans/s, {}: max {:.1} MB (target <= {TARGET_RSS_MB} MB): {}; \
+             p99 span-to-daemon latency {:.1} ms (reported, no target){}",
+            p.rate,
+            p.wire.name(),
+            mb(p.rss_max),
             verdict(pass),
-            b.p99_ms,
-            if b.lossless { "" } else { "; FAIL: spans were dropped at this rate" },
+            p.p99_ms,
+            if p.lossless {
+                ""
+            } else {
+                "; FAIL: spans were dropped at this rate"
+            },
         );
     }
     if !ok {

@@ -1,7 +1,14 @@
 //! Trace load for a sidecar: `/v0.4/traces` msgpack requests as a Python web app's tracer
-//! sends them, encoded once with fixed-width ids that are rewritten in place for each
-//! request; a keep-alive HTTP/1.1 client on a raw `TcpStream`; and a paced sender that
-//! records the (trace id, span id) of every span the sidecar accepted.
+//! sends them, and the same spans as OTLP `ExportTraceServiceRequest`s over HTTP or gRPC
+//! (`otlp.rs`), encoded once with fixed-width ids that are rewritten in place for each
+//! request; a keep-alive HTTP/1.1 client on a raw `TcpStream` and an HTTP/2 one for
+//! gRPC; and a paced sender that records the (trace id, span id) of every span the sidecar
+//! accepted.
+
+mod grpc;
+mod otlp;
+
+pub use grpc::GrpcClient;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -93,12 +100,34 @@ pub fn span_id(trace: u64, s: u64) -> u64 {
 // ---------------------------------------------------------------------------------------
 // Requests.
 
-/// Where one span's ids sit in the request bytes.
+/// Where one span's ids sit in the request bytes: 8 bytes each, big-endian (OTLP's trace
+/// id: its low half). A root span without a parent field has no `parent`.
 #[derive(Debug, Clone, Copy)]
 struct IdSlots {
     trace: usize,
     span: usize,
-    parent: usize,
+    parent: Option<usize>,
+}
+
+/// How a request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// `PUT /v0.4/traces`, msgpack, on the Datadog port.
+    V04,
+    /// `POST /v1/traces`, protobuf, on the OTLP/HTTP port.
+    OtlpHttp,
+    /// `TraceService/Export` on the OTLP/gRPC port.
+    OtlpGrpc,
+}
+
+impl Wire {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::V04 => "v0.4",
+            Wire::OtlpHttp => "OTLP/HTTP",
+            Wire::OtlpGrpc => "OTLP/gRPC",
+        }
+    }
 }
 
 /// A complete `PUT /v0.4/traces` request of `traces` traces of `spans` spans each, as
@@ -116,10 +145,10 @@ pub struct TracesRequest {
 }
 
 impl TracesRequest {
-    /// The request with the ids of request number 0 (see `stamp`).
+    /// The `/v0.4/traces` request with the ids of request number 0 (see `stamp`).
     pub fn new(port: u16, traces: usize, spans: usize, pid: u32) -> Self {
-        let (body, body_slots) = body(traces, spans, pid);
-        let mut bytes = format!(
+        let (body, slots) = body(traces, spans, pid);
+        let head = format!(
             "PUT /v0.4/traces HTTP/1.1\r\n\
              Host: 127.0.0.1:{port}\r\n\
              Content-Type: application/msgpack\r\n\
@@ -130,16 +159,57 @@ impl TracesRequest {
              Datadog-Meta-Tracer-Version: 2.14.1\r\n\
              X-Datadog-Trace-Count: {traces}\r\n\r\n",
             body.len()
-        )
-        .into_bytes();
+        );
+        Self::with_head(head.into_bytes(), body, slots, traces, spans)
+    }
+
+    /// The same spans as an OTLP/HTTP `POST /v1/traces` request (see `otlp.rs`).
+    pub fn otlp_http(port: u16, traces: usize, spans: usize, pid: u32) -> Self {
+        let (body, slots) = otlp::body(traces, spans, pid);
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\n\
+             Host: 127.0.0.1:{port}\r\n\
+             Content-Type: application/x-protobuf\r\n\
+             Content-Length: {}\r\n\
+             User-Agent: OTel-OTLP-Exporter-Python/1.36.0\r\n\r\n",
+            body.len()
+        );
+        Self::with_head(head.into_bytes(), body, slots, traces, spans)
+    }
+
+    /// The same spans as an OTLP/gRPC request's message: `bytes` is the HTTP/2 body (the
+    /// message's 5-byte prefix and the message).
+    pub fn otlp_grpc(traces: usize, spans: usize, pid: u32) -> Self {
+        let (body, slots) = otlp::body(traces, spans, pid);
+        let mut prefix = vec![0];
+        prefix.extend((body.len() as u32).to_be_bytes());
+        Self::with_head(prefix, body, slots, traces, spans)
+    }
+
+    /// The request for `wire`.
+    pub fn for_wire(wire: Wire, port: u16, traces: usize, spans: usize, pid: u32) -> Self {
+        match wire {
+            Wire::V04 => Self::new(port, traces, spans, pid),
+            Wire::OtlpHttp => Self::otlp_http(port, traces, spans, pid),
+            Wire::OtlpGrpc => Self::otlp_grpc(traces, spans, pid),
+        }
+    }
+
+    fn with_head(
+        mut bytes: Vec<u8>,
+        body: Vec<u8>,
+        slots: Vec<IdSlots>,
+        traces: usize,
+        spans: usize,
+    ) -> Self {
         let head = bytes.len();
         bytes.extend_from_slice(&body);
-        let slots = body_slots
+        let slots = slots
             .into_iter()
             .map(|s| IdSlots {
                 trace: head + s.trace,
                 span: head + s.span,
-                parent: head + s.parent,
+                parent: s.parent.map(|p| head + p),
             })
             .collect();
         let mut request = Self {
@@ -164,11 +234,12 @@ impl TracesRequest {
             let s = (i % self.spans) as u64;
             let root = span_id(trace, 0);
             let parent = if s == 0 { 0 } else { root };
-            for (at, value) in [
-                (slot.trace, trace),
-                (slot.span, span_id(trace, s)),
-                (slot.parent, parent),
-            ] {
+            let slots = [
+                Some((slot.trace, trace)),
+                Some((slot.span, span_id(trace, s))),
+                slot.parent.map(|at| (at, parent)),
+            ];
+            for (at, value) in slots.into_iter().flatten() {
                 self.bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
             }
         }
@@ -223,7 +294,7 @@ fn body(traces: usize, spans: usize, pid: u32) -> (Vec<u8>, Vec<IdSlots>) {
             slots.push(IdSlots {
                 trace: slot(&mut buf, "trace_id"),
                 span: slot(&mut buf, "span_id"),
-                parent: slot(&mut buf, "parent_id"),
+                parent: Some(slot(&mut buf, "parent_id")),
             });
             for (key, value) in [
                 ("start", span.start as u64),
@@ -251,6 +322,31 @@ fn body(traces: usize, spans: usize, pid: u32) -> (Vec<u8>, Vec<IdSlots>) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Clients.
+
+/// A client of one of the sidecar's ports, for requests of its [`Wire`].
+pub enum Sender {
+    Http(Client),
+    Grpc(GrpcClient),
+}
+
+impl Sender {
+    pub fn connect(wire: Wire, port: u16) -> io::Result<Self> {
+        Ok(match wire {
+            Wire::V04 | Wire::OtlpHttp => Sender::Http(Client::connect(port)?),
+            Wire::OtlpGrpc => Sender::Grpc(GrpcClient::connect(port)?),
+        })
+    }
+
+    /// Sends one request; whether the sidecar took it (HTTP 200, gRPC OK).
+    pub fn send(&mut self, request: &[u8]) -> io::Result<bool> {
+        Ok(match self {
+            Sender::Http(client) => client.send(request)? == 200,
+            Sender::Grpc(client) => client.send(request)? == 0,
+        })
+    }
+}
+
 // A keep-alive HTTP/1.1 client on a raw TcpStream.
 
 pub struct Client {
@@ -446,6 +542,12 @@ mod tests {
             for (slot, (trace, span)) in request.slots.iter().zip(&ids) {
                 let at = |i: usize| u64::from_be_bytes(request.bytes[i..i + 8].try_into().unwrap());
                 assert_eq!((at(slot.trace), at(slot.span)), (*trace, *span));
+                let parent = if span == &span_id(*trace, 0) {
+                    0
+                } else {
+                    span_id(*trace, 0)
+                };
+                assert_eq!(at(slot.parent.unwrap()), parent);
                 assert!(slot.trace > head);
             }
             assert!(ids.iter().all(|id| all.insert(*id)), "ids repeat");

@@ -91,9 +91,10 @@ fn ids_kind_resource_and_attributes() {
         kv("process.pid", Value::IntValue(4242)),
         kv("telemetry.sdk.language", text("python")),
     ];
-    let out = transcode(&request(resource, vec![root, child]));
-    assert_eq!((out.spans, out.rejected, out.traces.len()), (2, 0, 1));
-    let spans = &out.traces[0].spans;
+    let out = transcode(&request(resource, vec![root, child])).unwrap();
+    let traces = out.traces().unwrap();
+    assert_eq!((out.spans, out.rejected, traces.len()), (2, 0, 1));
+    let spans = &traces[0].spans;
     let (root, child) = (&spans[0], &spans[1]);
     assert_eq!(root.trace_id, 0x3039, "the low 64 bits");
     assert_eq!(
@@ -152,8 +153,9 @@ fn error_status_and_events() {
         ],
         dropped_attributes_count: 0,
     }];
-    let out = transcode(&request(vec![], vec![failed]));
-    let s = &out.traces[0].spans[0];
+    let out = transcode(&request(vec![], vec![failed])).unwrap();
+    let traces = out.traces().unwrap();
+    let s = &traces[0].spans[0];
     assert_eq!(s.error, 1);
     assert_eq!(s.meta["otel.status_code"], "Error");
     assert_eq!(
@@ -181,10 +183,11 @@ fn a_trace_id_of_64_bits_gives_no_tid_and_traces_are_grouped() {
         .copied()
         .collect();
     let other = span(2, None);
-    let out = transcode(&request(vec![], vec![low_only, other, span(3, Some(2))]));
-    assert_eq!(out.traces.len(), 2);
-    assert_eq!(out.traces[1].spans.len(), 2);
-    let first = &out.traces[0].spans[0];
+    let out = transcode(&request(vec![], vec![low_only, other, span(3, Some(2))])).unwrap();
+    let traces = out.traces().unwrap();
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[1].spans.len(), 2);
+    let first = &traces[0].spans[0];
     assert_eq!(first.trace_id, 42);
     assert!(!first.meta.contains_key("_dd.p.tid"));
 }
@@ -200,7 +203,8 @@ fn invalid_ids_are_refused_as_a_partial_success() {
     let out = transcode(&request(
         vec![],
         vec![short, zero, bad_parent, span(4, None)],
-    ));
+    ))
+    .unwrap();
     assert_eq!((out.spans, out.rejected), (1, 3));
     let why = out.first_error.unwrap();
     assert!(why.contains("trace_id has 3 bytes, not 16"), "{why}");
@@ -265,9 +269,10 @@ fn json_quirks_hex_ids_int_enums_and_int64_strings() {
             "attributes":[{"key":"n","value":{"intValue":7}},
                           {"key":"big","value":{"intValue":"9007199254740993"}}],
             "status":{"code":2,"message":"failed"}}]}]}]}"#;
-    let out = transcode(&decode(body.as_bytes(), true).unwrap());
+    let out = transcode(&decode(body.as_bytes(), true).unwrap()).unwrap();
+    let traces = out.traces().unwrap();
     assert_eq!((out.spans, out.rejected), (1, 0));
-    let s = &out.traces[0].spans[0];
+    let s = &traces[0].spans[0];
     assert_eq!(s.trace_id, 0xD269B633813FC60C);
     assert_eq!(s.meta["_dd.p.tid"], "5b8efff798038103");
     assert_eq!(
@@ -283,4 +288,47 @@ fn json_quirks_hex_ids_int_enums_and_int64_strings() {
     assert_eq!((s.error, s.meta["error.msg"].as_str()), (1, "failed"));
     let bad_hex = body.replace("EEE19B7EC3C1B174", "not-hex-at-all!!");
     assert!(decode(bad_hex.as_bytes(), true).is_err());
+}
+
+#[test]
+fn a_resource_written_into_every_span_is_bounded() {
+    // 1 MiB of resource attribute and 1,000 small spans: 1 MB on the wire, a gigabyte if
+    // each span carried the attribute.
+    let resource = vec![kv("big", text(&"x".repeat(1 << 20)))];
+    let spans = (1..=1000).map(|i| span(i, None)).collect();
+    let large = request(resource, spans);
+    let e = transcode(&large).unwrap_err();
+    assert!(e.to_string().contains("bytes transcoded"), "{e}");
+    // The same attribute on one span goes through.
+    let one = request(
+        vec![kv("big", text(&"x".repeat(1 << 20)))],
+        vec![span(1, None)],
+    );
+    let out = transcode(&one).unwrap();
+    assert_eq!(out.traces().unwrap()[0].spans[0].meta["big"].len(), 1 << 20);
+}
+
+#[test]
+fn a_key_given_twice_keeps_the_later_value_and_empty_values_are_left_out() {
+    let mut s = span(1, None);
+    s.attributes = vec![
+        kv("env", text("from-span")),
+        kv("empty", text("")),
+        kv("n", Value::IntValue(1)),
+        kv("n", Value::IntValue(2)),
+    ];
+    let resource = vec![
+        kv("deployment.environment", text("prod")),
+        kv("n", Value::IntValue(0)),
+    ];
+    let out = transcode(&request(resource, vec![s])).unwrap();
+    let traces = out.traces().unwrap();
+    let s = &traces[0].spans[0];
+    assert_eq!(
+        s.meta["env"], "from-span",
+        "the span's attribute after the resource's"
+    );
+    assert_eq!(s.meta["deployment.environment"], "prod");
+    assert!(!s.meta.contains_key("empty"));
+    assert_eq!(s.metrics["n"], 2.0);
 }

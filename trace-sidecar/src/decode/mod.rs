@@ -32,6 +32,11 @@ use prost::Message;
 use sts_proto::daemon::v1::Trace;
 
 pub use error::{DecodeError, Location, Reason};
+// The OTLP transcoder (`otlp::transcode`) writes the relay's protobuf with the same sink.
+pub(crate) use budget::Budget;
+pub(crate) use error::Fail;
+pub(crate) use proto::ProtoSink;
+pub(crate) use sink::{Id, Sink, Text, Time};
 
 /// A payload format, as chosen by the endpoint and content type (see [`format_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,6 +1,7 @@
 //! The OTLP/gRPC listener's connections, at most `STS_TRACE_MAX_CONNECTIONS` open at once
 //! (as many as the HTTP listeners share): at the bound, new ones wait in the kernel's
-//! accept queue until one closes.
+//! accept queue until one closes. Each carries its client process, looked up once (at its
+//! first request) as an HTTP connection's is, for every request on it.
 
 use std::io;
 use std::pin::Pin;
@@ -13,15 +14,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
-use crate::server::ServerStats;
+use crate::server::{Connection, Peer, ServerStats};
 
 /// A connection holding its place among the open ones until it is dropped.
 pub struct Bounded {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
+    client: Client,
 }
+
+/// What tonic gives each request of a connection (its `ConnectInfo`): the client process.
+#[derive(Clone)]
+pub struct Client(pub Arc<Connection>);
 
 /// The accepted connections, at most `max` open at once; accept failures are counted in
 /// `accept_errors` and the loop goes on.
@@ -38,11 +44,17 @@ pub fn incoming(
                 return;
             };
             match listener.accept().await {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let client = match stream.local_addr() {
+                        Ok(local) => Connection::new(Peer::Tcp { peer, local }),
+                        // No local address to look the peer up by: no client process.
+                        Err(_) => Connection::new(Peer::Unix(None)),
+                    };
                     let connection = Bounded {
                         stream,
                         _place: place,
+                        client: Client(Arc::new(client)),
                     };
                     if tx.send(Ok(connection)).await.is_err() {
                         return;
@@ -59,10 +71,10 @@ pub fn incoming(
 }
 
 impl Connected for Bounded {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Client;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> Client {
+        self.client.clone()
     }
 }
 

@@ -20,9 +20,10 @@ use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
+use super::connections::Client;
 use super::{grpc_gzip, MAX_REQUEST_BYTES};
 use crate::relay::stopped;
-use crate::server::{look_up, Peer, Shared};
+use crate::server::Shared;
 
 const ENDPOINT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -161,14 +162,14 @@ impl TraceService for Intake {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let peer = match (request.remote_addr(), request.local_addr()) {
-            (Some(peer), Some(local)) => {
-                let found = tokio::task::spawn_blocking(move || look_up(Peer::Tcp { peer, local }));
-                found.await.ok().flatten()
-            }
-            _ => None,
+        // Looked up at the connection's first request, kept for the others.
+        let client = request.extensions().get::<Client>();
+        let peer = match client {
+            Some(client) => client.0.peer().await,
+            None => None,
         };
-        let answer = super::accept(request.get_ref(), ENDPOINT, peer.as_ref(), &self.shared);
+        let answer = super::accept(request.get_ref(), ENDPOINT, peer, &self.shared)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(answer))
     }
 }

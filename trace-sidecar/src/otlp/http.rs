@@ -117,7 +117,18 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
         }
     };
     drop(body);
-    let answer = super::accept(&export, TRACES_PATH, connection.peer().await, shared);
+    let peer = connection.peer().await;
+    let answer = match super::accept(&export, TRACES_PATH, peer, shared) {
+        Ok(answer) => answer,
+        Err(e) => {
+            debug!("OTLP/HTTP request refused: {e}");
+            return failure(
+                shared,
+                encoding,
+                refused(StatusCode::BAD_REQUEST, e.to_string()),
+            );
+        }
+    };
     let body = match encoding {
         Encoding::Protobuf => answer.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-use sts_proto::daemon::v1::{ClientInfo, TracePayload};
+use sts_proto::daemon::v1::ClientInfo;
 
 use crate::decode::Limits as DecodeLimits;
 use crate::peer::PeerProcess;
@@ -41,6 +41,8 @@ pub enum RequestError {
     JsonNotObject,
     #[error(transparent)]
     Gzip(#[from] gzip::GzipError),
+    #[error("OTLP ExportTraceServiceRequest refused: {0}")]
+    Transcode(#[from] transcode::TranscodeError),
 }
 
 /// `ExportTraceServiceRequest` in OTLP/JSON, where an absent field is its default (the
@@ -85,13 +87,14 @@ pub fn decode_body(
 
 /// Transcodes `request`, buffers its valid spans for the relay with what is known of the
 /// client, counts; the answer says which spans were refused (the spec's partial success).
+/// A request whose spans would take more than the budget transcoded is refused whole.
 pub fn accept(
     request: &ExportTraceServiceRequest,
     endpoint: &str,
     peer: Option<&PeerProcess>,
     shared: &Shared,
-) -> ExportTraceServiceResponse {
-    let transcoded = transcode::transcode(request);
+) -> Result<ExportTraceServiceResponse, RequestError> {
+    let transcoded = transcode::transcode(request)?;
     let stats = &shared.stats;
     stats
         .otlp_spans_received
@@ -99,6 +102,10 @@ pub fn accept(
     stats
         .otlp_spans_rejected
         .fetch_add(transcoded.rejected as u64, Ordering::Relaxed);
+    let partial_success = (transcoded.rejected > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: transcoded.rejected as i64,
+        error_message: transcoded.first_error.unwrap_or_default(),
+    });
     if transcoded.spans > 0 {
         stats
             .received_spans
@@ -109,16 +116,9 @@ pub fn accept(
             client.peer_start_ticks = peer.start_ticks;
             client.peer_cgroup = peer.cgroup.clone();
         }
-        shared.relay.push(TracePayload {
-            client: Some(client),
-            traces: transcoded.traces,
-        });
+        shared.relay.push_transcoded(transcoded.payload, &client);
     }
-    let partial_success = (transcoded.rejected > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: transcoded.rejected as i64,
-        error_message: transcoded.first_error.unwrap_or_default(),
-    });
-    ExportTraceServiceResponse { partial_success }
+    Ok(ExportTraceServiceResponse { partial_success })
 }
 
 /// The client as the first resource describes its SDK.

@@ -40,7 +40,7 @@ enum Lookup {
 }
 
 impl Connection {
-    fn new(peer: Peer) -> Self {
+    pub(crate) fn new(peer: Peer) -> Self {
         Self {
             lookup: Mutex::new(Lookup::NotStarted(peer)),
             found: OnceCell::new(),
