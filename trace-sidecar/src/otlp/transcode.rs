@@ -147,8 +147,11 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
     if let Some(first) = resources.first() {
         out.sdk = first.sdk.clone();
     }
-    // About the request's own size, as a first guess.
-    let capacity = body.len().saturating_add(256);
+    let capacity = traces
+        .iter()
+        .flatten()
+        .map(|v| resources[v.resource].estimate(v.fields.len()))
+        .fold(0usize, usize::saturating_add);
     let mut sink = ProtoSink::new(&mut budget, capacity).map_err(too_large)?;
     let mut scratch = Scratch::default();
     for trace in &traces {
@@ -224,6 +227,9 @@ struct Common<'a> {
     pid: Option<f64>,
     meta: Vec<(&'a str, Cow<'a, str>)>,
     metrics: Vec<(&'a str, f64)>,
+    /// `meta` and `metrics` as the relay's map entries, written once for all the spans.
+    meta_entries: Vec<u8>,
+    metric_entries: Vec<u8>,
     sdk: Sdk,
 }
 
@@ -235,6 +241,8 @@ impl<'a> Common<'a> {
             pid: None,
             meta: Vec::new(),
             metrics: Vec::new(),
+            meta_entries: Vec::new(),
+            metric_entries: Vec::new(),
             sdk: Sdk::default(),
         };
         let mut seen = [
@@ -292,7 +300,24 @@ impl<'a> Common<'a> {
                 None => {}
             }
         }
+        // Empty values left out, as for a span's own.
+        let mut entries = ProtoSink::new(budget, 0)?;
+        for (key, value) in common.meta.iter().filter(|(_, v)| !v.is_empty()) {
+            entries.meta_entry(key.as_bytes(), value.as_bytes(), 0)?;
+        }
+        common.meta_entries = entries.out;
+        let mut entries = ProtoSink::new(budget, 0)?;
+        for (key, value) in &common.metrics {
+            entries.metric_entry(key.as_bytes(), *value, 0)?;
+        }
+        common.metric_entries = entries.out;
         Ok(common)
+    }
+
+    /// About what a span of this resource of `span` bytes takes transcoded: its own
+    /// bytes, the resource's entries and what the mapping adds.
+    fn estimate(&self, span: usize) -> usize {
+        span + self.meta_entries.len() + self.metric_entries.len() + 288
     }
 
     /// The text value of `key` as a span's meta has it: its own attributes first, the
@@ -390,14 +415,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `value` in `digits` lowercase hex digits (at most 32), into `buf`.
+/// The low `digits` (16 or 32) lowercase hex digits of `value`, into `buf`.
 fn hex_digits(value: u128, digits: usize, buf: &mut [u8; 32]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in buf[..digits].iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *b = HEX[((value >> shift) & 0xf) as usize];
+    for (pair, byte) in buf.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    std::str::from_utf8(&buf[..digits]).unwrap_or_default()
+    std::str::from_utf8(&buf[32 - digits..]).unwrap_or_default()
 }
 
 /// An 8-byte id; `field` names it in the error.
@@ -588,6 +613,7 @@ fn write_span<'a>(
     sink.text(Text::Type, r#type.as_bytes(), 0)?;
 
     // Meta: an empty value is left out, as the Datadog path leaves it out.
+    sink.encoded(&common.meta_entries, 0)?;
     let mut meta = |key: &str, value: &str| {
         if value.is_empty() {
             Ok(())
@@ -595,9 +621,6 @@ fn write_span<'a>(
             sink.meta_entry(key.as_bytes(), value.as_bytes(), 0)
         }
     };
-    for (key, value) in &common.meta {
-        meta(key, value)?;
-    }
     for a in attributes.iter() {
         if let Attribute::Meta(key, value) = a {
             meta(key, value)?;
@@ -635,9 +658,7 @@ fn write_span<'a>(
         meta("events", &events_json(valid.fields)?)?;
     }
 
-    for (key, value) in &common.metrics {
-        sink.metric_entry(key.as_bytes(), *value, 0)?;
-    }
+    sink.encoded(&common.metric_entries, 0)?;
     for a in attributes.iter() {
         if let Attribute::Metric(key, value) = a {
             sink.metric_entry(key.as_bytes(), *value, 0)?;

@@ -119,6 +119,15 @@ impl<'a> Fields<'a> {
         Fields { buf, at: 0, base }
     }
 
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// The fields of every occurrence of message field `number` of `parent`, in order: the
     /// occurrences merged, as protobuf merges a message field given twice.
     pub fn of(parent: Fields<'a>, number: u32) -> Merged<'a> {
@@ -318,13 +327,25 @@ fn concat<'a>(run: Cow<'a, [u8]>, more: &[u8]) -> Cow<'a, [u8]> {
 /// A `KeyValue` given as `message`: its key and value (its value occurrences merged).
 pub fn key_value<'a>(message: Fields<'a>) -> Result<(&'a str, Option<Any<'a>>), WireError> {
     let mut key = "";
+    // The value, read once; given more than once (merged), read again as a whole.
+    let (mut value, mut values) = (None, 0);
     for field in message {
         let field = field?;
-        if field.number == 1 {
-            key = field.text()?;
+        match field.number {
+            1 => key = field.text()?,
+            2 => {
+                value = Some(field);
+                values += 1;
+            }
+            _ => {}
         }
     }
-    Ok((key, any(Fields::of(message, 2))?))
+    let value = match (value, values) {
+        (Some(field), 1) => any(field.message()?)?,
+        (None, _) => None,
+        _ => any(Fields::of(message, 2))?,
+    };
+    Ok((key, value))
 }
 
 #[cfg(test)]
