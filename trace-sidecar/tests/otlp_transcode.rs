@@ -12,8 +12,13 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use trace_sidecar::otlp::transcode::{transcode, NO_SERVICE};
-use trace_sidecar::otlp::{decode, RequestError};
+use trace_sidecar::otlp::transcode::{self, TranscodeError, Transcoded, NO_SERVICE};
+use trace_sidecar::otlp::{decode_json, RequestError};
+
+/// Transcodes `request` from its protobuf, as the intake does.
+fn transcode(request: &ExportTraceServiceRequest) -> Result<Transcoded, TranscodeError> {
+    transcode::transcode(&request.encode_to_vec())
+}
 
 const TRACE_ID: [u8; 16] = [
     0x6b, 0x06, 0xdd, 0x4a, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x30, 0x39,
@@ -211,27 +216,23 @@ fn invalid_ids_are_refused_as_a_partial_success() {
 }
 
 #[test]
-fn protobuf_round_trip_and_malformed_bodies() {
-    let sent = request(vec![kv("service.name", text("svc"))], vec![span(1, None)]);
-    let decoded = decode(&sent.encode_to_vec(), false).unwrap();
-    assert_eq!(decoded, sent);
+fn malformed_protobuf_and_json_bodies() {
     for body in [
         &b"\xff\xff\xff"[..],
         b"\x0a\x05\x01",
         b"not protobuf at all",
+        // A span (in a scope, in a resource) whose name is not UTF-8.
+        b"\x0a\x08\x12\x06\x12\x04\x2a\x02\xc3\x28",
     ] {
-        let e = decode(body, false).unwrap_err();
-        assert!(
-            matches!(e, RequestError::Protobuf(_) | RequestError::Budget(_)),
-            "{e}"
-        );
+        let e = transcode::transcode(body).unwrap_err();
+        assert!(matches!(e, TranscodeError::Wire(_)), "{e}");
     }
     assert_eq!(
-        decode(b"{}", true).unwrap(),
+        decode_json(b"{}").unwrap(),
         ExportTraceServiceRequest::default()
     );
     for body in [&b"{"[..], b"[]", br#"{"resourceSpans": 3}"#, b"\xff"] {
-        let e = decode(body, true).unwrap_err();
+        let e = decode_json(body).unwrap_err();
         assert!(
             matches!(e, RequestError::Json(_) | RequestError::JsonNotObject),
             "{e}"
@@ -240,17 +241,12 @@ fn protobuf_round_trip_and_malformed_bodies() {
 }
 
 #[test]
-fn a_body_that_would_decode_to_far_more_than_its_size_is_refused() {
-    // Empty spans: two bytes each on the wire, hundreds as structs.
-    let mut huge = request(vec![], vec![]);
-    huge.resource_spans[0].scope_spans[0].spans = vec![Span::default(); 200_000];
-    let body = huge.encode_to_vec();
-    let e = decode(&body, false).unwrap_err();
+fn a_json_body_that_would_decode_to_far_more_than_its_size_is_refused() {
+    // Empty spans: two bytes each, hundreds as structs.
+    let json = format!(r#"{{"resourceSpans":[{}]}}"#, vec!["{}"; 200_000].join(","));
+    let e = decode_json(json.as_bytes()).unwrap_err();
     assert!(matches!(e, RequestError::Budget(_)), "{e}");
     assert!(e.to_string().contains("bytes decoded"), "{e}");
-    let json = format!(r#"{{"resourceSpans":[{}]}}"#, vec!["{}"; 200_000].join(","));
-    let e = decode(json.as_bytes(), true).unwrap_err();
-    assert!(matches!(e, RequestError::Budget(_)), "{e}");
 }
 
 #[test]
@@ -269,7 +265,7 @@ fn json_quirks_hex_ids_int_enums_and_int64_strings() {
             "attributes":[{"key":"n","value":{"intValue":7}},
                           {"key":"big","value":{"intValue":"9007199254740993"}}],
             "status":{"code":2,"message":"failed"}}]}]}]}"#;
-    let out = transcode(&decode(body.as_bytes(), true).unwrap()).unwrap();
+    let out = transcode(&decode_json(body.as_bytes()).unwrap()).unwrap();
     let traces = out.traces().unwrap();
     assert_eq!((out.spans, out.rejected), (1, 0));
     let s = &traces[0].spans[0];
@@ -287,7 +283,7 @@ fn json_quirks_hex_ids_int_enums_and_int64_strings() {
     assert_eq!(s.duration, 1_000_000_000);
     assert_eq!((s.error, s.meta["error.msg"].as_str()), (1, "failed"));
     let bad_hex = body.replace("EEE19B7EC3C1B174", "not-hex-at-all!!");
-    assert!(decode(bad_hex.as_bytes(), true).is_err());
+    assert!(decode_json(bad_hex.as_bytes()).is_err());
 }
 
 #[test]

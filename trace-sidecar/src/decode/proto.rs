@@ -243,6 +243,15 @@ impl<'b> ProtoSink<'b> {
         Ok(())
     }
 
+    /// Appends bytes another `ProtoSink` wrote (map entries a span shares with others), in
+    /// the current span.
+    #[inline]
+    pub(crate) fn encoded(&mut self, bytes: &[u8], at: usize) -> Result<(), Fail> {
+        self.room(bytes.len(), at)?;
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
     /// A map entry `{key, value}` whose value is text.
     #[inline(always)]
     fn text_entry(&mut self, key: &[u8], value: &[u8], at: usize) -> Result<(), Fail> {

@@ -1,18 +1,15 @@
 //! OTLP/gRPC: the collector's `TraceService/Export` on its own listener (tonic). The
-//! request is decoded by [`BudgetedCodec`]: its decoded size checked first, as OTLP/HTTP's,
-//! and a malformed one refused with INVALID_ARGUMENT, as the OTLP spec has it. A gzip'd
-//! request is inflated within the size limit first (`grpc_gzip`).
+//! request is taken as its bytes ([`RawCodec`]) and transcoded where it lies, as
+//! OTLP/HTTP's protobuf is; a malformed one is refused with INVALID_ARGUMENT, as the OTLP
+//! spec has it. A gzip'd request is inflated within the size limit first (`grpc_gzip`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Buf;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codec::{Codec, DecodeBuf, Decoder, ProstCodec};
@@ -37,42 +34,40 @@ struct Intake {
     shared: Shared,
 }
 
-type Prost = ProstCodec<ExportTraceServiceResponse, ExportTraceServiceRequest>;
-
-/// Prost's codec, its decoder checking the request's decoded size first.
+/// Requests taken as their protobuf bytes, which the transcoder reads where they lie;
+/// answers encoded by prost.
 #[derive(Default)]
-struct BudgetedCodec(Prost);
+struct RawCodec(Prost);
 
-struct BudgetedDecoder;
+type Prost = ProstCodec<ExportTraceServiceResponse, ExportTraceServiceResponse>;
 
-impl Codec for BudgetedCodec {
+struct RawDecoder;
+
+impl Codec for RawCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = ExportTraceServiceRequest;
+    type Decode = Bytes;
     type Encoder = <Prost as Codec>::Encoder;
-    type Decoder = BudgetedDecoder;
+    type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         self.0.encoder()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        BudgetedDecoder
+        RawDecoder
     }
 }
 
-impl Decoder for BudgetedDecoder {
-    type Item = ExportTraceServiceRequest;
+impl Decoder for RawDecoder {
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        let message = src.copy_to_bytes(src.remaining());
-        super::decode(&message, false)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(e.to_string()))
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
-/// `TraceService` served with [`BudgetedCodec`] (what tonic's generated server does with
+/// `TraceService/Export` served with [`RawCodec`] (what tonic's generated server does with
 /// prost's codec).
 #[derive(Clone)]
 struct Server(Arc<Intake>);
@@ -81,11 +76,11 @@ impl NamedService for Server {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
 }
 
-impl UnaryService<ExportTraceServiceRequest> for Server {
+impl UnaryService<Bytes> for Server {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<Response<Self::Response>, Status>;
 
-    fn call(&mut self, request: Request<ExportTraceServiceRequest>) -> Self::Future {
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let service = self.0.clone();
         Box::pin(async move { service.export(request).await })
     }
@@ -112,7 +107,7 @@ where
             return Box::pin(async move { Ok(sts_proto::grpc::unimplemented()) });
         }
         Box::pin(async move {
-            let mut grpc = Grpc::new(BudgetedCodec::default())
+            let mut grpc = Grpc::new(RawCodec::default())
                 .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
             let mut response = if grpc_gzip::is_gzip(request.headers()) {
                 shared
@@ -156,11 +151,10 @@ fn refused(response: &mut http::Response<tonic::body::BoxBody>, shared: &Shared)
         .fetch_add(1, Ordering::Relaxed);
 }
 
-#[tonic::async_trait]
-impl TraceService for Intake {
+impl Intake {
     async fn export(
         &self,
-        request: Request<ExportTraceServiceRequest>,
+        request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         // Looked up at the connection's first request, kept for the others.
         let client = request.extensions().get::<Client>();

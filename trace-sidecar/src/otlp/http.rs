@@ -105,8 +105,8 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
         Err(e) => return failure(shared, encoding, e),
     };
     let json = matches!(encoding, Encoding::Json);
-    let export = match super::decode_body(&body, json, gzipped) {
-        Ok(export) => export,
+    let protobuf = match super::protobuf_body(&body, json, gzipped) {
+        Ok(protobuf) => protobuf,
         Err(e) => {
             debug!("OTLP/HTTP request refused: {e}");
             let status = match e {
@@ -116,9 +116,8 @@ pub async fn handle(request: Request<Incoming>, shared: &Shared, connection: &Co
             return failure(shared, encoding, refused(status, e.to_string()));
         }
     };
-    drop(body);
     let peer = connection.peer().await;
-    let answer = match super::accept(&export, TRACES_PATH, peer, shared) {
+    let answer = match super::accept(&protobuf, TRACES_PATH, peer, shared) {
         Ok(answer) => answer,
         Err(e) => {
             debug!("OTLP/HTTP request refused: {e}");

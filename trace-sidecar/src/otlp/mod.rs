@@ -8,13 +8,14 @@ mod grpc_gzip;
 pub mod gzip;
 pub mod http;
 pub mod transcode;
+pub mod wire;
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use sts_proto::daemon::v1::ClientInfo;
@@ -24,15 +25,14 @@ use crate::peer::PeerProcess;
 use crate::server::Shared;
 
 /// The largest OTLP request body, encoded (gRPC's customary default), and the most a gzip'd
-/// one may inflate to. Smaller than the Datadog path's: a request is decoded into structs
-/// before it is transcoded, and a span takes tens of times its encoded size as structs.
+/// one may inflate to. Smaller than the Datadog path's: an OTLP/JSON request is decoded
+/// into structs before it is transcoded, and a span takes tens of times its encoded size
+/// as structs.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// An OTLP request body that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
     #[error("OTLP ExportTraceServiceRequest refused: {0}")]
     Budget(#[from] budget::BudgetError),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: {0}")]
@@ -53,48 +53,50 @@ struct JsonRequest {
     resource_spans: Vec<ResourceSpans>,
 }
 
-/// Decodes an OTLP/HTTP body, protobuf or JSON when `json`, within the Datadog path's
-/// decode budget (checked before decoding).
-pub fn decode(body: &[u8], json: bool) -> Result<ExportTraceServiceRequest, RequestError> {
-    if json {
-        if body.trim_ascii_start().first() != Some(&b'{') {
-            return Err(RequestError::JsonNotObject);
-        }
-        budget::check_json(body, DecodeLimits::DEFAULT.budget(body.len()))?;
-        let request: JsonRequest = serde_json::from_slice(body)?;
-        Ok(ExportTraceServiceRequest {
-            resource_spans: request.resource_spans,
-        })
-    } else {
-        budget::check(body, DecodeLimits::DEFAULT.budget(body.len()))?;
-        Ok(ExportTraceServiceRequest::decode(body)?)
+/// Decodes an OTLP/JSON body within the Datadog path's decode budget (checked before
+/// decoding).
+pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, RequestError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(RequestError::JsonNotObject);
     }
+    budget::check_json(body, DecodeLimits::DEFAULT.budget(body.len()))?;
+    let request: JsonRequest = serde_json::from_slice(body)?;
+    Ok(ExportTraceServiceRequest {
+        resource_spans: request.resource_spans,
+    })
 }
 
-/// Decodes an OTLP/HTTP body as [`decode`] does, inflated first when `gzipped` (to at most
-/// [`MAX_REQUEST_BYTES`]).
-pub fn decode_body(
+/// An OTLP/HTTP body as the protobuf the transcoder reads: inflated first when `gzipped`
+/// (to at most [`MAX_REQUEST_BYTES`]); JSON (`json`) decoded and encoded as protobuf,
+/// protobuf as it came.
+pub fn protobuf_body(
     body: &[u8],
     json: bool,
     gzipped: bool,
-) -> Result<ExportTraceServiceRequest, RequestError> {
-    if gzipped {
-        decode(&gzip::gunzip(body, MAX_REQUEST_BYTES)?, json)
+) -> Result<Cow<'_, [u8]>, RequestError> {
+    let body = if gzipped {
+        Cow::Owned(gzip::gunzip(body, MAX_REQUEST_BYTES)?)
     } else {
-        decode(body, json)
+        Cow::Borrowed(body)
+    };
+    if json {
+        Ok(Cow::Owned(decode_json(&body)?.encode_to_vec()))
+    } else {
+        Ok(body)
     }
 }
 
-/// Transcodes `request`, buffers its valid spans for the relay with what is known of the
-/// client, counts; the answer says which spans were refused (the spec's partial success).
-/// A request whose spans would take more than the budget transcoded is refused whole.
+/// Transcodes the protobuf `ExportTraceServiceRequest` `body`, buffers its valid spans for
+/// the relay with what is known of the client, counts; the answer says which spans were
+/// refused (the spec's partial success). A malformed request, or one whose spans would
+/// take more than the budget transcoded, is refused whole.
 pub fn accept(
-    request: &ExportTraceServiceRequest,
+    body: &[u8],
     endpoint: &str,
     peer: Option<&PeerProcess>,
     shared: &Shared,
 ) -> Result<ExportTraceServiceResponse, RequestError> {
-    let transcoded = transcode::transcode(request)?;
+    let transcoded = transcode::transcode(body)?;
     let stats = &shared.stats;
     stats
         .otlp_spans_received
@@ -110,7 +112,14 @@ pub fn accept(
         stats
             .received_spans
             .fetch_add(transcoded.spans as u64, Ordering::Relaxed);
-        let mut client = client_info(request, endpoint);
+        let sdk = transcoded.sdk;
+        let mut client = ClientInfo {
+            lang: sdk.language,
+            tracer_version: sdk.version,
+            container_id: sdk.container_id,
+            endpoint: endpoint.to_string(),
+            ..ClientInfo::default()
+        };
         if let Some(peer) = peer {
             client.peer_pid = peer.pid;
             client.peer_start_ticks = peer.start_ticks;
@@ -119,31 +128,4 @@ pub fn accept(
         shared.relay.push_transcoded(transcoded.payload, &client);
     }
     Ok(ExportTraceServiceResponse { partial_success })
-}
-
-/// The client as the first resource describes its SDK.
-fn client_info(request: &ExportTraceServiceRequest, endpoint: &str) -> ClientInfo {
-    let resource = request
-        .resource_spans
-        .first()
-        .and_then(|r| r.resource.as_ref())
-        .map(|r| r.attributes.as_slice())
-        .unwrap_or_default();
-    let get = |key: &str| {
-        resource
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                Value::StringValue(s) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
-    ClientInfo {
-        lang: get("telemetry.sdk.language"),
-        tracer_version: get("telemetry.sdk.version"),
-        container_id: get("container.id"),
-        endpoint: endpoint.to_string(),
-        ..ClientInfo::default()
-    }
 }

@@ -3,30 +3,34 @@
 //! `span.kind`; an error status as `error` = 1 with `error.msg`; `service.name` as the
 //! service; string attributes in `meta`, numbers in `metrics`; events as JSON in `events`.
 //!
-//! Written straight as the relay's protobuf, as the Datadog formats are (`decode`'s
-//! `ProtoSink`), with no `Span` structs, owned strings or hash maps in between: text is
-//! borrowed from the request. A key given twice (a resource attribute a span attribute
-//! repeats) is written twice and the later one wins when read, as a map built in that order
-//! keeps it. Every resource attribute is written into each of its spans, so a request's
-//! transcoded size is not bounded by its own: the output is charged to a budget, and a
-//! request past it is refused whole.
+//! Read from the request's protobuf where it lies (`wire.rs`) and written straight as the
+//! relay's protobuf, as the Datadog formats are (`decode`'s `ProtoSink`): no message
+//! structs, owned strings or hash maps in between. A key given twice (a resource attribute
+//! a span attribute repeats) is written twice and the later one wins when read, as a map
+//! built in that order keeps it. Every resource attribute is written into each of its
+//! spans, so a request's transcoded size is not bounded by its own: the output, and the
+//! spans' index kept while grouping them by trace, are charged to a budget, and a request
+//! past it is refused whole.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::mem::size_of;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
-use prost::Message;
 use sts_proto::daemon::v1::Trace;
 
+use super::wire::{any, key_value, Any, Field, Fields, WireError, MAX_DEPTH};
 use crate::decode::{self, Budget, Fail, Id, Limits, ProtoSink, Sink, Text, Time};
 
 /// The service of spans whose resource has no `service.name` (Datadog's name for it).
 pub const NO_SERVICE: &str = "otlpresourcenoservicename";
+
+/// OTLP's enums, by number: `SpanKind`, `StatusCode`.
+const KIND_SERVER: i32 = 2;
+const KIND_CLIENT: i32 = 3;
+const KIND_PRODUCER: i32 = 4;
+const KIND_CONSUMER: i32 = 5;
+const STATUS_OK: i32 = 1;
+const STATUS_ERROR: i32 = 2;
 
 /// What a request transcodes to: its valid spans as relay protobuf, and the spans refused.
 #[derive(Debug, Default)]
@@ -37,6 +41,17 @@ pub struct Transcoded {
     pub rejected: usize,
     /// Why the first refused span was refused.
     pub first_error: Option<String>,
+    /// The SDK as the first resource names it.
+    pub sdk: Sdk,
+}
+
+/// `telemetry.sdk.language`, `telemetry.sdk.version` and `container.id` of the first
+/// resource (string values; empty when not given).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sdk {
+    pub language: String,
+    pub version: String,
+    pub container_id: String,
 }
 
 impl Transcoded {
@@ -49,46 +64,70 @@ impl Transcoded {
 /// Why a request was not transcoded.
 #[derive(Debug, thiserror::Error)]
 pub enum TranscodeError {
+    #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
+    Wire(#[from] WireError),
     #[error("its spans would take more than {0} bytes transcoded (the resource's attributes are written into every span)")]
     TooLarge(usize),
 }
 
-/// Transcodes every span within the default budget of a body the request's size; a span
-/// with an invalid id is refused (counted, not relayed).
-pub fn transcode(request: &ExportTraceServiceRequest) -> Result<Transcoded, TranscodeError> {
-    transcode_within(request, Limits::DEFAULT.budget(request.encoded_len()))
+/// Transcodes the protobuf `ExportTraceServiceRequest` `body` within the default decode
+/// budget of its size; a span with an invalid id is refused (counted, not relayed).
+pub fn transcode(body: &[u8]) -> Result<Transcoded, TranscodeError> {
+    transcode_within(body, Limits::DEFAULT.budget(body.len()))
 }
 
-/// Transcodes every span, the output taking at most `limit` bytes.
-pub fn transcode_within(
-    request: &ExportTraceServiceRequest,
-    limit: usize,
-) -> Result<Transcoded, TranscodeError> {
+/// A valid span's place in the index of the request's spans, charged to the budget: the
+/// entry three times, as a `Vec` growing by doubling holds its old and new buffers for a
+/// moment; and for each trace its list, likewise, and its entry in the map of trace ids
+/// (a table at most 7/8 full that doubles: four entries and their control bytes).
+const INDEX_BYTES: usize = 3 * size_of::<Valid<'static>>();
+const TRACE_BYTES: usize =
+    3 * size_of::<Vec<Valid<'static>>>() + 4 * (size_of::<(u128, usize)>() + 1);
+/// A resource's [`Common`], the same way (its own lists are charged as they grow).
+const RESOURCE_BYTES: usize = 3 * size_of::<Common<'static>>();
+
+/// Transcodes `body`, the output and the index of its spans taking at most `limit` bytes.
+pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, TranscodeError> {
+    let too_large = |_: Fail| TranscodeError::TooLarge(limit);
+    let mut budget = Budget::new(limit, body.len());
     let mut out = Transcoded::default();
-    let resources: Vec<Common> = request
-        .resource_spans
-        .iter()
-        .map(|r| Common::new(r.resource.as_ref().map_or(&[], |r| &r.attributes[..])))
-        .collect();
+    let mut resources: Vec<Common> = Vec::new();
     // Valid spans grouped by their 128-bit trace id, in arrival order.
     let mut by_trace: HashMap<u128, usize> = HashMap::new();
     let mut traces: Vec<Vec<Valid>> = Vec::new();
-    for (resource, resource_spans) in request.resource_spans.iter().enumerate() {
-        for scope_spans in &resource_spans.scope_spans {
-            let scope = scope_spans
-                .scope
-                .as_ref()
-                .map_or(("", ""), |s| (s.name.as_str(), s.version.as_str()));
-            for span in &scope_spans.spans {
-                match ids(span) {
+    for field in Fields::new(body, 0) {
+        let field = field?;
+        if field.number != 1 {
+            continue;
+        }
+        let resource_spans = field.message()?;
+        let resource = resources.len();
+        budget.charge(RESOURCE_BYTES, field.at).map_err(too_large)?;
+        resources.push(Common::new(resource_spans, &mut budget).map_err(|e| e.error(limit))?);
+        for scope_spans in resource_spans {
+            let scope_spans = scope_spans?;
+            if scope_spans.number != 2 {
+                continue;
+            }
+            let scope_spans = scope_spans.message()?;
+            let scope = scope(scope_spans)?;
+            for span in scope_spans {
+                let span = span?;
+                if span.number != 2 {
+                    continue;
+                }
+                let fields = span.message()?;
+                match ids(fields)? {
                     Ok((trace_id, span_id, parent_id)) => {
                         let next = traces.len();
                         let at = *by_trace.entry(trace_id).or_insert(next);
                         if at == next {
+                            budget.charge(TRACE_BYTES, span.at).map_err(too_large)?;
                             traces.push(Vec::new());
                         }
+                        budget.charge(INDEX_BYTES, span.at).map_err(too_large)?;
                         traces[at].push(Valid {
-                            span,
+                            fields,
                             resource,
                             scope,
                             trace_id,
@@ -105,17 +144,21 @@ pub fn transcode_within(
             }
         }
     }
-    let too_large = |_: Fail| TranscodeError::TooLarge(limit);
-    let mut budget = Budget::new(limit, 0);
-    // About the request's own size, as a first guess.
-    let capacity = request.encoded_len().saturating_add(256);
+    if let Some(first) = resources.first() {
+        out.sdk = first.sdk.clone();
+    }
+    let capacity = traces
+        .iter()
+        .flatten()
+        .map(|v| resources[v.resource].estimate(v.fields.len()))
+        .fold(0usize, usize::saturating_add);
     let mut sink = ProtoSink::new(&mut budget, capacity).map_err(too_large)?;
     let mut scratch = Scratch::default();
     for trace in &traces {
         sink.trace(trace.len(), 0).map_err(too_large)?;
         for valid in trace {
             let common = &resources[valid.resource];
-            write_span(&mut sink, valid, common, &mut scratch).map_err(too_large)?;
+            write_span(&mut sink, valid, common, &mut scratch).map_err(|e| e.error(limit))?;
         }
         sink.trace_end(0).map_err(too_large)?;
     }
@@ -127,14 +170,55 @@ pub fn transcode_within(
     Ok(out)
 }
 
+/// Why reading or writing stopped: the request is malformed, or past the budget.
+enum Refused {
+    Wire(WireError),
+    Budget,
+}
+
+impl Refused {
+    fn error(self, limit: usize) -> TranscodeError {
+        match self {
+            Refused::Wire(e) => TranscodeError::Wire(e),
+            Refused::Budget => TranscodeError::TooLarge(limit),
+        }
+    }
+}
+
+impl From<WireError> for Refused {
+    fn from(e: WireError) -> Self {
+        Refused::Wire(e)
+    }
+}
+
+impl From<Fail> for Refused {
+    fn from(_: Fail) -> Self {
+        Refused::Budget
+    }
+}
+
 /// A span with valid ids, where it came from.
 struct Valid<'a> {
-    span: &'a OtlpSpan,
+    fields: Fields<'a>,
     resource: usize,
     scope: (&'a str, &'a str),
     trace_id: u128,
     span_id: u64,
     parent_id: u64,
+}
+
+/// The scope's name and version (`ScopeSpans.scope`, its occurrences merged).
+fn scope(scope_spans: Fields<'_>) -> Result<(&str, &str), WireError> {
+    let (mut name, mut version) = ("", "");
+    for field in Fields::of(scope_spans, 1) {
+        let field = field?;
+        match field.number {
+            1 => name = field.text()?,
+            2 => version = field.text()?,
+            _ => {}
+        }
+    }
+    Ok((name, version))
 }
 
 /// What every span of a resource gets.
@@ -143,59 +227,111 @@ struct Common<'a> {
     pid: Option<f64>,
     meta: Vec<(&'a str, Cow<'a, str>)>,
     metrics: Vec<(&'a str, f64)>,
+    /// `meta` and `metrics` as the relay's map entries, written once for all the spans.
+    meta_entries: Vec<u8>,
+    metric_entries: Vec<u8>,
+    sdk: Sdk,
 }
 
 impl<'a> Common<'a> {
-    fn new(resource: &'a [KeyValue]) -> Self {
+    /// The resource of `resource_spans` (`ResourceSpans.resource`, merged).
+    fn new(resource_spans: Fields<'a>, budget: &mut Budget) -> Result<Self, Refused> {
         let mut common = Common {
             service: NO_SERVICE,
             pid: None,
             meta: Vec::new(),
             metrics: Vec::new(),
+            meta_entries: Vec::new(),
+            metric_entries: Vec::new(),
+            sdk: Sdk::default(),
         };
-        for kv in resource {
-            match (kv.key.as_str(), value(kv)) {
-                ("service.name", Some(Value::StringValue(s))) if !s.is_empty() => {
-                    common.service = s
+        let mut seen = [
+            ("telemetry.sdk.language", false),
+            ("telemetry.sdk.version", false),
+            ("container.id", false),
+        ];
+        for field in Fields::of(resource_spans, 1) {
+            let field = field?;
+            if field.number != 1 {
+                continue;
+            }
+            let (key, value) = key_value(field.message()?)?;
+            let Some(value) = value else {
+                seen.iter_mut()
+                    .filter(|(k, _)| *k == key)
+                    .for_each(|s| s.1 = true);
+                continue;
+            };
+            let sdk = match key {
+                "telemetry.sdk.language" => Some(&mut common.sdk.language),
+                "telemetry.sdk.version" => Some(&mut common.sdk.version),
+                "container.id" => Some(&mut common.sdk.container_id),
+                _ => None,
+            };
+            // The first attribute of the key decides, a string or not.
+            if let Some((sdk, first)) = sdk.zip(seen.iter_mut().find(|(k, _)| *k == key)) {
+                if !first.1 {
+                    first.1 = true;
+                    if let Any::Str(s) = &value {
+                        (*s).clone_into(sdk);
+                    }
                 }
-                ("process.pid", Some(Value::IntValue(pid))) if u32::try_from(*pid).is_ok() => {
+            }
+            match (key, &value) {
+                ("service.name", Any::Str(s)) if !s.is_empty() => common.service = s,
+                ("process.pid", Any::Int(pid)) if u32::try_from(*pid).is_ok() => {
                     common.pid = Some(*pid as f64)
                 }
-                ("deployment.environment" | "deployment.environment.name", Some(v)) => {
-                    common.meta.push(("env", text(v)))
+                ("deployment.environment" | "deployment.environment.name", v) => {
+                    common.meta.push(("env", text(v)?))
                 }
-                ("service.version", Some(v)) => common.meta.push(("version", text(v))),
+                ("service.version", v) => common.meta.push(("version", text(v)?)),
                 _ => {}
             }
-            match attribute(kv) {
-                Some(Attribute::Meta(key, v)) => common.meta.push((key, v)),
-                Some(Attribute::Metric(key, x)) => common.metrics.push((key, x)),
+            match attribute(key, value)? {
+                Some(Attribute::Meta(key, v)) => {
+                    budget.charge(3 * size_of::<(&str, Cow<str>)>(), field.at)?;
+                    common.meta.push((key, v))
+                }
+                Some(Attribute::Metric(key, x)) => {
+                    budget.charge(3 * size_of::<(&str, f64)>(), field.at)?;
+                    common.metrics.push((key, x))
+                }
                 None => {}
             }
         }
-        common
+        // Empty values left out, as for a span's own.
+        let mut entries = ProtoSink::new(budget, 0)?;
+        for (key, value) in common.meta.iter().filter(|(_, v)| !v.is_empty()) {
+            entries.meta_entry(key.as_bytes(), value.as_bytes(), 0)?;
+        }
+        common.meta_entries = entries.out;
+        let mut entries = ProtoSink::new(budget, 0)?;
+        for (key, value) in &common.metrics {
+            entries.metric_entry(key.as_bytes(), *value, 0)?;
+        }
+        common.metric_entries = entries.out;
+        Ok(common)
+    }
+
+    /// About what a span of this resource of `span` bytes takes transcoded: its own
+    /// bytes, the resource's entries and what the mapping adds.
+    fn estimate(&self, span: usize) -> usize {
+        span + self.meta_entries.len() + self.metric_entries.len() + 288
     }
 
     /// The text value of `key` as a span's meta has it: its own attributes first, the
     /// resource's after, the later of two given.
-    fn meta_of<'s>(&'s self, span: &'s OtlpSpan, key: &str) -> Option<Cow<'s, str>> {
-        let own = span
-            .attributes
-            .iter()
-            .rev()
-            .find_map(|kv| match attribute(kv) {
-                Some(Attribute::Meta(k, v)) if k == key => Some(v),
-                _ => None,
-            });
+    fn meta_of<'s>(&'s self, attributes: &'s [Attribute<'_>], key: &str) -> Option<&'s str> {
+        let own = attributes.iter().rev().find_map(|a| match a {
+            Attribute::Meta(k, v) if *k == key => Some(v.as_ref()),
+            _ => None,
+        });
         own.or_else(|| {
             let found = self.meta.iter().rev().find(|(k, _)| *k == key);
-            found.map(|(_, v)| Cow::Borrowed(v.as_ref()))
+            found.map(|(_, v)| v.as_ref())
         })
     }
-}
-
-fn value(kv: &KeyValue) -> Option<&Value> {
-    kv.value.as_ref().and_then(|v| v.value.as_ref())
 }
 
 /// An attribute as the relay keeps it: text in `meta`, numbers in `metrics`.
@@ -204,62 +340,89 @@ enum Attribute<'a> {
     Metric(&'a str, f64),
 }
 
-fn attribute(kv: &KeyValue) -> Option<Attribute<'_>> {
-    if kv.key.is_empty() {
-        return None;
+fn attribute<'a>(key: &'a str, value: Any<'a>) -> Result<Option<Attribute<'a>>, WireError> {
+    if key.is_empty() {
+        return Ok(None);
     }
-    Some(match value(kv)? {
-        Value::IntValue(n) => Attribute::Metric(&kv.key, *n as f64),
-        Value::DoubleValue(x) => Attribute::Metric(&kv.key, *x),
-        v => Attribute::Meta(&kv.key, text(v)),
-    })
+    Ok(Some(match value {
+        Any::Int(n) => Attribute::Metric(key, n as f64),
+        Any::Double(x) => Attribute::Metric(key, x),
+        v => Attribute::Meta(key, text(&v)?),
+    }))
 }
 
 /// A value as the text `meta` holds: strings as they are, the rest as JSON.
-fn text(value: &Value) -> Cow<'_, str> {
-    match value {
-        Value::StringValue(s) => Cow::Borrowed(s),
-        Value::BoolValue(true) => Cow::Borrowed("true"),
-        Value::BoolValue(false) => Cow::Borrowed("false"),
-        other => Cow::Owned(json(other).to_string()),
-    }
+fn text<'a>(value: &Any<'a>) -> Result<Cow<'a, str>, WireError> {
+    Ok(match value {
+        Any::Str(s) => Cow::Borrowed(s),
+        Any::Bool(true) => Cow::Borrowed("true"),
+        Any::Bool(false) => Cow::Borrowed("false"),
+        other => Cow::Owned(json(other, 0)?.to_string()),
+    })
 }
 
-fn json(value: &Value) -> serde_json::Value {
+fn json(value: &Any<'_>, depth: usize) -> Result<serde_json::Value, WireError> {
     use serde_json::Value as J;
-    match value {
-        Value::StringValue(s) => J::from(s.as_str()),
-        Value::BoolValue(b) => J::from(*b),
-        Value::IntValue(n) => J::from(*n),
-        Value::DoubleValue(x) => J::from(*x),
-        Value::BytesValue(b) => J::from(hex(b)),
-        Value::ArrayValue(a) => J::Array(a.values.iter().filter_map(any_json).collect()),
-        Value::KvlistValue(kv) => J::Object(attributes_json(&kv.values)),
+    if depth > MAX_DEPTH {
+        return Err(WireError::TooDeep);
     }
+    Ok(match value {
+        Any::Str(s) => J::from(*s),
+        Any::Bool(b) => J::from(*b),
+        Any::Int(n) => J::from(*n),
+        Any::Double(x) => J::from(*x),
+        Any::Bytes(b) => J::from(hex(b)),
+        Any::Array(bytes, at) => {
+            let mut values = Vec::new();
+            for field in Fields::new(bytes, *at) {
+                let field = field?;
+                if field.number == 1 {
+                    if let Some(v) = any(field.message()?)? {
+                        values.push(json(&v, depth + 1)?);
+                    }
+                }
+            }
+            J::Array(values)
+        }
+        Any::Kvlist(bytes, at) => {
+            J::Object(attributes_json(Fields::new(bytes, *at), 1, depth + 1)?)
+        }
+    })
 }
 
-fn any_json(value: &AnyValue) -> Option<serde_json::Value> {
-    value.value.as_ref().map(json)
-}
-
-fn attributes_json(kvs: &[KeyValue]) -> serde_json::Map<String, serde_json::Value> {
-    kvs.iter()
-        .filter_map(|kv| Some((kv.key.clone(), any_json(kv.value.as_ref()?)?)))
-        .collect()
+/// The `KeyValue`s of field `number` of `message` as a JSON object (a later key wins, a
+/// key without a value is left out), and whether there was any.
+fn attributes_json(
+    message: Fields<'_>,
+    number: u32,
+    depth: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, WireError> {
+    let mut map = serde_json::Map::new();
+    for field in message {
+        let field = field?;
+        if field.number != number {
+            continue;
+        }
+        let (key, value) = key_value(field.message()?)?;
+        if let Some(value) = value {
+            map.insert(key.to_string(), json(&value, depth)?);
+        }
+    }
+    Ok(map)
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `value` in `digits` lowercase hex digits (at most 32), into `buf`.
-fn hex_digits(value: u128, digits: usize, buf: &mut [u8; 32]) -> &[u8] {
+/// The low `digits` (16 or 32) lowercase hex digits of `value`, into `buf`.
+fn hex_digits(value: u128, digits: usize, buf: &mut [u8; 32]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in buf[..digits].iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *b = HEX[((value >> shift) & 0xf) as usize];
+    for (pair, byte) in buf.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    &buf[..digits]
+    std::str::from_utf8(&buf[32 - digits..]).unwrap_or_default()
 }
 
 /// An 8-byte id; `field` names it in the error.
@@ -270,86 +433,172 @@ fn id64(bytes: &[u8], field: &str) -> Result<u64, String> {
     Ok(u64::from_be_bytes(array))
 }
 
-/// The span's trace, span and parent ids, or why they are invalid.
-fn ids(span: &OtlpSpan) -> Result<(u128, u64, u64), String> {
-    let named = |e: String| format!("span {:?}: {e}", span.name);
-    let trace_id: [u8; 16] = span.trace_id.as_slice().try_into().map_err(|_| {
-        named(format!(
-            "trace_id has {} bytes, not 16",
-            span.trace_id.len()
-        ))
-    })?;
-    let trace_id = u128::from_be_bytes(trace_id);
-    let span_id = id64(&span.span_id, "span_id").map_err(named)?;
-    if trace_id == 0 || span_id == 0 {
-        return Err(named("an id is all zeroes".into()));
+/// The span's trace, span and parent ids, or why they are invalid (the inner error); the
+/// outer one when the span cannot be read.
+#[allow(clippy::type_complexity)]
+fn ids(span: Fields<'_>) -> Result<Result<(u128, u64, u64), String>, WireError> {
+    let (mut trace_id, mut span_id, mut parent, mut name): (&[u8], &[u8], &[u8], &str) =
+        (&[], &[], &[], "");
+    for field in span {
+        let field = field?;
+        match field.number {
+            1 => trace_id = field.bytes()?,
+            2 => span_id = field.bytes()?,
+            4 => parent = field.bytes()?,
+            5 => name = field.text()?,
+            _ => {}
+        }
     }
-    let parent_id = if span.parent_span_id.is_empty() {
+    let named = |e: String| format!("span {name:?}: {e}");
+    let Ok(trace_id) = <[u8; 16]>::try_from(trace_id) else {
+        let why = format!("trace_id has {} bytes, not 16", trace_id.len());
+        return Ok(Err(named(why)));
+    };
+    let trace_id = u128::from_be_bytes(trace_id);
+    let span_id = match id64(span_id, "span_id") {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(named(e))),
+    };
+    if trace_id == 0 || span_id == 0 {
+        return Ok(Err(named("an id is all zeroes".into())));
+    }
+    let parent_id = if parent.is_empty() {
         0
     } else {
-        id64(&span.parent_span_id, "parent_span_id").map_err(named)?
+        match id64(parent, "parent_span_id") {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(named(e))),
+        }
     };
-    Ok((trace_id, span_id, parent_id))
+    Ok(Ok((trace_id, span_id, parent_id)))
+}
+
+/// What a span says besides its ids, read again for writing it.
+struct SpanFields<'a> {
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_code: i32,
+    status_message: &'a str,
+    events: usize,
 }
 
 /// Buffers reused from span to span.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<'a> {
     name: String,
     resource: String,
+    attributes: Vec<Attribute<'a>>,
 }
 
-fn kind_name(kind: SpanKind) -> &'static str {
+fn kind_name(kind: i32) -> &'static str {
     match kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal | SpanKind::Unspecified => "internal",
+        KIND_SERVER => "server",
+        KIND_CLIENT => "client",
+        KIND_PRODUCER => "producer",
+        KIND_CONSUMER => "consumer",
+        _ => "internal",
     }
+}
+
+/// Reads a span's fields other than its ids, its attributes into `attributes`.
+fn span_fields<'a>(
+    span: Fields<'a>,
+    attributes: &mut Vec<Attribute<'a>>,
+) -> Result<SpanFields<'a>, WireError> {
+    let mut out = SpanFields {
+        name: "",
+        kind: 0,
+        start: 0,
+        end: 0,
+        status_code: 0,
+        status_message: "",
+        events: 0,
+    };
+    for field in span {
+        let field = field?;
+        match field.number {
+            5 => out.name = field.text()?,
+            6 => out.kind = field.int32()?,
+            7 => out.start = field.fixed64()?,
+            8 => out.end = field.fixed64()?,
+            9 => {
+                let (key, value) = key_value(field.message()?)?;
+                if let Some(value) = value {
+                    if let Some(a) = attribute(key, value)? {
+                        attributes.push(a);
+                    }
+                }
+            }
+            11 => {
+                field.message()?;
+                out.events += 1;
+            }
+            _ => {}
+        }
+    }
+    for field in Fields::of(span, 15) {
+        let field = field?;
+        match field.number {
+            2 => out.status_message = field.text()?,
+            3 => out.status_code = field.int32()?,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The events of `span` (field 11), each as its fields.
+fn events<'a>(span: Fields<'a>) -> impl Iterator<Item = Result<Fields<'a>, WireError>> {
+    span.filter_map(|f| match f {
+        Ok(f) if f.number == 11 => Some(f.message()),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    })
 }
 
 /// One span, its fields and then its meta and metrics in the order a map built from them
 /// would be: the resource's, the span's attributes, then what the mapping adds.
-fn write_span(
+fn write_span<'a>(
     sink: &mut ProtoSink<'_>,
-    valid: &Valid<'_>,
-    common: &Common<'_>,
-    scratch: &mut Scratch,
-) -> Result<(), Fail> {
-    let span = valid.span;
-    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-    let kind_name = kind_name(kind);
+    valid: &Valid<'a>,
+    common: &Common<'a>,
+    scratch: &mut Scratch<'a>,
+) -> Result<(), Refused> {
+    let Scratch {
+        name,
+        resource,
+        attributes,
+    } = scratch;
+    attributes.clear();
+    let span = span_fields(valid.fields, attributes)?;
+    let kind_name = kind_name(span.kind);
     let (scope, scope_version) = valid.scope;
     let library = if scope.is_empty() {
         "opentelemetry"
     } else {
         scope
     };
-    scratch.name.clear();
-    scratch.name.push_str(library);
-    scratch.name.push('.');
-    scratch.name.push_str(kind_name);
-    let resource = resource_name(span, kind, common, &mut scratch.resource);
-    let r#type = match kind {
-        SpanKind::Server => "web",
-        SpanKind::Client if common.meta_of(span, "db.system").is_some() => "db",
-        SpanKind::Client => "http",
+    name.clear();
+    name.push_str(library);
+    name.push('.');
+    name.push_str(kind_name);
+    let resource = resource_name(&span, attributes, common, resource);
+    let r#type = match span.kind {
+        KIND_SERVER => "web",
+        KIND_CLIENT if common.meta_of(attributes, "db.system").is_some() => "db",
+        KIND_CLIENT => "http",
         _ => "custom",
     };
-    let status = span.status.as_ref();
-    let code = status
-        .and_then(|s| StatusCode::try_from(s.code).ok())
-        .unwrap_or(StatusCode::Unset);
-    let error = code == StatusCode::Error;
-    let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
-    let duration = span
-        .end_time_unix_nano
-        .saturating_sub(span.start_time_unix_nano);
+    // An unknown status code is Unset.
+    let error = span.status_code == STATUS_ERROR;
+    let start = i64::try_from(span.start).unwrap_or(i64::MAX);
+    let duration = span.end.saturating_sub(span.start);
 
     sink.span(0)?;
     sink.text(Text::Service, common.service.as_bytes(), 0)?;
-    sink.text(Text::Name, scratch.name.as_bytes(), 0)?;
+    sink.text(Text::Name, name.as_bytes(), 0)?;
     sink.text(Text::Resource, resource.as_bytes(), 0)?;
     sink.id(Id::Trace, valid.trace_id as u64, 0)?;
     sink.id(Id::Span, valid.span_id, 0)?;
@@ -364,6 +613,7 @@ fn write_span(
     sink.text(Text::Type, r#type.as_bytes(), 0)?;
 
     // Meta: an empty value is left out, as the Datadog path leaves it out.
+    sink.encoded(&common.meta_entries, 0)?;
     let mut meta = |key: &str, value: &str| {
         if value.is_empty() {
             Ok(())
@@ -371,81 +621,73 @@ fn write_span(
             sink.meta_entry(key.as_bytes(), value.as_bytes(), 0)
         }
     };
-    for (key, value) in &common.meta {
-        meta(key, value)?;
-    }
-    for kv in &span.attributes {
-        if let Some(Attribute::Meta(key, value)) = attribute(kv) {
-            meta(key, &value)?;
+    for a in attributes.iter() {
+        if let Attribute::Meta(key, value) = a {
+            meta(key, value)?;
         }
     }
     meta("span.kind", kind_name)?;
     let mut hex = [0u8; 32];
     let high = (valid.trace_id >> 64) as u64;
     if high != 0 {
-        let digits = hex_digits(u128::from(high), 16, &mut hex);
-        meta("_dd.p.tid", std::str::from_utf8(digits).unwrap_or_default())?;
+        meta("_dd.p.tid", hex_digits(u128::from(high), 16, &mut hex))?;
     }
-    let digits = hex_digits(valid.trace_id, 32, &mut hex);
-    meta(
-        "otel.trace_id",
-        std::str::from_utf8(digits).unwrap_or_default(),
-    )?;
+    meta("otel.trace_id", hex_digits(valid.trace_id, 32, &mut hex))?;
     meta("otel.library.name", scope)?;
     meta("otel.library.version", scope_version)?;
-    meta(
-        "otel.status_code",
-        match code {
-            StatusCode::Unset => "Unset",
-            StatusCode::Ok => "Ok",
-            StatusCode::Error => "Error",
-        },
-    )?;
+    let status = match span.status_code {
+        STATUS_OK => "Ok",
+        STATUS_ERROR => "Error",
+        _ => "Unset",
+    };
+    meta("otel.status_code", status)?;
     if error {
-        let message = status.map(|s| s.message.as_str()).unwrap_or_default();
-        meta("otel.status_description", message)?;
-        meta("error.msg", message)?;
-        if let Some(exception) = span.events.iter().find(|e| e.name == "exception") {
-            for (key, value) in exception_meta(exception) {
-                meta(key, &value)?;
+        meta("otel.status_description", span.status_message)?;
+        meta("error.msg", span.status_message)?;
+        for event in events(valid.fields) {
+            let event = event?;
+            if event_name(event)? == "exception" {
+                for (key, value) in exception_meta(event)? {
+                    meta(key, &value)?;
+                }
+                break;
             }
         }
     }
-    if !span.events.is_empty() {
-        meta("events", &events_json(&span.events))?;
+    if span.events > 0 {
+        meta("events", &events_json(valid.fields)?)?;
     }
 
-    for (key, value) in &common.metrics {
-        sink.metric_entry(key.as_bytes(), *value, 0)?;
-    }
-    for kv in &span.attributes {
-        if let Some(Attribute::Metric(key, value)) = attribute(kv) {
-            sink.metric_entry(key.as_bytes(), value, 0)?;
+    sink.encoded(&common.metric_entries, 0)?;
+    for a in attributes.iter() {
+        if let Attribute::Metric(key, value) = a {
+            sink.metric_entry(key.as_bytes(), *value, 0)?;
         }
     }
     if let Some(pid) = common.pid {
         sink.metric_entry(b"process_id", pid, 0)?;
     }
-    sink.span_end(0)
+    sink.span_end(0)?;
+    Ok(())
 }
 
 /// The resource: `<method> <route>` for an HTTP server span, else the span's name.
 fn resource_name<'s>(
-    span: &'s OtlpSpan,
-    kind: SpanKind,
+    span: &SpanFields<'s>,
+    attributes: &[Attribute<'_>],
     common: &Common<'_>,
     buf: &'s mut String,
 ) -> &'s str {
-    if kind == SpanKind::Server {
+    if span.kind == KIND_SERVER {
         let method = common
-            .meta_of(span, "http.request.method")
-            .or_else(|| common.meta_of(span, "http.method"));
+            .meta_of(attributes, "http.request.method")
+            .or_else(|| common.meta_of(attributes, "http.method"));
         if let Some(method) = method {
             buf.clear();
-            buf.push_str(&method);
-            if let Some(route) = common.meta_of(span, "http.route") {
+            buf.push_str(method);
+            if let Some(route) = common.meta_of(attributes, "http.route") {
                 buf.push(' ');
-                buf.push_str(&route);
+                buf.push_str(route);
             }
             return buf;
         }
@@ -453,40 +695,67 @@ fn resource_name<'s>(
     if span.name.is_empty() {
         "unnamed"
     } else {
-        &span.name
+        span.name
     }
 }
 
+fn event_name(event: Fields<'_>) -> Result<&str, WireError> {
+    let mut name = "";
+    for field in event {
+        let field = field?;
+        if field.number == 2 {
+            name = field.text()?;
+        }
+    }
+    Ok(name)
+}
+
 /// `error.type`, `error.msg` and `error.stack` from an `exception` event.
-fn exception_meta(event: &Event) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
-    event.attributes.iter().filter_map(|kv| {
-        let key = match kv.key.as_str() {
+fn exception_meta(event: Fields<'_>) -> Result<Vec<(&'static str, Cow<'_, str>)>, WireError> {
+    let mut out = Vec::new();
+    for field in event {
+        let field = field?;
+        if field.number != 3 {
+            continue;
+        }
+        let (key, value) = key_value(field.message()?)?;
+        let key = match key {
             "exception.type" => "error.type",
             "exception.message" => "error.msg",
             "exception.stacktrace" => "error.stack",
-            _ => return None,
+            _ => continue,
         };
-        Some((key, text(value(kv)?)))
-    })
+        if let Some(value) = value {
+            out.push((key, text(&value)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The events as the JSON array Datadog keeps in `events`.
-fn events_json(events: &[Event]) -> String {
-    let list: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| {
-            let mut event = serde_json::json!({
-                "name": e.name,
-                "time_unix_nano": e.time_unix_nano,
-            });
-            if !e.attributes.is_empty() {
-                event["attributes"] = serde_json::Value::Object(attributes_json(&e.attributes));
+fn events_json(span: Fields<'_>) -> Result<String, WireError> {
+    let mut list = Vec::new();
+    for event in events(span) {
+        let event = event?;
+        let (mut name, mut time, mut dropped, mut attributes) = ("", 0u64, 0u32, 0usize);
+        for field in event {
+            let field: Field<'_> = field?;
+            match field.number {
+                1 => time = field.fixed64()?,
+                2 => name = field.text()?,
+                3 => attributes += 1,
+                4 => dropped = field.varint()? as u32,
+                _ => {}
             }
-            if e.dropped_attributes_count > 0 {
-                event["dropped_attributes_count"] = e.dropped_attributes_count.into();
-            }
-            event
-        })
-        .collect();
-    serde_json::Value::Array(list).to_string()
+        }
+        let mut json = serde_json::json!({ "name": name, "time_unix_nano": time });
+        if attributes > 0 {
+            json["attributes"] = serde_json::Value::Object(attributes_json(event, 3, 0)?);
+        }
+        if dropped > 0 {
+            json["dropped_attributes_count"] = dropped.into();
+        }
+        list.push(json);
+    }
+    Ok(serde_json::Value::Array(list).to_string())
 }
