@@ -285,6 +285,19 @@ pub struct ContainerTelemetry {
     pub network_tx_packets_per_sec: Option<f64>,
 }
 
+/// `registry/name:tag` (or `name@sha256:...`) as name and tag.
+pub(crate) fn split_image(image: &str) -> (&str, Option<&str>) {
+    let image = image.split('@').next().unwrap_or(image);
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(colon) => {
+            let at = last_slash + colon;
+            (&image[..at], Some(&image[at + 1..]))
+        }
+        None => (image, None),
+    }
+}
+
 pub fn container_urn(hostname: &str, id: &str) -> String {
     format!("urn:container:/{hostname}:{id}")
 }
@@ -361,5 +374,23 @@ pub(crate) mod fixtures {
             relations: Vec::new(),
             translations: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_and_tags() {
+        assert_eq!(split_image("nginx:1.27"), ("nginx", Some("1.27")));
+        assert_eq!(
+            split_image("localhost:5000/team/app"),
+            ("localhost:5000/team/app", None)
+        );
+        assert_eq!(
+            split_image("registry.example:5000/x/app:v2@sha256:abc"),
+            ("registry.example:5000/x/app", Some("v2"))
+        );
     }
 }

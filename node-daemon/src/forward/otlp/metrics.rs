@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::known::Known;
 use super::resource::{self, string};
+use crate::clock::epoch_nanos;
 use crate::model::{Container, Process, Snapshot};
 
 /// The metrics of one resource, as they are added.
@@ -288,7 +289,7 @@ fn container(container: &Container, now_ns: u64) -> Option<Metrics> {
         .info
         .started_at
         .as_deref()
-        .and_then(rfc3339_ns)
+        .and_then(epoch_nanos)
         .unwrap_or(0);
     let mut m = Metrics::new(now_ns, started);
     let mode = |mode: &str| vec![string("cpu.mode", mode)];
@@ -340,50 +341,4 @@ fn container(container: &Container, now_ns: u64) -> Option<Metrics> {
         m.counter("container.disk.io", "By", disk);
     }
     Some(m)
-}
-
-/// Docker's `StartedAt` (`2026-12-07T10:00:00.123456789Z`) in Unix nanoseconds.
-fn rfc3339_ns(text: &str) -> Option<u64> {
-    let (date, time) = text.split_once('T')?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let time = time.strip_suffix('Z')?;
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (parts.next()??, parts.next()??, parts.next()??);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + h * 3600 + mi * 60 + s;
-    let digits: String = fraction.chars().take(9).collect();
-    let nanos = match digits.is_empty() {
-        true => 0,
-        false => digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32),
-    };
-    u64::try_from(seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_start_times_parse() {
-        assert_eq!(rfc3339_ns("1970-01-01T00:00:01Z"), Some(1_000_000_000));
-        assert_eq!(
-            rfc3339_ns("2026-12-07T10:00:00.5Z"),
-            Some(1_796_637_600_500_000_000)
-        );
-        assert_eq!(
-            rfc3339_ns("0001-01-01T00:00:00Z"),
-            None,
-            "Docker's zero time"
-        );
-        assert_eq!(rfc3339_ns("yesterday"), None);
-    }
 }

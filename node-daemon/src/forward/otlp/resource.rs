@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 
 use crate::collect::ecs::EcsInfo;
-use crate::model::{ContainerInfo, EcsContainer, Host, Process};
+use crate::model::{split_image, ContainerInfo, EcsContainer, Host, Process};
 
 pub(super) fn string(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
@@ -108,22 +108,13 @@ pub(super) fn container(container: &ContainerInfo, ecs: Option<&EcsInfo>) -> Vec
     let mut attributes = vec![
         string("container.id", container.id.as_str()),
         string("container.name", container.name.trim_start_matches('/')),
-        string("container.image.name", image_name(&container.image)),
+        string("container.image.name", split_image(&container.image).0),
         string("container.runtime", "docker"),
     ];
     if let Some(task) = &container.ecs {
         attributes.extend(task_attributes(task, ecs));
     }
     attributes
-}
-
-/// An image reference without its tag or digest.
-fn image_name(image: &str) -> &str {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    match without_digest.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => name,
-        _ => without_digest,
-    }
 }
 
 /// `aws.ecs.*` of a task: its ARN, family, revision, cluster ARN and launch type.
@@ -176,18 +167,5 @@ mod tests {
         let arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/other";
         assert_eq!(cluster_arn(arn, task).as_deref(), Some(arn));
         assert_eq!(cluster_arn("prod", "not-an-arn"), None);
-    }
-
-    #[test]
-    fn image_names_lose_tags_and_digests_but_not_registry_ports() {
-        assert_eq!(image_name("nginx:1.25"), "nginx");
-        assert_eq!(
-            image_name("registry:5000/team/app"),
-            "registry:5000/team/app"
-        );
-        assert_eq!(
-            image_name("registry:5000/app:2@sha256:ab"),
-            "registry:5000/app"
-        );
     }
 }

@@ -2,7 +2,8 @@
 
 use sts_proto::process_agent::v1 as pb;
 
-use crate::model::{Container, Process, Snapshot};
+use crate::clock::epoch_seconds;
+use crate::model::{split_image, Container, Process, Snapshot};
 
 /// The host as every message names it.
 pub(crate) fn host(snapshot: &Snapshot) -> pb::Host {
@@ -216,74 +217,9 @@ pub(crate) fn container_tags(c: &Container) -> Vec<String> {
     tags
 }
 
-/// `registry/name:tag` (or `name@sha256:...`) as name and tag.
-fn split_image(image: &str) -> (&str, Option<&str>) {
-    let image = image.split('@').next().unwrap_or(image);
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last_slash..].rfind(':') {
-        Some(colon) => {
-            let at = last_slash + colon;
-            (&image[..at], Some(&image[at + 1..]))
-        }
-        None => (image, None),
-    }
-}
-
-/// Seconds since the epoch of an RFC 3339 UTC time as Docker writes it
-/// (`2026-12-06T19:19:24.123456789Z`); None for anything else (Docker's zero time
-/// `0001-01-01T00:00:00Z` gives a negative number, which is kept out).
-pub(crate) fn epoch_seconds(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from the civil date (proleptic Gregorian), March-based years.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    (seconds >= 0).then_some(seconds)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn docker_times_in_epoch_seconds() {
-        assert_eq!(epoch_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            epoch_seconds("2026-12-06T19:19:24.123456789Z"),
-            Some(1_796_584_764)
-        );
-        assert_eq!(epoch_seconds("2024-02-29T12:00:00Z"), Some(1_709_208_000));
-        assert_eq!(epoch_seconds("0001-01-01T00:00:00Z"), None);
-        assert_eq!(epoch_seconds("yesterday"), None);
-        assert_eq!(epoch_seconds("2026-13-06T19:19:24Z"), None);
-    }
-
-    #[test]
-    fn image_names_and_tags() {
-        assert_eq!(split_image("nginx:1.27"), ("nginx", Some("1.27")));
-        assert_eq!(
-            split_image("localhost:5000/team/app"),
-            ("localhost:5000/team/app", None)
-        );
-        assert_eq!(
-            split_image("registry.example:5000/x/app:v2@sha256:abc"),
-            ("registry.example:5000/x/app", Some("v2"))
-        );
-    }
 
     #[test]
     fn process_states_by_letter() {
