@@ -54,6 +54,11 @@ impl Metrics {
         self.push(name, unit, Data::Gauge(Gauge { data_points }));
     }
 
+    /// A gauge of one point without attributes.
+    fn value(&mut self, name: &str, unit: &str, value: f64) {
+        self.gauge(name, unit, vec![(value, Vec::new())]);
+    }
+
     /// A cumulative, monotonic sum.
     fn counter(&mut self, name: &str, unit: &str, points: Vec<(f64, Vec<KeyValue>)>) {
         let start = self.start_ns;
@@ -103,8 +108,9 @@ pub(super) fn scope() -> InstrumentationScope {
     }
 }
 
-fn no_attributes(value: f64) -> Vec<(f64, Vec<KeyValue>)> {
-    vec![(value, Vec::new())]
+/// The one attribute `key` = `value` of a point.
+fn by(key: &str, value: &str) -> Vec<KeyValue> {
+    vec![string(key, value)]
 }
 
 fn ms_to_ns(ms: u64) -> u64 {
@@ -146,7 +152,7 @@ fn host(snapshot: &Snapshot, known: &Known, now_ns: u64) -> ResourceMetrics {
     let host = &snapshot.host;
     let t = &host.telemetry;
     let mut m = Metrics::new(now_ns, ms_to_ns(host.boot_time_ms));
-    let mode = |mode: &str| vec![string("cpu.mode", mode)];
+    let mode = |mode| by("cpu.mode", mode);
     m.gauge(
         "system.cpu.utilization",
         "1",
@@ -157,75 +163,50 @@ fn host(snapshot: &Snapshot, known: &Known, now_ns: u64) -> ResourceMetrics {
             (t.cpu.idle_pct / 100.0, mode("idle")),
         ],
     );
-    m.gauge(
+    m.value(
         "system.cpu.logical.count",
         "{cpu}",
-        no_attributes(f64::from(host.cpu_count)),
+        f64::from(host.cpu_count),
     );
-    m.gauge(
-        "system.cpu.load_average.1m",
-        "{thread}",
-        no_attributes(t.load.load1),
-    );
-    m.gauge(
-        "system.cpu.load_average.5m",
-        "{thread}",
-        no_attributes(t.load.load5),
-    );
-    m.gauge(
-        "system.cpu.load_average.15m",
-        "{thread}",
-        no_attributes(t.load.load15),
-    );
+    m.value("system.cpu.load_average.1m", "{thread}", t.load.load1);
+    m.value("system.cpu.load_average.5m", "{thread}", t.load.load5);
+    m.value("system.cpu.load_average.15m", "{thread}", t.load.load15);
     let memory = &t.memory;
-    let state = |state: &str| vec![string("system.memory.state", state)];
+    let used = memory.total_bytes.saturating_sub(memory.free_bytes);
     m.gauge(
         "system.memory.usage",
         "By",
         vec![
-            (
-                memory.total_bytes.saturating_sub(memory.free_bytes) as f64,
-                state("used"),
-            ),
-            (memory.free_bytes as f64, state("free")),
+            (used as f64, by("system.memory.state", "used")),
+            (memory.free_bytes as f64, by("system.memory.state", "free")),
         ],
     );
-    m.gauge(
-        "system.memory.limit",
-        "By",
-        no_attributes(memory.total_bytes as f64),
-    );
-    m.gauge(
+    m.value("system.memory.limit", "By", memory.total_bytes as f64);
+    m.value(
         "system.linux.memory.available",
         "By",
-        no_attributes(memory.available_bytes as f64),
+        memory.available_bytes as f64,
     );
-    let direction = |key: &str, name: &str, value: &str| {
-        vec![string(key, name), string("network.io.direction", value)]
-    };
     let mut network = Vec::new();
     for n in &t.network {
-        let name = n.interface.as_str();
-        network.push((
-            n.rx_bytes as f64,
-            direction("network.interface.name", name, "receive"),
-        ));
-        network.push((
-            n.tx_bytes as f64,
-            direction("network.interface.name", name, "transmit"),
-        ));
+        for (bytes, direction) in [(n.rx_bytes, "receive"), (n.tx_bytes, "transmit")] {
+            let attributes = vec![
+                string("network.interface.name", n.interface.as_str()),
+                string("network.io.direction", direction),
+            ];
+            network.push((bytes as f64, attributes));
+        }
     }
     m.counter("system.network.io", "By", network);
-    let disk = |device: &str, value: &str| {
-        vec![
-            string("system.device", device),
-            string("disk.io.direction", value),
-        ]
-    };
     let mut disks = Vec::new();
     for d in &t.disks {
-        disks.push((d.read_bytes as f64, disk(&d.device, "read")));
-        disks.push((d.write_bytes as f64, disk(&d.device, "write")));
+        for (bytes, direction) in [(d.read_bytes, "read"), (d.write_bytes, "write")] {
+            let attributes = vec![
+                string("system.device", d.device.as_str()),
+                string("disk.io.direction", direction),
+            ];
+            disks.push((bytes as f64, attributes));
+        }
     }
     m.counter("system.disk.io", "By", disks);
     m.into_resource(known.host.clone())
@@ -233,53 +214,44 @@ fn host(snapshot: &Snapshot, known: &Known, now_ns: u64) -> ResourceMetrics {
 
 fn process(process: &Process, cpu_count: u32, now_ns: u64) -> Metrics {
     let mut m = Metrics::new(now_ns, ms_to_ns(process.create_time_ms));
-    let mode = |mode: &str| vec![string("cpu.mode", mode)];
     m.counter(
         "process.cpu.time",
         "s",
         vec![
-            (process.cpu_user_seconds, mode("user")),
-            (process.cpu_system_seconds, mode("system")),
+            (process.cpu_user_seconds, by("cpu.mode", "user")),
+            (process.cpu_system_seconds, by("cpu.mode", "system")),
         ],
     );
     if let Some(pct) = process.cpu_pct {
         let ratio = pct / 100.0 / f64::from(cpu_count.max(1));
-        m.gauge("process.cpu.utilization", "1", no_attributes(ratio));
+        m.value("process.cpu.utilization", "1", ratio);
     }
-    m.gauge(
-        "process.memory.usage",
-        "By",
-        no_attributes(process.rss_bytes as f64),
-    );
-    m.gauge(
-        "process.memory.virtual",
-        "By",
-        no_attributes(process.vms_bytes as f64),
-    );
-    m.gauge(
-        "process.thread.count",
-        "{thread}",
-        no_attributes(process.threads as f64),
-    );
+    m.value("process.memory.usage", "By", process.rss_bytes as f64);
+    m.value("process.memory.virtual", "By", process.vms_bytes as f64);
+    m.value("process.thread.count", "{thread}", process.threads as f64);
     if let Some(fds) = process.open_fds {
-        m.gauge(
-            "process.unix.file_descriptor.count",
-            "{file_descriptor}",
-            no_attributes(fds as f64),
-        );
+        let name = "process.unix.file_descriptor.count";
+        m.value(name, "{file_descriptor}", fds as f64);
     }
     if let (Some(read), Some(write)) = (process.read_bytes, process.write_bytes) {
-        let direction = |d: &str| vec![string("disk.io.direction", d)];
         m.counter(
             "process.disk.io",
             "By",
-            vec![
-                (read as f64, direction("read")),
-                (write as f64, direction("write")),
-            ],
+            directions(
+                "disk.io.direction",
+                [("read", Some(read)), ("write", Some(write))],
+            ),
         );
     }
     m
+}
+
+/// The points of the directions that have a value, each with its `key` attribute.
+fn directions(key: &str, values: [(&str, Option<u64>); 2]) -> Vec<(f64, Vec<KeyValue>)> {
+    values
+        .into_iter()
+        .filter_map(|(direction, value)| Some((value? as f64, by(key, direction))))
+        .collect()
 }
 
 /// A running container's, None without telemetry.
@@ -292,50 +264,42 @@ fn container(container: &Container, now_ns: u64) -> Option<Metrics> {
         .and_then(epoch_nanos)
         .unwrap_or(0);
     let mut m = Metrics::new(now_ns, started);
-    let mode = |mode: &str| vec![string("cpu.mode", mode)];
     if let Some(seconds) = t.cpu_usage_seconds {
-        m.counter("container.cpu.time", "s", no_attributes(seconds));
+        m.counter("container.cpu.time", "s", vec![(seconds, Vec::new())]);
     }
     if let (Some(user), Some(system)) = (t.cpu_user_pct, t.cpu_system_pct) {
         m.gauge(
             "container.cpu.usage",
             "{cpu}",
             vec![
-                (user / 100.0, mode("user")),
-                (system / 100.0, mode("system")),
+                (user / 100.0, by("cpu.mode", "user")),
+                (system / 100.0, by("cpu.mode", "system")),
             ],
         );
     }
-    if let Some(bytes) = t.memory_usage_bytes {
-        m.gauge("container.memory.usage", "By", no_attributes(bytes as f64));
-    }
-    if let Some(bytes) = t.memory_rss_bytes {
-        m.gauge("container.memory.rss", "By", no_attributes(bytes as f64));
-    }
-    if let Some(bytes) = t.memory_limit_bytes {
-        m.gauge("container.memory.limit", "By", no_attributes(bytes as f64));
-    }
-    let pair = |key: &str, a: (&str, Option<u64>), b: (&str, Option<u64>)| {
-        let mut points = Vec::new();
-        for (direction, value) in [a, b] {
-            if let Some(value) = value {
-                points.push((value as f64, vec![string(key, direction)]));
-            }
+    let memory = [
+        ("container.memory.usage", t.memory_usage_bytes),
+        ("container.memory.rss", t.memory_rss_bytes),
+        ("container.memory.limit", t.memory_limit_bytes),
+    ];
+    for (name, bytes) in memory {
+        if let Some(bytes) = bytes {
+            m.value(name, "By", bytes as f64);
         }
-        points
-    };
-    let network = pair(
+    }
+    let network = directions(
         "network.io.direction",
-        ("receive", t.network_rx_bytes),
-        ("transmit", t.network_tx_bytes),
+        [
+            ("receive", t.network_rx_bytes),
+            ("transmit", t.network_tx_bytes),
+        ],
     );
     if !network.is_empty() {
         m.counter("container.network.io", "By", network);
     }
-    let disk = pair(
+    let disk = directions(
         "disk.io.direction",
-        ("read", t.block_read_bytes),
-        ("write", t.block_write_bytes),
+        [("read", t.block_read_bytes), ("write", t.block_write_bytes)],
     );
     if !disk.is_empty() {
         m.counter("container.disk.io", "By", disk);
