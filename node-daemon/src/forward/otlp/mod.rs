@@ -21,8 +21,7 @@ use tokio::task::JoinHandle;
 use super::client::{Auth, Credentials, ReceiverClient, Route};
 use super::encode::gzip::gzip;
 use super::encode::gzip_headers;
-use super::encode::traces::split;
-use super::pipelines::{Base, Outlet, Spec};
+use super::pipelines::{Base, Outlet, QueuedAtStart, Spec};
 use super::queue_budget::QueueBudget;
 use super::sink::batch::Batcher;
 use super::{ForwardError, Sink};
@@ -33,7 +32,7 @@ use crate::poison::IgnorePoison;
 use crate::shutdown::Shutdown;
 use crate::span::CorrelatedSpan;
 use crate::status::Registry;
-use crate::traces::{record_on_last, RelayBatch, SpanSink};
+use crate::traces::{RelayBatch, SpanSink};
 use known::Known;
 
 const TRACES_PATH: &str = "/v1/traces";
@@ -76,8 +75,7 @@ pub(crate) struct Export {
     metrics: Outlet,
     known: Mutex<Arc<Known>>,
     machine_id: Option<String>,
-    /// The sidecar batches whose spans were in the traces queue when it was opened.
-    queued_at_start: Mutex<Vec<RelayBatch>>,
+    queued_at_start: QueuedAtStart,
     /// Spans that did not decode (and so were not sent).
     undecodable_spans: AtomicU64,
 }
@@ -120,7 +118,7 @@ impl Export {
             protocol = config.protocol.as_str(),
             "exporting traces and metrics over OTLP"
         );
-        let queued_at_start = Mutex::new(traces.sink.relay_batches());
+        let queued_at_start = QueuedAtStart::read(&traces.sink);
         Ok(Self {
             traces,
             metrics,
@@ -172,20 +170,17 @@ impl SpanSink for Export {
     /// Queued (on disk with `STS_QUEUE_DIR`) when this returns.
     fn submit(&self, spans: Vec<CorrelatedSpan>, from: RelayBatch) {
         let known = self.known.lock().ignore_poison().clone();
-        for (spans, relay) in record_on_last(split(spans), from) {
-            let (request, undecodable) = spans::request(&spans, &known);
-            self.undecodable_spans
-                .fetch_add(undecodable, Ordering::Relaxed);
-            let count = spans.len() as u64 - undecodable;
-            let body = Bytes::from(gzip(&request.encode_to_vec()));
-            let headers = gzip_headers("application/x-protobuf");
-            let mut batch = self.traces.batch(TRACES_PATH, headers, count, body);
-            batch.relay = relay;
-            self.traces.sink.submit(batch);
-        }
+        self.traces
+            .submit_relayed(TRACES_PATH, spans, from, |spans| {
+                let (request, undecodable) = spans::request(spans, &known);
+                self.undecodable_spans
+                    .fetch_add(undecodable, Ordering::Relaxed);
+                let body = Bytes::from(gzip(&request.encode_to_vec()));
+                (body, spans.len() as u64 - undecodable)
+            });
     }
 
     fn queued_at_start(&self) -> Vec<RelayBatch> {
-        std::mem::take(&mut *self.queued_at_start.lock().ignore_poison())
+        self.queued_at_start.take()
     }
 }

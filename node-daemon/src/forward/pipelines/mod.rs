@@ -7,15 +7,20 @@ pub mod process_agent;
 pub(crate) mod topology;
 pub(crate) mod traces;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::client::Auth;
 use super::encode::intake::INTAKE_PATH;
+use super::encode::traces::split;
 use super::encode::{gzip_headers, gzip_json};
 use super::sink::batch::{Batch, Batcher};
 use super::Sink;
+use crate::poison::IgnorePoison;
+use crate::span::CorrelatedSpan;
+use crate::traces::{record_on_last, RelayBatch};
 
 /// What tells one pipeline from another.
 #[derive(Debug)]
@@ -81,7 +86,7 @@ impl Outlet {
         path: &str,
         headers: Vec<(String, String)>,
         spans: u64,
-        body: bytes::Bytes,
+        body: Bytes,
     ) -> Batch {
         let name = self.sink.spec.name;
         self.batcher.batch(name, path, headers, spans, body)
@@ -92,5 +97,38 @@ impl Outlet {
         let headers = gzip_headers("application/json");
         let batch = self.batch(INTAKE_PATH, headers, 0, gzip_json(message));
         self.sink.submit(batch);
+    }
+
+    /// Queues the spans of the sidecar batch `from` as gzip'd protobuf batches of `path`:
+    /// split as `encode/traces.rs` splits them, each body and the count of spans it holds
+    /// made by `encode`, the last batch recording `from`.
+    pub(crate) fn submit_relayed(
+        &self,
+        path: &str,
+        spans: Vec<CorrelatedSpan>,
+        from: RelayBatch,
+        mut encode: impl FnMut(&[CorrelatedSpan]) -> (Bytes, u64),
+    ) {
+        for (spans, relay) in record_on_last(split(spans), from) {
+            let (body, count) = encode(&spans);
+            let headers = gzip_headers("application/x-protobuf");
+            let mut batch = self.batch(path, headers, count, body);
+            batch.relay = relay;
+            self.sink.submit(batch);
+        }
+    }
+}
+
+/// The sidecar batches a traces pipeline's queue recorded when it was opened (read
+/// before its sender starts and can take any of them away), handed out once.
+pub(crate) struct QueuedAtStart(Mutex<Vec<RelayBatch>>);
+
+impl QueuedAtStart {
+    pub(crate) fn read(sink: &Sink) -> Self {
+        Self(Mutex::new(sink.relay_batches()))
+    }
+
+    pub(crate) fn take(&self) -> Vec<RelayBatch> {
+        std::mem::take(&mut *self.0.lock().ignore_poison())
     }
 }

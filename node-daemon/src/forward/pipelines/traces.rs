@@ -8,13 +8,11 @@ use std::sync::{Mutex, TryLockError};
 
 use bytes::Bytes;
 
-use super::{Base, Outlet, Spec};
+use super::{Base, Outlet, QueuedAtStart, Spec};
 use crate::forward::client::Auth;
-use crate::forward::encode::gzip_headers;
-use crate::forward::encode::traces::{split, Encoder, TRACES_PATH};
-use crate::poison::IgnorePoison;
+use crate::forward::encode::traces::{Encoder, TRACES_PATH};
 use crate::span::CorrelatedSpan;
-use crate::traces::{record_on_last, RelayBatch, SpanSink};
+use crate::traces::{RelayBatch, SpanSink};
 
 pub(crate) const SPEC: Spec = Spec {
     name: "traces",
@@ -28,50 +26,39 @@ pub(crate) struct Pipeline {
     pub(crate) out: Outlet,
     /// Kept from batch to batch (a batch finding it busy gets one of its own).
     encoder: Mutex<Encoder>,
-    /// The sidecar batches whose spans were in the queue when it was opened.
-    queued_at_start: Mutex<Vec<RelayBatch>>,
+    queued_at_start: QueuedAtStart,
 }
 
 impl Pipeline {
-    /// Reads the queue for the sidecar batches it records: before its sender starts and
-    /// can take any of them away.
     pub(crate) fn new(out: Outlet) -> Self {
-        let queued_at_start = Mutex::new(out.sink.relay_batches());
         Self {
+            queued_at_start: QueuedAtStart::read(&out.sink),
             out,
             encoder: Mutex::default(),
-            queued_at_start,
         }
     }
 
-    fn send(&self, spans: Vec<CorrelatedSpan>, relay: Option<RelayBatch>) {
-        let count = spans.len() as u64;
+    fn encode(&self, spans: &[CorrelatedSpan]) -> Vec<u8> {
         let hostname = self.out.hostname();
-        let body = match self.encoder.try_lock() {
-            Ok(mut encoder) => encoder.encode(hostname, &spans),
+        match self.encoder.try_lock() {
+            Ok(mut encoder) => encoder.encode(hostname, spans),
             // A panic mid-batch leaves nothing to undo: encode starts afresh.
-            Err(TryLockError::Poisoned(p)) => p.into_inner().encode(hostname, &spans),
-            Err(TryLockError::WouldBlock) => Encoder::default().encode(hostname, &spans),
-        };
-        let headers = gzip_headers("application/x-protobuf");
-        let mut batch = self
-            .out
-            .batch(TRACES_PATH, headers, count, Bytes::from(body));
-        batch.relay = relay;
-        self.out.sink.submit(batch);
+            Err(TryLockError::Poisoned(p)) => p.into_inner().encode(hostname, spans),
+            Err(TryLockError::WouldBlock) => Encoder::default().encode(hostname, spans),
+        }
     }
 }
 
 impl SpanSink for Pipeline {
     /// Queued (on disk with `STS_QUEUE_DIR`) when this returns.
     fn submit(&self, spans: Vec<CorrelatedSpan>, from: RelayBatch) {
-        for (spans, relay) in record_on_last(split(spans), from) {
-            self.send(spans, relay);
-        }
+        self.out.submit_relayed(TRACES_PATH, spans, from, |spans| {
+            (Bytes::from(self.encode(spans)), spans.len() as u64)
+        });
     }
 
     fn queued_at_start(&self) -> Vec<RelayBatch> {
-        std::mem::take(&mut *self.queued_at_start.lock().ignore_poison())
+        self.queued_at_start.take()
     }
 }
 
