@@ -85,8 +85,10 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, ApiKey)>, String> {
         if name.is_empty() || !name.chars().all(token) {
             return Err(format!("entry {}: `{name}` is not a header name", n + 1));
         }
-        let value = percent_decode(value.trim())
-            .filter(|v| v.chars().all(|c| c == '\t' || !c.is_control()))
+        let (decoded, escapes_valid) = percent_decode(value.trim());
+        let value = String::from_utf8(decoded)
+            .ok()
+            .filter(|v| escapes_valid && v.chars().all(|c| c == '\t' || !c.is_control()))
             .ok_or_else(|| {
                 format!("header `{name}`: the value is not valid percent-encoded text")
             })?;
@@ -95,21 +97,28 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, ApiKey)>, String> {
     Ok(headers)
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// `text` with its `%XX` escapes decoded, and whether every `%` began one (the others
+/// are kept as they are): the headers' values and gRPC's `grpc-message`.
+pub(crate) fn percent_decode(text: &str) -> (Vec<u8>, bool) {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
+    let mut valid = true;
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+        let hex = |at: usize| bytes.get(at).and_then(|&b| char::from(b).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high << 4 | low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                valid &= byte != b'%';
+                out.push(byte);
+                i += 1;
+            }
         }
     }
-    String::from_utf8(out).ok()
+    (out, valid)
 }
 
 #[cfg(test)]
@@ -136,6 +145,7 @@ mod tests {
             ("bad name=secret1", "not a header name"),
             ("authorization=secret1%zz", "not valid"),
             ("authorization=secret1%0a", "not valid"),
+            ("authorization=secret1%+1", "not valid"),
         ] {
             let error = parse_headers(text).unwrap_err();
             assert!(error.contains(says), "{text}: {error}");

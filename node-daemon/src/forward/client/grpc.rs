@@ -9,6 +9,7 @@ use hyper::{HeaderMap, Request};
 use url::Url;
 
 use super::{read_body, ReceiverClient, SendError, MAX_ERROR_BODY, REQUEST_TIMEOUT};
+use crate::config::otlp::percent_decode;
 use crate::config::secret::redact_url;
 
 const RETRYABLE: [u32; 7] = [1, 4, 8, 10, 11, 14, 15];
@@ -95,31 +96,9 @@ fn grpc_status(headers: &HeaderMap) -> Option<(u32, String)> {
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(decode_message)
+        .map(|text| String::from_utf8_lossy(&percent_decode(text).0).into_owned())
         .unwrap_or_default();
     Some((code, message))
-}
-
-fn decode_message(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
