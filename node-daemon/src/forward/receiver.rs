@@ -80,13 +80,7 @@ impl Receiver {
             ..Credentials::default()
         };
         for sink in receiver.sinks() {
-            let run = sink.clone().run(
-                client.clone(),
-                base(sink.spec.base),
-                credentials.clone(),
-                shutdown.clone(),
-            );
-            tasks.push(tokio::spawn(run));
+            tasks.push(sink.spawn(&client, base(sink.spec.base), &credentials, shutdown));
         }
         let features = (receiver.process_agent).follow_features(
             client,

@@ -279,9 +279,23 @@ impl Sink {
         );
     }
 
+    /// Starts [`Sink::run`] on its own task.
+    pub(crate) fn spawn(
+        &self,
+        client: &ReceiverClient,
+        base: Url,
+        credentials: &Credentials,
+        shutdown: &Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        let run = self
+            .clone()
+            .run(client.clone(), base, credentials.clone(), shutdown.clone());
+        tokio::spawn(run)
+    }
+
     /// Sends until `shutdown`, to `base` + each batch's path (its gRPC method for a gRPC
     /// client).
-    pub(crate) async fn run(
+    async fn run(
         self,
         client: ReceiverClient,
         base: Url,

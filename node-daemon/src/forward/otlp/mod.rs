@@ -105,13 +105,8 @@ impl Export {
             headers: config.headers.clone().into(),
         };
         for sink in [&traces.sink, &metrics.sink] {
-            let run = sink.clone().run(
-                client.clone(),
-                config.endpoint.clone(),
-                credentials.clone(),
-                shutdown.clone(),
-            );
-            tasks.push(tokio::spawn(run));
+            let base = config.endpoint.clone();
+            tasks.push(sink.spawn(&client, base, &credentials, shutdown));
         }
         tracing::info!(
             endpoint = %crate::config::secret::redact_url(&config.endpoint),
