@@ -278,6 +278,18 @@ impl Config {
         })
     }
 
+    /// The configuration of these variables and no others (for tests).
+    #[cfg(test)]
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let raw = RawValues::load(None, |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        })?;
+        Self::from_raw(&raw)
+    }
+
     /// The effective configuration for the status output: every key, secrets redacted.
     pub fn summary(&self) -> BTreeMap<String, String> {
         keys::KEYS

@@ -1,14 +1,7 @@
 use super::*;
 
 fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let owned: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let raw = RawValues::load(None, |key| {
-        owned.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-    })?;
-    Config::from_raw(&raw)
+    Config::from_pairs(pairs)
 }
 
 fn error_of(pairs: &[(&str, &str)]) -> String {

@@ -157,23 +157,19 @@ impl Report for Forwarder {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, RawValues};
+    use crate::config::Config;
     use crate::shutdown;
     use crate::traces::relay::tests::batch;
     use crate::traces::{Correlator, RelayService, TraceState};
 
     /// Both destinations configured (neither answers), queues on disk in `dir`.
     fn config(dir: &std::path::Path) -> Config {
-        let vars = [
-            ("STS_STS_URL", "http://127.0.0.1:9/stsAgent".to_string()),
-            ("STS_OTLP_ENDPOINT", "http://127.0.0.1:9".to_string()),
-            ("STS_QUEUE_DIR", dir.display().to_string()),
-        ];
-        let raw = RawValues::load(None, |key| {
-            vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-        })
-        .unwrap();
-        Config::from_raw(&raw).unwrap()
+        Config::from_pairs(&[
+            ("STS_STS_URL", "http://127.0.0.1:9/stsAgent"),
+            ("STS_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("STS_QUEUE_DIR", &dir.display().to_string()),
+        ])
+        .unwrap()
     }
 
     #[test]

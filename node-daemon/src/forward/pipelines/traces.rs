@@ -66,7 +66,7 @@ impl SpanSink for Pipeline {
 mod tests {
     use std::sync::Arc;
 
-    use crate::config::{Config, RawValues};
+    use crate::config::Config;
     use crate::forward::Forwarder;
     use crate::shutdown::{self, Shutdown};
     use crate::traces::relay::tests::batch;
@@ -89,15 +89,11 @@ mod tests {
 
     impl Daemon {
         fn start(dir: &std::path::Path, shutdown: Shutdown) -> Self {
-            let vars = [
-                ("STS_STS_URL", "http://127.0.0.1:9/stsAgent".to_string()),
-                ("STS_QUEUE_DIR", dir.display().to_string()),
-            ];
-            let raw = RawValues::load(None, |key| {
-                vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-            })
+            let config = Config::from_pairs(&[
+                ("STS_STS_URL", "http://127.0.0.1:9/stsAgent"),
+                ("STS_QUEUE_DIR", &dir.display().to_string()),
+            ])
             .unwrap();
-            let config = Config::from_raw(&raw).unwrap();
             let (forwarder, _tasks) = Forwarder::start(&config, "h", &shutdown).unwrap().unwrap();
             let state = TraceState::new(0);
             let relay = RelayService::new(
