@@ -263,6 +263,7 @@ fn spans(template: &Template) -> Vec<CorrelatedSpan> {
         .spans
         .iter()
         .map(|p| CorrelatedSpan {
+            common: Bytes::new(),
             raw: buffer.slice(p.bytes.clone()),
             extra: Bytes::new(),
             trace_id: p.trace_id,

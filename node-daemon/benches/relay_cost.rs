@@ -22,6 +22,7 @@ fn batch() -> Bytes {
     let pid = std::process::id();
     let traces = (0..100u64)
         .map(|t| Trace {
+            common: None,
             spans: (0..10u64)
                 .map(|s| {
                     let span = web_span(t, s, pid);

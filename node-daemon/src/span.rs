@@ -32,6 +32,9 @@ pub(crate) const META_DB_TYPE: &str = "db.type";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorrelatedSpan {
+    /// The fields its trace's spans share (relay.proto `Trace.common`; empty when none),
+    /// written before `raw`, which wins over them.
+    pub common: Bytes,
     /// The relay `Span` encoding, as the sidecar sent it.
     pub raw: Bytes,
     /// `meta` map entries (field 10) the daemon adds: written after `raw`, so they win
@@ -48,6 +51,7 @@ impl CorrelatedSpan {
     #[cfg(test)]
     pub(crate) fn from_span(span: &Span) -> Self {
         CorrelatedSpan {
+            common: Bytes::new(),
             raw: Bytes::from(span.encode_to_vec()),
             extra: Bytes::new(),
             trace_id: span.trace_id,
@@ -58,18 +62,20 @@ impl CorrelatedSpan {
 
     /// The length of the span's encoding: the relayed bytes and the added entries.
     pub fn encoded_len(&self) -> usize {
-        self.raw.len() + self.extra.len()
+        self.common.len() + self.raw.len() + self.extra.len()
     }
 
     /// The span's encoding into `buf` (the receiver's `Span` has the same field numbers).
     pub(crate) fn write_to(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.common);
         buf.extend_from_slice(&self.raw);
         buf.extend_from_slice(&self.extra);
     }
 
     /// The span, decoded (for `GetRecentSpans`).
     pub(crate) fn decode(&self) -> Result<Span, prost::DecodeError> {
-        Span::decode(self.raw.clone().chain(self.extra.clone()))
+        let parts = self.common.clone().chain(self.raw.clone());
+        Span::decode(parts.chain(self.extra.clone()))
     }
 }
 

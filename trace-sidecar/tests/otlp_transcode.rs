@@ -287,11 +287,17 @@ fn json_quirks_hex_ids_int_enums_and_int64_strings() {
 }
 
 #[test]
-fn a_resource_written_into_every_span_is_bounded() {
-    // 1 MiB of resource attribute and 1,000 small spans: 1 MB on the wire, a gigabyte if
-    // each span carried the attribute.
+fn a_resource_written_into_every_trace_is_bounded() {
+    // 1 MiB of resource attribute and 1,000 small spans of as many traces: 1 MB on the
+    // wire, a gigabyte with the attribute in each trace's common span.
     let resource = vec![kv("big", text(&"x".repeat(1 << 20)))];
-    let spans = (1..=1000).map(|i| span(i, None)).collect();
+    let spans = (1..=1000u64)
+        .map(|i| {
+            let mut s = span(i, None);
+            s.trace_id[..8].copy_from_slice(&i.to_be_bytes());
+            s
+        })
+        .collect();
     let large = request(resource, spans);
     let e = transcode(&large).unwrap_err();
     assert!(e.to_string().contains("bytes transcoded"), "{e}");
@@ -327,4 +333,57 @@ fn a_key_given_twice_keeps_the_later_value_and_empty_values_are_left_out() {
     assert_eq!(s.meta["deployment.environment"], "prod");
     assert!(!s.meta.contains_key("empty"));
     assert_eq!(s.metrics["n"], 2.0);
+}
+
+#[test]
+fn what_a_trace_s_spans_share_is_written_once_in_its_common_span() {
+    let resource = vec![
+        kv("service.name", text("checkout")),
+        kv("deployment.environment", text("prod")),
+        kv("process.pid", Value::IntValue(4242)),
+    ];
+    let mut own = span(8, Some(7));
+    // A span attribute of a key the mapping sets: the mapping's value wins, as before.
+    own.attributes = vec![
+        kv("otel.library.name", text("mine")),
+        kv("process_id", Value::DoubleValue(1.0)),
+    ];
+    let out = transcode(&request(resource, vec![span(7, None), own])).unwrap();
+    let raw = out.payload.decode().unwrap();
+    assert_eq!(raw.len(), 1);
+    let common = raw[0].common.as_ref().expect("a common span");
+    assert_eq!(common.service, "checkout");
+    assert_eq!(common.meta["deployment.environment"], "prod");
+    assert_eq!(common.meta["otel.library.name"], "checkout");
+    assert_eq!(common.metrics["process_id"], 4242.0);
+    for s in &raw[0].spans {
+        assert!(
+            s.service.is_empty() && s.trace_id == 0,
+            "in common only: {s:?}"
+        );
+        assert!(!s.meta.contains_key("deployment.environment"));
+    }
+    let traces = out.traces().unwrap();
+    let [root, child] = &traces[0].spans[..] else {
+        panic!("two spans")
+    };
+    assert_eq!((root.service.as_str(), root.trace_id), ("checkout", 0x3039));
+    assert_eq!(root.meta["deployment.environment"], "prod");
+    assert_eq!(child.meta["otel.library.name"], "checkout");
+    assert_eq!(child.metrics["process_id"], 4242.0);
+    // Spans of another scope make a trace of their own, with its scope's name.
+    let mut two = request(
+        vec![kv("service.name", text("checkout"))],
+        vec![span(7, None)],
+    );
+    let mut other = two.resource_spans[0].scope_spans[0].clone();
+    other.scope.as_mut().unwrap().name = "db".into();
+    other.spans[0].span_id = 9u64.to_be_bytes().to_vec();
+    two.resource_spans[0].scope_spans.push(other);
+    let traces = transcode(&two).unwrap().traces().unwrap();
+    let names: Vec<&str> = traces
+        .iter()
+        .map(|t| t.spans[0].meta["otel.library.name"].as_str())
+        .collect();
+    assert_eq!(names, ["checkout", "db"]);
 }

@@ -78,6 +78,7 @@ fn bytes_are_what_prost_writes_for_the_same_trace() {
         r#type: "web".into(),
     };
     let trace = Trace {
+        common: None,
         spans: vec![span.clone(), Span::default()],
     };
     let body = encode::v04(std::slice::from_ref(&trace), Style::default());
@@ -174,6 +175,7 @@ fn spans_and_traces_of_every_size() {
     for resource in [0usize, 10, 120, 200, 16_000, 20_000, 70_000] {
         for spans in [1usize, 3, 40] {
             let trace = Trace {
+                common: None,
                 spans: (0..spans)
                     .map(|i| Span {
                         span_id: i as u64,

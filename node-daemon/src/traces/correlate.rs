@@ -88,6 +88,7 @@ impl Correlator {
                 let spans = &batch.spans[trace.spans.clone()];
                 let pid = trace_pid(spans).or((client.peer_pid != 0).then_some(client.peer_pid));
                 let process = self.process(pid, client);
+                let common = batch.bytes.slice(trace.common.clone());
                 // Spans of a trace mostly share one service: the last one's entries again.
                 let mut last: Option<(&[u8], Typed<'_>, Bytes)> = None;
                 for span in spans {
@@ -102,6 +103,7 @@ impl Correlator {
                         }
                     };
                     out.push(CorrelatedSpan {
+                        common: common.clone(),
                         raw: batch.bytes.slice(span.bytes.clone()),
                         extra,
                         trace_id: span.trace_id,
@@ -354,6 +356,7 @@ mod tests {
         let mut root = span("web");
         root.metrics.insert(METRIC_PROCESS_ID.into(), f64::from(me));
         let mut trace = Trace {
+            common: None,
             spans: vec![root, span("web")],
         };
         correlate(
@@ -379,11 +382,43 @@ mod tests {
     }
 
     #[test]
+    fn a_common_pid_and_service_name_every_span_of_the_trace() {
+        let me = std::process::id();
+        let mut common = span("shop");
+        common
+            .metrics
+            .insert(METRIC_PROCESS_ID.into(), f64::from(me));
+        common
+            .meta
+            .insert("deployment.environment".into(), "prod".into());
+        let mut trace = Trace {
+            common: Some(common),
+            spans: vec![Span::default(), span("db")],
+        };
+        correlate(
+            &mut Correlator::new("h1", None),
+            &ClientInfo::default(),
+            &mut trace,
+        );
+        let services: Vec<&str> = trace.spans.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(services, ["shop", "db"]);
+        for s in &trace.spans {
+            assert_eq!(s.meta[META_PID], me.to_string());
+            assert_eq!(s.meta["deployment.environment"], "prod");
+            assert_eq!(
+                s.meta[META_SERVICE_URN],
+                format!("urn:service:/{}", s.service)
+            );
+        }
+    }
+
+    #[test]
     fn service_urns_follow_each_spans_service() {
         let me = std::process::id();
         let mut root = span("web");
         root.metrics.insert(METRIC_PROCESS_ID.into(), f64::from(me));
         let mut trace = Trace {
+            common: None,
             spans: vec![root, span("db"), span("db"), span("web"), span("")],
         };
         correlate(
@@ -416,7 +451,10 @@ mod tests {
             peer_pid: 1,
             ..ClientInfo::default()
         };
-        let mut trace = Trace { spans: vec![s] };
+        let mut trace = Trace {
+            common: None,
+            spans: vec![s],
+        };
         correlate(&mut Correlator::new("h1", None), &client, &mut trace);
         assert_eq!(trace.spans[0].meta[META_PID], me.to_string());
     }
@@ -430,6 +468,7 @@ mod tests {
             ..ClientInfo::default()
         };
         let mut trace = Trace {
+            common: None,
             spans: vec![span("x")],
         };
         correlate(&mut Correlator::new("h1", None), &client, &mut trace);
@@ -452,6 +491,7 @@ mod tests {
             ..ClientInfo::default()
         };
         let mut trace = Trace {
+            common: None,
             spans: vec![span("gone")],
         };
         correlate(&mut Correlator::new("h1", None), &client, &mut trace);
@@ -475,6 +515,7 @@ mod tests {
             ..ClientInfo::default()
         };
         let mut trace = Trace {
+            common: None,
             spans: vec![span("x")],
         };
         correlate(&mut Correlator::new("h1", None), &client, &mut trace);
@@ -496,6 +537,7 @@ mod tests {
             s
         };
         let mut trace = Trace {
+            common: None,
             spans: vec![
                 with(&[], "web"),
                 with(&[("span.kind", "server"), ("language", "jvm")], "web"),
@@ -553,7 +595,10 @@ mod tests {
     fn unknown_pid_gets_no_process_identity() {
         let mut s = span("x");
         s.metrics.insert(METRIC_PROCESS_ID.into(), 4_194_305.0);
-        let mut trace = Trace { spans: vec![s] };
+        let mut trace = Trace {
+            common: None,
+            spans: vec![s],
+        };
         correlate(
             &mut Correlator::new("h1", None),
             &ClientInfo::default(),
@@ -572,9 +617,11 @@ mod tests {
             client: Some(ClientInfo::default()),
             traces: vec![
                 Trace {
+                    common: None,
                     spans: vec![root.clone(), span("web"), span("db")],
                 },
                 Trace {
+                    common: None,
                     spans: vec![root, span("db")],
                 },
             ],
@@ -586,7 +633,10 @@ mod tests {
                 container_id: "abc".into(),
                 ..ClientInfo::default()
             }),
-            traces: vec![Trace { spans: vec![liar] }],
+            traces: vec![Trace {
+                common: None,
+                spans: vec![liar],
+            }],
         };
         let batch = SpanBatch {
             payloads: vec![python, other],

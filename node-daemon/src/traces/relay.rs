@@ -340,6 +340,7 @@ pub(crate) mod tests {
             payloads: vec![TracePayload {
                 client: None,
                 traces: vec![Trace {
+                    common: None,
                     spans: (1..=spans)
                         .map(|s| Span {
                             trace_id: id,

@@ -171,9 +171,11 @@ impl TraceState {
 /// bytes are a slice of the buffer its batch arrived in, which a window of small batches
 /// (a span a second) would keep alive, 8 KiB or more each, for hours.
 fn compact(spans: &[CorrelatedSpan]) -> Vec<CorrelatedSpan> {
-    let total = spans.iter().map(|s| s.raw.len()).sum();
+    let len = |s: &CorrelatedSpan| s.common.len() + s.raw.len();
+    let total = spans.iter().map(len).sum();
     let mut packed = Vec::with_capacity(total);
     for span in spans {
+        packed.extend_from_slice(&span.common);
         packed.extend_from_slice(&span.raw);
     }
     let packed = Bytes::from(packed);
@@ -181,9 +183,11 @@ fn compact(spans: &[CorrelatedSpan]) -> Vec<CorrelatedSpan> {
     spans
         .iter()
         .map(|span| {
-            let raw = packed.slice(at..at + span.raw.len());
-            at += span.raw.len();
+            // The trace's common fields and the span's own, as one encoding.
+            let raw = packed.slice(at..at + len(span));
+            at += len(span);
             CorrelatedSpan {
+                common: Bytes::new(),
                 raw,
                 extra: span.extra.clone(),
                 trace_id: span.trace_id,

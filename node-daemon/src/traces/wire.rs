@@ -233,6 +233,9 @@ pub struct PayloadView {
 
 #[derive(Debug, Clone, Default)]
 pub struct TraceView {
+    /// Its `common` span's bytes in the batch (empty when it has none): every span of the
+    /// trace is these and its own.
+    pub common: Range<usize>,
     /// Its spans in [`BatchView::spans`].
     pub spans: Range<usize>,
 }
@@ -282,6 +285,7 @@ const TOKEN: u64 = 7;
 const CLIENT: u64 = 1;
 const TRACES: u64 = 2;
 const SPANS: u64 = 1;
+const COMMON: u64 = 2;
 
 impl BatchHeader {
     /// Reads the header of an encoded `SpanBatch`; also returns where its payloads are.
@@ -378,94 +382,141 @@ impl BatchView {
 
     fn trace(&mut self, buf: &[u8], range: Range<usize>) -> Result<(), WireError> {
         let first_span = self.spans.len();
-        let mut r = Reader::new(buf, range);
+        // `common` first, wherever it stands: every span is read on from it.
+        let mut common: Option<Range<usize>> = None;
+        let mut r = Reader::new(buf, range.clone());
         while r.more() {
             let at = r.at();
             let (field, wire_type) = r.key()?;
             match (field, wire_type) {
-                (SPANS, LEN) => {
-                    let range = r.len()?;
-                    self.spans.push(span(buf, range)?);
+                (COMMON, LEN) if common.is_some() => {
+                    return Err(error("a Trace with two common fields", at))
                 }
-                (SPANS, _) => return Err(error("a Trace field of the wrong wire type", at)),
+                (COMMON, LEN) => common = Some(r.len()?),
+                (SPANS, LEN) => {
+                    r.len()?;
+                }
+                (SPANS | COMMON, _) => {
+                    return Err(error("a Trace field of the wrong wire type", at))
+                }
                 _ => r.skip(wire_type, at)?,
             }
         }
+        let common = common.unwrap_or(range.start..range.start);
+        let shared = read_span(buf, common.clone(), SpanRead::default())?;
+        let mut r = Reader::new(buf, range);
+        while r.more() {
+            let at = r.at();
+            match r.key()? {
+                (SPANS, LEN) => {
+                    let range = r.len()?;
+                    let read = read_span(buf, range.clone(), shared.clone())?;
+                    self.spans.push(read.view(buf, range));
+                }
+                (_, wire_type) => r.skip(wire_type, at)?,
+            }
+        }
         self.traces.push(TraceView {
+            common,
             spans: first_span..self.spans.len(),
         });
         Ok(())
     }
 }
 
-/// Reads one span (see the module doc).
-fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
-    let mut view = SpanView {
-        bytes: range.clone(),
-        service: range.start..range.start,
-        ..SpanView::default()
-    };
-    // The last `span.pid` value and `process_id` metric: later entries win.
-    let mut meta_pid: Option<Range<usize>> = None;
-    let mut metric_pid: Option<f64> = None;
-    let mut span_type = 0..0;
-    let mut named = false;
-    let mut has_kind = false;
-    let mut jvm = false;
-    let mut db_type: Option<Range<usize>> = None;
+/// What reading a span's fields has found so far: a span's own fields are read on from
+/// what its trace's `common` gave (relay.proto), as protobuf reads the two as one message.
+#[derive(Debug, Clone, Default)]
+struct SpanRead {
+    service: Range<usize>,
+    trace_id: u64,
+    start: i64,
+    duration: i64,
+    /// The last `span.pid` value and `process_id` metric: later entries win.
+    meta_pid: Option<Range<usize>>,
+    metric_pid: Option<f64>,
+    span_type: Range<usize>,
+    named: bool,
+    has_kind: bool,
+    jvm: bool,
+    db_type: Option<Range<usize>>,
+}
+
+/// Reads the span (or trace `common`) at `range` on from `read` (see the module doc).
+fn read_span(buf: &[u8], range: Range<usize>, mut read: SpanRead) -> Result<SpanRead, WireError> {
     let mut r = Reader::new(buf, range);
     while r.more() {
         let at = r.at();
         let (field, wire_type) = r.key()?;
         match (field, wire_type) {
-            (1, LEN) => view.service = r.text()?,
-            (12, LEN) => span_type = r.text()?,
+            (1, LEN) => read.service = r.text()?,
+            (12, LEN) => read.span_type = r.text()?,
             (2 | 3, LEN) => {
                 r.text()?;
             }
-            (4, VARINT) => view.trace_id = r.varint()?,
+            (4, VARINT) => read.trace_id = r.varint()?,
             (5 | 6 | 9, VARINT) => {
                 r.varint()?;
             }
-            (7, VARINT) => view.start = r.varint()? as i64,
-            (8, VARINT) => view.duration = r.varint()? as i64,
+            (7, VARINT) => read.start = r.varint()? as i64,
+            (8, VARINT) => read.duration = r.varint()? as i64,
             (10, LEN) => {
                 let entry = r.len()?;
                 let (key, value) = meta_entry(buf, entry)?;
                 match &buf[key] {
-                    META_PID => meta_pid = Some(value),
-                    META_SERVICE_URN => named = true,
-                    META_KIND => has_kind = true,
-                    META_LANGUAGE => jvm = &buf[value] == b"jvm",
-                    META_DB_TYPE => db_type = Some(value),
+                    META_PID => read.meta_pid = Some(value),
+                    META_SERVICE_URN => read.named = true,
+                    META_KIND => read.has_kind = true,
+                    META_LANGUAGE => read.jvm = &buf[value] == b"jvm",
+                    META_DB_TYPE => read.db_type = Some(value),
                     _ => {}
                 }
             }
             (11, LEN) => {
                 let entry = r.len()?;
                 if let Some(value) = metric_entry(buf, entry)? {
-                    metric_pid = Some(value);
+                    read.metric_pid = Some(value);
                 }
             }
             (1..=12, _) => return Err(error("a Span field of the wrong wire type", at)),
             _ => r.skip(wire_type, at)?,
         }
     }
-    view.meta_pid = meta_pid.and_then(|value| {
-        let text = std::str::from_utf8(&buf[value]).ok()?;
-        text.trim().parse().ok()
-    });
-    view.metric_pid = metric_pid
-        .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
-        .map(|v| v as u32);
-    let db_type = db_type.filter(|_| &buf[span_type] == b"sql");
-    view.kind = match (named, db_type) {
-        (true, _) => ServiceKind::Named,
-        (false, Some(db)) => ServiceKind::Database(db),
-        (false, None) if has_kind => ServiceKind::Kind { jvm },
-        (false, None) => ServiceKind::Untyped,
-    };
-    Ok(view)
+    Ok(read)
+}
+
+impl SpanRead {
+    /// The view of the span at `bytes` whose fields (with its trace's common ones) these are.
+    fn view(self, buf: &[u8], bytes: Range<usize>) -> SpanView {
+        let db_type = self.db_type.filter(|_| &buf[self.span_type] == b"sql");
+        SpanView {
+            bytes,
+            service: self.service,
+            trace_id: self.trace_id,
+            start: self.start,
+            duration: self.duration,
+            meta_pid: self.meta_pid.and_then(|value| {
+                let text = std::str::from_utf8(&buf[value]).ok()?;
+                text.trim().parse().ok()
+            }),
+            metric_pid: self
+                .metric_pid
+                .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
+                .map(|v| v as u32),
+            kind: match (self.named, db_type) {
+                (true, _) => ServiceKind::Named,
+                (false, Some(db)) => ServiceKind::Database(db),
+                (false, None) if self.has_kind => ServiceKind::Kind { jvm: self.jvm },
+                (false, None) => ServiceKind::Untyped,
+            },
+        }
+    }
+}
+
+/// Reads one span of a trace with no `common` (see the module doc).
+#[cfg(test)]
+fn span(buf: &[u8], range: Range<usize>) -> Result<SpanView, WireError> {
+    Ok(read_span(buf, range.clone(), SpanRead::default())?.view(buf, range))
 }
 
 /// Checks a `meta` entry; the ranges of its key and value.
@@ -604,14 +655,19 @@ mod tests {
                 }),
                 traces: vec![
                     Trace {
+                        common: None,
                         spans: vec![python.clone(), span("db", 1)],
                     },
-                    Trace { spans: vec![] },
+                    Trace {
+                        common: None,
+                        spans: vec![],
+                    },
                 ],
             },
             TracePayload {
                 client: None,
                 traces: vec![Trace {
+                    common: None,
                     spans: vec![java.clone()],
                 }],
             },
@@ -706,6 +762,82 @@ mod tests {
     }
 
     #[test]
+    fn spans_are_read_on_from_their_trace_s_common_span() {
+        let common = Span {
+            service: "shop".into(),
+            trace_id: 77,
+            meta: HashMap::from([
+                ("span.pid".into(), "41".into()),
+                ("language".into(), "jvm".into()),
+            ]),
+            ..Span::default()
+        };
+        let own = Span {
+            name: "a".into(),
+            span_id: 1,
+            start: 5,
+            meta: HashMap::from([("span.kind".into(), "server".into())]),
+            ..Span::default()
+        };
+        let other = Span {
+            service: "db".into(),
+            span_id: 2,
+            meta: HashMap::from([("span.pid".into(), "42".into())]),
+            ..Span::default()
+        };
+        let trace = Trace {
+            common: Some(common.clone()),
+            spans: vec![own.clone(), other.clone()],
+        };
+        let payload = TracePayload {
+            client: None,
+            traces: vec![trace.clone()],
+        };
+        let encoded = Bytes::from(batch(vec![payload]).encode_to_vec());
+        let view = BatchView::parse(encoded.clone()).unwrap();
+        let common_bytes = &encoded[view.traces[0].common.clone()];
+        assert_eq!(Span::decode(common_bytes).unwrap(), common);
+        let [a, b] = &view.spans[..] else {
+            panic!("two spans: {:?}", view.spans)
+        };
+        assert_eq!(&encoded[a.service.clone()], b"shop", "the common service");
+        assert_eq!((a.trace_id, a.start, a.meta_pid), (77, 5, Some(41)));
+        assert_eq!(a.kind, ServiceKind::Kind { jvm: true });
+        assert_eq!(&encoded[b.service.clone()], b"db", "its own service wins");
+        assert_eq!((b.trace_id, b.meta_pid), (77, Some(42)));
+        assert_eq!(b.kind, ServiceKind::Untyped);
+        // Each span is the common bytes followed by its own, as prost merges them.
+        let mut joined = common_bytes.to_vec();
+        joined.extend_from_slice(&encoded[a.bytes.clone()]);
+        let merged = Span::decode(joined.as_slice()).unwrap();
+        assert_eq!((merged.service.as_str(), merged.span_id), ("shop", 1));
+        assert_eq!(merged.meta.len(), 3);
+
+        // The common field after the spans is read first all the same.
+        let mut late = Vec::new();
+        for s in &trace.spans {
+            prost::encoding::message::encode(1, s, &mut late);
+        }
+        prost::encoding::message::encode(2, &common, &mut late);
+        let view_late = trace_view(&late).unwrap();
+        assert_eq!(view_late.spans[0].meta_pid, Some(41));
+        // Given twice, it is refused.
+        let mut twice = late.clone();
+        prost::encoding::message::encode(2, &common, &mut twice);
+        let e = trace_view(&twice).unwrap_err();
+        assert_eq!(e.what, "a Trace with two common fields");
+    }
+
+    /// A batch of one payload whose one trace is the `Trace` encoding `trace`.
+    fn trace_view(trace: &[u8]) -> Result<BatchView, WireError> {
+        let mut payload = Vec::new();
+        prost::encoding::bytes::encode(2, &trace.to_vec(), &mut payload);
+        let mut encoded = Vec::new();
+        prost::encoding::bytes::encode(3, &payload, &mut encoded);
+        BatchView::parse(Bytes::from(encoded))
+    }
+
+    #[test]
     fn malformed_spans_are_refused_as_prost_refuses_them() {
         let good = span("web", 1).encode_to_vec();
         let mut cases: Vec<Vec<u8>> = vec![
@@ -782,6 +914,7 @@ mod tests {
                 ..ClientInfo::default()
             }),
             traces: vec![Trace {
+                common: None,
                 spans: vec![span("web", 1), span("db", 1)],
             }],
         }];

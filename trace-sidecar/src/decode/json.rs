@@ -175,7 +175,10 @@ impl<'de> Visitor<'de> for TraceSeed<'_, '_> {
             }
         }
         ctx.loc.span = None;
-        Ok(Some(Trace { spans }))
+        Ok(Some(Trace {
+            common: None,
+            spans,
+        }))
     }
 }
 

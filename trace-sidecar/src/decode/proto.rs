@@ -32,6 +32,8 @@ const fn key(field: u8, wire_type: u8) -> u8 {
 /// `TracePayload.traces`, `Trace.spans`, `Span.meta`, `Span.metrics`.
 const TRACE_KEY: u8 = key(2, LEN);
 const SPAN_KEY: u8 = key(1, LEN);
+/// `Trace.common`.
+const COMMON_KEY: u8 = key(2, LEN);
 const META_KEY: u8 = key(10, LEN);
 const METRICS_KEY: u8 = key(11, LEN);
 /// `error` (int32).
@@ -241,6 +243,18 @@ impl<'b> ProtoSink<'b> {
             put_varint(&mut self.out, value);
         }
         Ok(())
+    }
+
+    /// Starts the current trace's `common` span (relay.proto), written with the span's
+    /// methods and ended with [`ProtoSink::common_end`]; before the trace's spans.
+    pub(crate) fn common(&mut self, at: usize) -> Result<(), Fail> {
+        self.span_len_at = self.open(COMMON_KEY, at)?;
+        self.written = 0;
+        Ok(())
+    }
+
+    pub(crate) fn common_end(&mut self, at: usize) -> Result<(), Fail> {
+        self.close(self.span_len_at, at)
     }
 
     /// Appends bytes another `ProtoSink` wrote (map entries a span shares with others), in

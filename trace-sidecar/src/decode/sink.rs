@@ -111,7 +111,10 @@ impl Sink for Structs<'_> {
     fn trace_end(&mut self, _at: usize) -> Result<(), Fail> {
         let spans = std::mem::take(&mut self.spans);
         // Within the capacity charged with the payload's array.
-        self.traces.push(Trace { spans });
+        self.traces.push(Trace {
+            common: None,
+            spans,
+        });
         Ok(())
     }
 

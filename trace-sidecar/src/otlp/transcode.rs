@@ -7,15 +7,21 @@
 //! relay's protobuf, as the Datadog formats are (`decode`'s `ProtoSink`): no message
 //! structs, owned strings or hash maps in between. A key given twice (a resource attribute
 //! a span attribute repeats) is written twice and the later one wins when read, as a map
-//! built in that order keeps it. Every resource attribute is written into each of its
-//! spans, so a request's transcoded size is not bounded by its own: the output, and the
-//! spans' index kept while grouping them by trace, are charged to a budget, and a request
-//! past it is refused whole.
+//! built in that order keeps it.
+//!
+//! The spans of one trace and `ScopeSpans` make one relay `Trace`, whose `common` span
+//! holds what they all carry (relay.proto): the service, the trace id, the resource's
+//! attributes, `_dd.p.tid`, `otel.trace_id` and `otel.library.*`, written once rather
+//! than into every span; the daemon forwards each span with them. Those are written again
+//! for every trace of a request, so its transcoded size is not bounded by its own: the
+//! output, and the spans' index kept while grouping them by trace, are charged to a
+//! budget, and a request past it is refused whole.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::mem::size_of;
 
+use prost::Message;
 use sts_proto::daemon::v1::Trace;
 
 use super::wire::{any, key_value, Any, Field, Fields, WireError, MAX_DEPTH};
@@ -23,6 +29,9 @@ use crate::decode::{self, Budget, Fail, Id, Limits, ProtoSink, Sink, Text, Time}
 
 /// The service of spans whose resource has no `service.name` (Datadog's name for it).
 pub const NO_SERVICE: &str = "otlpresourcenoservicename";
+
+/// The metric the mapping sets from the resource's `process.pid`.
+const METRIC_PID: &str = "process_id";
 
 /// OTLP's enums, by number: `SpanKind`, `StatusCode`.
 const KIND_SERVER: i32 = 2;
@@ -55,9 +64,20 @@ pub struct Sdk {
 }
 
 impl Transcoded {
-    /// The traces, decoded (for tests and tools; the relay sends the bytes).
+    /// The traces, decoded, each span with its trace's `common` fields merged in as the
+    /// daemon forwards it (for tests and tools; the relay sends the bytes).
     pub fn traces(&self) -> Result<Vec<Trace>, prost::DecodeError> {
-        self.payload.decode()
+        let mut traces = self.payload.decode()?;
+        for trace in &mut traces {
+            if let Some(common) = trace.common.take() {
+                for span in &mut trace.spans {
+                    let mut merged = common.clone();
+                    merged.merge(span.encode_to_vec().as_slice())?;
+                    *span = merged;
+                }
+            }
+        }
+        Ok(traces)
     }
 }
 
@@ -66,7 +86,7 @@ impl Transcoded {
 pub enum TranscodeError {
     #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
     Wire(#[from] WireError),
-    #[error("its spans would take more than {0} bytes transcoded (the resource's attributes are written into every span)")]
+    #[error("its spans would take more than {0} bytes transcoded (the resource's attributes are written into every trace)")]
     TooLarge(usize),
 }
 
@@ -82,7 +102,7 @@ pub fn transcode(body: &[u8]) -> Result<Transcoded, TranscodeError> {
 /// (a table at most 7/8 full that doubles: four entries and their control bytes).
 const INDEX_BYTES: usize = 3 * size_of::<Valid<'static>>();
 const TRACE_BYTES: usize =
-    3 * size_of::<Vec<Valid<'static>>>() + 4 * (size_of::<(u128, usize)>() + 1);
+    3 * size_of::<Group<'static>>() + 4 * (size_of::<((u128, usize), usize)>() + 1);
 /// A resource's [`Common`], the same way (its own lists are charged as they grow).
 const RESOURCE_BYTES: usize = 3 * size_of::<Common<'static>>();
 
@@ -92,9 +112,12 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
     let mut budget = Budget::new(limit, body.len());
     let mut out = Transcoded::default();
     let mut resources: Vec<Common> = Vec::new();
-    // Valid spans grouped by their 128-bit trace id, in arrival order.
-    let mut by_trace: HashMap<u128, usize> = HashMap::new();
-    let mut traces: Vec<Vec<Valid>> = Vec::new();
+    // Valid spans grouped by their 128-bit trace id and `ScopeSpans` (numbered in request
+    // order), in arrival order: the spans of one group share the fields of a trace's
+    // `common` span.
+    let mut by_trace: HashMap<(u128, usize), usize> = HashMap::new();
+    let mut traces: Vec<Group> = Vec::new();
+    let mut scopes = 0usize;
     for field in Fields::new(body, 0) {
         let field = field?;
         if field.number != 1 {
@@ -111,6 +134,7 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
             }
             let scope_spans = scope_spans.message()?;
             let scope = scope(scope_spans)?;
+            scopes += 1;
             for span in scope_spans {
                 let span = span?;
                 if span.number != 2 {
@@ -120,17 +144,19 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
                 match ids(fields)? {
                     Ok((trace_id, span_id, parent_id)) => {
                         let next = traces.len();
-                        let at = *by_trace.entry(trace_id).or_insert(next);
+                        let at = *by_trace.entry((trace_id, scopes)).or_insert(next);
                         if at == next {
                             budget.charge(TRACE_BYTES, span.at).map_err(too_large)?;
-                            traces.push(Vec::new());
+                            traces.push(Group {
+                                resource,
+                                scope,
+                                trace_id,
+                                spans: Vec::new(),
+                            });
                         }
                         budget.charge(INDEX_BYTES, span.at).map_err(too_large)?;
-                        traces[at].push(Valid {
+                        traces[at].spans.push(Valid {
                             fields,
-                            resource,
-                            scope,
-                            trace_id,
                             span_id,
                             parent_id,
                         });
@@ -149,16 +175,30 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
     }
     let capacity = traces
         .iter()
-        .flatten()
-        .map(|v| resources[v.resource].estimate(v.fields.len()))
+        .map(|group| {
+            let spans = group.spans.iter().map(|v| v.fields.len() + SPAN_ESTIMATE);
+            let common = resources[group.resource].estimate();
+            spans.fold(common, usize::saturating_add)
+        })
         .fold(0usize, usize::saturating_add);
     let mut sink = ProtoSink::new(&mut budget, capacity).map_err(too_large)?;
     let mut scratch = Scratch::default();
-    for trace in &traces {
-        sink.trace(trace.len(), 0).map_err(too_large)?;
-        for valid in trace {
-            let common = &resources[valid.resource];
-            write_span(&mut sink, valid, common, &mut scratch).map_err(|e| e.error(limit))?;
+    for group in &traces {
+        let common = &resources[group.resource];
+        sink.trace(group.spans.len(), 0).map_err(too_large)?;
+        sink.common(0).map_err(too_large)?;
+        sink.text(Text::Service, common.service.as_bytes(), 0)
+            .map_err(too_large)?;
+        sink.id(Id::Trace, group.trace_id as u64, 0)
+            .map_err(too_large)?;
+        sink.encoded(&common.meta_entries, 0).map_err(too_large)?;
+        group.mapped_meta(&mut sink).map_err(too_large)?;
+        sink.encoded(&common.metric_entries, 0).map_err(too_large)?;
+        common.mapped_metrics(&mut sink).map_err(too_large)?;
+        sink.common_end(0).map_err(too_large)?;
+        for valid in &group.spans {
+            write_span(&mut sink, valid, group, common, &mut scratch)
+                .map_err(|e| e.error(limit))?;
         }
         sink.trace_end(0).map_err(too_large)?;
     }
@@ -197,14 +237,61 @@ impl From<Fail> for Refused {
     }
 }
 
-/// A span with valid ids, where it came from.
+/// A span with valid ids.
 struct Valid<'a> {
     fields: Fields<'a>,
+    span_id: u64,
+    parent_id: u64,
+}
+
+/// The spans of one trace and `ScopeSpans`, where they came from: a relay `Trace`.
+struct Group<'a> {
     resource: usize,
     scope: (&'a str, &'a str),
     trace_id: u128,
-    span_id: u64,
-    parent_id: u64,
+    spans: Vec<Valid<'a>>,
+}
+
+/// The meta keys the mapping gives each span of a group, in its `common` span; a span
+/// attribute of one of these keys is overridden by the mapping's value, as it would be
+/// with these written after the span's attributes.
+const GROUP_META: [&str; 4] = [
+    "_dd.p.tid",
+    "otel.trace_id",
+    "otel.library.name",
+    "otel.library.version",
+];
+
+/// What a span's attributes and the mapping's entries add beyond a span's own fields,
+/// about (the relay's fields, ids and times; the mapping's `span.kind` and status).
+const SPAN_ESTIMATE: usize = 128;
+
+impl Group<'_> {
+    /// The mapping's meta entries for every span of the group (see [`GROUP_META`]); an
+    /// empty value is left out.
+    fn mapped_meta(&self, sink: &mut ProtoSink<'_>) -> Result<(), Fail> {
+        let mut hex = [0u8; 32];
+        let high = (self.trace_id >> 64) as u64;
+        if high != 0 {
+            put_meta(
+                sink,
+                GROUP_META[0],
+                hex_digits(u128::from(high), 16, &mut hex),
+            )?;
+        }
+        put_meta(sink, GROUP_META[1], hex_digits(self.trace_id, 32, &mut hex))?;
+        put_meta(sink, GROUP_META[2], self.scope.0)?;
+        put_meta(sink, GROUP_META[3], self.scope.1)
+    }
+}
+
+/// A meta entry, left out when its value is empty as the Datadog path leaves it out.
+fn put_meta(sink: &mut ProtoSink<'_>, key: &str, value: &str) -> Result<(), Fail> {
+    if value.is_empty() {
+        Ok(())
+    } else {
+        sink.meta_entry(key.as_bytes(), value.as_bytes(), 0)
+    }
 }
 
 /// The scope's name and version (`ScopeSpans.scope`, its occurrences merged).
@@ -314,10 +401,19 @@ impl<'a> Common<'a> {
         Ok(common)
     }
 
-    /// About what a span of this resource of `span` bytes takes transcoded: its own
-    /// bytes, the resource's entries and what the mapping adds.
-    fn estimate(&self, span: usize) -> usize {
-        span + self.meta_entries.len() + self.metric_entries.len() + 288
+    /// About what a trace's `common` span of this resource takes: the resource's entries
+    /// and the mapping's.
+    fn estimate(&self) -> usize {
+        self.meta_entries.len() + self.metric_entries.len() + 192
+    }
+
+    /// The mapping's metrics for every span of the resource: `process_id` from
+    /// `process.pid`.
+    fn mapped_metrics(&self, sink: &mut ProtoSink<'_>) -> Result<(), Fail> {
+        match self.pid {
+            Some(pid) => sink.metric_entry(METRIC_PID.as_bytes(), pid, 0),
+            None => Ok(()),
+        }
     }
 
     /// The text value of `key` as a span's meta has it: its own attributes first, the
@@ -535,14 +631,17 @@ fn span_fields<'a>(
                 field.message()?;
                 out.events += 1;
             }
-            _ => {}
-        }
-    }
-    for field in Fields::of(span, 15) {
-        let field = field?;
-        match field.number {
-            2 => out.status_message = field.text()?,
-            3 => out.status_code = field.int32()?,
+            // Each occurrence in turn: the status messages merged.
+            15 => {
+                for status in field.message()? {
+                    let status = status?;
+                    match status.number {
+                        2 => out.status_message = status.text()?,
+                        3 => out.status_code = status.int32()?,
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -558,11 +657,13 @@ fn events<'a>(span: Fields<'a>) -> impl Iterator<Item = Result<Fields<'a>, WireE
     })
 }
 
-/// One span, its fields and then its meta and metrics in the order a map built from them
-/// would be: the resource's, the span's attributes, then what the mapping adds.
+/// One span of `group`: its fields and then its meta and metrics in the order a map
+/// built from them would be, after its trace's `common` span: the span's attributes, then
+/// what the mapping adds.
 fn write_span<'a>(
     sink: &mut ProtoSink<'_>,
     valid: &Valid<'a>,
+    group: &Group<'a>,
     common: &Common<'a>,
     scratch: &mut Scratch<'a>,
 ) -> Result<(), Refused> {
@@ -574,11 +675,10 @@ fn write_span<'a>(
     attributes.clear();
     let span = span_fields(valid.fields, attributes)?;
     let kind_name = kind_name(span.kind);
-    let (scope, scope_version) = valid.scope;
-    let library = if scope.is_empty() {
+    let library = if group.scope.0.is_empty() {
         "opentelemetry"
     } else {
-        scope
+        group.scope.0
     };
     name.clear();
     name.push_str(library);
@@ -597,10 +697,8 @@ fn write_span<'a>(
     let duration = span.end.saturating_sub(span.start);
 
     sink.span(0)?;
-    sink.text(Text::Service, common.service.as_bytes(), 0)?;
     sink.text(Text::Name, name.as_bytes(), 0)?;
     sink.text(Text::Resource, resource.as_bytes(), 0)?;
-    sink.id(Id::Trace, valid.trace_id as u64, 0)?;
     sink.id(Id::Span, valid.span_id, 0)?;
     sink.id(Id::Parent, valid.parent_id, 0)?;
     sink.time(Time::Start, start, 0)?;
@@ -612,60 +710,49 @@ fn write_span<'a>(
     sink.error(i32::from(error), 0)?;
     sink.text(Text::Type, r#type.as_bytes(), 0)?;
 
-    // Meta: an empty value is left out, as the Datadog path leaves it out.
-    sink.encoded(&common.meta_entries, 0)?;
-    let mut meta = |key: &str, value: &str| {
-        if value.is_empty() {
-            Ok(())
-        } else {
-            sink.meta_entry(key.as_bytes(), value.as_bytes(), 0)
-        }
-    };
+    let mut overrides_group = false;
     for a in attributes.iter() {
         if let Attribute::Meta(key, value) = a {
-            meta(key, value)?;
+            overrides_group |= GROUP_META.contains(key);
+            put_meta(sink, key, value)?;
         }
     }
-    meta("span.kind", kind_name)?;
-    let mut hex = [0u8; 32];
-    let high = (valid.trace_id >> 64) as u64;
-    if high != 0 {
-        meta("_dd.p.tid", hex_digits(u128::from(high), 16, &mut hex))?;
+    if overrides_group {
+        group.mapped_meta(sink)?;
     }
-    meta("otel.trace_id", hex_digits(valid.trace_id, 32, &mut hex))?;
-    meta("otel.library.name", scope)?;
-    meta("otel.library.version", scope_version)?;
+    put_meta(sink, "span.kind", kind_name)?;
     let status = match span.status_code {
         STATUS_OK => "Ok",
         STATUS_ERROR => "Error",
         _ => "Unset",
     };
-    meta("otel.status_code", status)?;
+    put_meta(sink, "otel.status_code", status)?;
     if error {
-        meta("otel.status_description", span.status_message)?;
-        meta("error.msg", span.status_message)?;
+        put_meta(sink, "otel.status_description", span.status_message)?;
+        put_meta(sink, "error.msg", span.status_message)?;
         for event in events(valid.fields) {
             let event = event?;
             if event_name(event)? == "exception" {
                 for (key, value) in exception_meta(event)? {
-                    meta(key, &value)?;
+                    put_meta(sink, key, &value)?;
                 }
                 break;
             }
         }
     }
     if span.events > 0 {
-        meta("events", &events_json(valid.fields)?)?;
+        put_meta(sink, "events", &events_json(valid.fields)?)?;
     }
 
-    sink.encoded(&common.metric_entries, 0)?;
+    let mut overrides_pid = false;
     for a in attributes.iter() {
         if let Attribute::Metric(key, value) = a {
+            overrides_pid |= *key == METRIC_PID;
             sink.metric_entry(key.as_bytes(), *value, 0)?;
         }
     }
-    if let Some(pid) = common.pid {
-        sink.metric_entry(b"process_id", pid, 0)?;
+    if overrides_pid {
+        common.mapped_metrics(sink)?;
     }
     sink.span_end(0)?;
     Ok(())

@@ -138,7 +138,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Option<u64> {
+        // Keys, lengths and enums: nearly always one byte.
+        match self.buf.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                Some(u64::from(b))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *self.buf.get(self.at)?;
@@ -158,6 +171,7 @@ impl<'a> Fields<'a> {
         Some(bytes)
     }
 
+    #[inline(always)]
     fn field(&mut self) -> Result<Field<'a>, WireError> {
         let malformed = WireError::Malformed(self.base + self.at);
         let key = self.varint().ok_or(malformed.clone())?;
@@ -326,6 +340,9 @@ fn concat<'a>(run: Cow<'a, [u8]>, more: &[u8]) -> Cow<'a, [u8]> {
 
 /// A `KeyValue` given as `message`: its key and value (its value occurrences merged).
 pub fn key_value<'a>(message: Fields<'a>) -> Result<(&'a str, Option<Any<'a>>), WireError> {
+    if let Some(pair) = short_key_value(message.buf) {
+        return Ok(pair);
+    }
     let mut key = "";
     // The value, read once; given more than once (merged), read again as a whole.
     let (mut value, mut values) = (None, 0);
@@ -348,12 +365,46 @@ pub fn key_value<'a>(message: Fields<'a>) -> Result<(&'a str, Option<Any<'a>>), 
     Ok((key, value))
 }
 
+/// The `KeyValue` most attributes are, read at once: a key and then a string or double
+/// value, each field once, lengths under 128 bytes, text valid. None for any other form,
+/// which the general reading takes (and refuses, if it is malformed).
+#[inline(always)]
+fn short_key_value(message: &[u8]) -> Option<(&str, Option<Any<'_>>)> {
+    let [0x0a, key_len, rest @ ..] = message else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len + 2 {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let value = match rest {
+        [0x12, any_len, 0x0a, len, text @ ..]
+            if *any_len < 0x80 && usize::from(*len) == text.len() && *any_len == *len + 2 =>
+        {
+            Any::Str(std::str::from_utf8(text).ok()?)
+        }
+        [0x12, 9, 0x21, bits @ ..] => {
+            Any::Double(f64::from_le_bytes(<[u8; 8]>::try_from(bits).ok()?))
+        }
+        _ => return None,
+    };
+    Some((std::str::from_utf8(key).ok()?, Some(value)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
     use prost::Message;
+
+    fn kv(key: &str, value: V) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+        }
+    }
 
     fn read(kv: &KeyValue) -> (String, Option<Any<'static>>) {
         let bytes: &'static [u8] = Box::leak(kv.encode_to_vec().into_boxed_slice());
@@ -378,6 +429,28 @@ mod tests {
             value: None,
         };
         assert_eq!(read(&none), ("k".to_string(), None));
+    }
+
+    #[test]
+    fn the_short_reading_agrees_with_the_general_one() {
+        let string = kv("k", V::StringValue("v".repeat(125)));
+        assert_eq!(
+            read(&string).1,
+            Some(Any::Str(Box::leak("v".repeat(125).into())))
+        );
+        assert!(short_key_value(&string.encode_to_vec()).is_some());
+        let double = kv("ratio", V::DoubleValue(0.25));
+        assert!(short_key_value(&double.encode_to_vec()).is_some());
+        assert_eq!(read(&double), ("ratio".into(), Some(Any::Double(0.25))));
+        // Two-byte lengths are varints the short reading leaves to the general one: here
+        // the value's length is 0x81 0x0a, past the end, so the message is malformed.
+        let mut long = vec![0x0a, 1, b'k', 0x12, 0x81, 0x0a, 127];
+        long.extend_from_slice(&[b'x'; 127]);
+        assert!(short_key_value(&long).is_none());
+        assert!(key_value(Fields::new(&long, 0)).is_err());
+        // A string that is not UTF-8 is refused, as before.
+        let bad = [0x0a, 1, b'k', 0x12, 3, 0x0a, 1, 0xff];
+        assert!(key_value(Fields::new(&bad, 0)).is_err());
     }
 
     #[test]

@@ -356,6 +356,7 @@ mod tests {
         TracePayload {
             client: None,
             traces: vec![Trace {
+                common: None,
                 spans: (0..spans)
                     .map(|i| Span {
                         span_id: i as u64 + 1,

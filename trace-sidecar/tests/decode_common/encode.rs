@@ -334,6 +334,7 @@ pub fn realistic_payloads(n: u64) -> (Vec<Trace>, [(Format, Vec<u8>); 3]) {
 pub fn realistic_traces(n_spans: u64) -> Vec<Trace> {
     (0..n_spans.div_ceil(10))
         .map(|t| Trace {
+            common: None,
             spans: (t * 10..((t + 1) * 10).min(n_spans))
                 .map(|i| realistic_span(t, i))
                 .collect(),

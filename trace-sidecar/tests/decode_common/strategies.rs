@@ -66,7 +66,10 @@ pub fn span(metric: impl Strategy<Value = f64> + Clone) -> impl Strategy<Value =
 /// Up to 5 traces of up to 6 spans.
 pub fn traces(metric: impl Strategy<Value = f64> + Clone) -> impl Strategy<Value = Vec<Trace>> {
     prop::collection::vec(
-        prop::collection::vec(span(metric), 0..6).prop_map(|spans| Trace { spans }),
+        prop::collection::vec(span(metric), 0..6).prop_map(|spans| Trace {
+            common: None,
+            spans,
+        }),
         0..5,
     )
 }
