@@ -248,7 +248,13 @@ impl<'b> ProtoSink<'b> {
     /// Starts the current trace's `common` span (relay.proto), written with the span's
     /// methods and ended with [`ProtoSink::common_end`]; before the trace's spans.
     pub(crate) fn common(&mut self, at: usize) -> Result<(), Fail> {
-        self.span_len_at = self.open(COMMON_KEY, at)?;
+        self.open_span(COMMON_KEY, at)
+    }
+
+    /// Starts a `Span` message, field `key` of the current trace, with no field written.
+    #[inline(always)]
+    fn open_span(&mut self, key: u8, at: usize) -> Result<(), Fail> {
+        self.span_len_at = self.open(key, at)?;
         self.written = 0;
         Ok(())
     }
@@ -317,9 +323,7 @@ impl Sink for ProtoSink<'_> {
 
     #[inline(always)]
     fn span(&mut self, at: usize) -> Result<(), Fail> {
-        self.span_len_at = self.open(SPAN_KEY, at)?;
-        self.written = 0;
-        Ok(())
+        self.open_span(SPAN_KEY, at)
     }
 
     #[inline(always)]

@@ -186,16 +186,7 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
     for group in &traces {
         let common = &resources[group.resource];
         sink.trace(group.spans.len(), 0).map_err(too_large)?;
-        sink.common(0).map_err(too_large)?;
-        sink.text(Text::Service, common.service.as_bytes(), 0)
-            .map_err(too_large)?;
-        sink.id(Id::Trace, group.trace_id as u64, 0)
-            .map_err(too_large)?;
-        sink.encoded(&common.meta_entries, 0).map_err(too_large)?;
-        group.mapped_meta(&mut sink).map_err(too_large)?;
-        sink.encoded(&common.metric_entries, 0).map_err(too_large)?;
-        common.mapped_metrics(&mut sink).map_err(too_large)?;
-        sink.common_end(0).map_err(too_large)?;
+        write_common(&mut sink, group, common).map_err(too_large)?;
         for valid in &group.spans {
             write_span(&mut sink, valid, group, common, &mut scratch)
                 .map_err(|e| e.error(limit))?;
@@ -655,6 +646,23 @@ fn events<'a>(span: Fields<'a>) -> impl Iterator<Item = Result<Fields<'a>, WireE
         Ok(_) => None,
         Err(e) => Some(Err(e)),
     })
+}
+
+/// The `common` span of `group`'s trace: the service, the trace id, the resource's
+/// entries and the mapping's for every span of the group, in that order.
+fn write_common(
+    sink: &mut ProtoSink<'_>,
+    group: &Group<'_>,
+    common: &Common<'_>,
+) -> Result<(), Fail> {
+    sink.common(0)?;
+    sink.text(Text::Service, common.service.as_bytes(), 0)?;
+    sink.id(Id::Trace, group.trace_id as u64, 0)?;
+    sink.encoded(&common.meta_entries, 0)?;
+    group.mapped_meta(sink)?;
+    sink.encoded(&common.metric_entries, 0)?;
+    common.mapped_metrics(sink)?;
+    sink.common_end(0)
 }
 
 /// One span of `group`: its fields and then its meta and metrics in the order a map
