@@ -105,7 +105,8 @@ fn same_span(span: &Span, read: &SpanView, data: &[u8]) {
     let alone = Span::decode(bytes).expect("a span's bytes decode as a Span");
     let one = |s: &Span| {
         comparable(&[Trace {
- common: None,            spans: vec![s.clone()],
+            common: None,
+            spans: vec![s.clone()],
         }])
     };
     assert_eq!(one(&alone), one(span), "the span's bytes are the span");
