@@ -4,7 +4,8 @@
 OUT as one JSON line: the signal, the transport, the request's headers (names in lower
 case) and the request (`MessageToDict`, proto field names). The first REFUSE_FIRST requests
 (default 0) are refused as unavailable (gRPC UNAVAILABLE, HTTP 503), so that the exporter
-has to retry. Prints "ready" once both listeners are up."""
+has to retry. With REJECT_SPANS=N each traces request it takes is answered with a partial
+success refusing N of its spans. Prints "ready" once both listeners are up."""
 import gzip
 import json
 import os
@@ -20,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 out_path = os.environ["OUT"]
 refuse_first = int(os.environ.get("REFUSE_FIRST", "0"))
+reject_spans = int(os.environ.get("REJECT_SPANS", "0"))
 lock = threading.Lock()
 seen = {"requests": 0}
 
@@ -52,7 +54,16 @@ class Traces(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
         if not take("traces", "grpc", context.invocation_metadata(), request):
             context.abort(grpc.StatusCode.UNAVAILABLE, "refused on purpose")
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return traces_answer()
+
+
+def traces_answer():
+    """A full success, or the partial success of REJECT_SPANS."""
+    answer = trace_service_pb2.ExportTraceServiceResponse()
+    if reject_spans:
+        answer.partial_success.rejected_spans = reject_spans
+        answer.partial_success.error_message = "spans refused on purpose"
+    return answer
 
 
 class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -74,7 +85,8 @@ class Http(BaseHTTPRequestHandler):
         request = request_class.FromString(body)
         if not take(name, "http", self.headers.items(), request):
             return self.answer(503, b"refused on purpose")
-        self.answer(200, response_class().SerializeToString())
+        answer = traces_answer() if name == "traces" else response_class()
+        self.answer(200, answer.SerializeToString())
 
     def answer(self, code, body):
         self.send_response(code)

@@ -1,6 +1,8 @@
 //! The daemon's OTLP export, alone (no `STS_STS_URL`), over gRPC and over HTTP, to a
 //! receiver that decodes with the official `opentelemetry-proto` classes
-//! (python/otlp_receiver.py) and refuses its first requests, so the export must retry.
+//! (python/otlp_receiver.py) and refuses its first requests, so the export must retry,
+//! then answers each traces request with a partial success refusing one span, which
+//! status counts among the drops.
 //! Spans come from the real OpenTelemetry SDK through a sidecar; a container with ECS
 //! labels runs beside. python/otlp_check.py then checks the resources, spans and metrics
 //! against psutil and Docker, and the test checks that the bearer token reached the
@@ -41,6 +43,7 @@ impl Receiver {
             .env("HTTP_PORT", http.to_string())
             .env("OUT", &out)
             .env("REFUSE_FIRST", "2")
+            .env("REJECT_SPANS", "1")
             .stdout(Stdio::piped());
         let mut guard = Guard::spawn(&mut command);
         let mut ready = String::new();
@@ -61,6 +64,14 @@ impl Receiver {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// The traces requests it took.
+    fn traces_requests(&self) -> u64 {
+        self.lines()
+            .iter()
+            .filter(|l| l["signal"] == "traces")
+            .count() as u64
     }
 
     /// The spans of `service` it holds.
@@ -89,13 +100,13 @@ impl Receiver {
         count
     }
 
-    /// Whether a metrics resource has the attribute `key` = `value` (as `MessageToDict`
-    /// writes it: an int64 as a string).
-    fn has_metrics_of(&self, key: &str, value: &str) -> bool {
+    /// The metrics requests with a resource whose attribute `key` is `value` (as
+    /// `MessageToDict` writes it: an int64 as a string).
+    fn metrics_of(&self, key: &str, value: &str) -> usize {
         self.lines()
             .iter()
             .filter(|l| l["signal"] == "metrics")
-            .any(|line| {
+            .filter(|line| {
                 line["request"]["resource_metrics"]
                     .as_array()
                     .into_iter()
@@ -112,6 +123,7 @@ impl Receiver {
                             })
                     })
             })
+            .count()
     }
 }
 
@@ -201,8 +213,8 @@ fn export(protocol: &str) {
     let client_pid = client.pid();
     let arrived = wait_for(Duration::from_secs(40), || {
         let all = receiver.spans_of(&service) >= TRACES * SPANS;
-        let metrics = receiver.has_metrics_of("process.pid", &client_pid.to_string())
-            && receiver.has_metrics_of("container.id", &container.id);
+        let metrics = receiver.metrics_of("process.pid", &client_pid.to_string()) > 0
+            && receiver.metrics_of("container.id", &container.id) > 0;
         (all && metrics).then_some(())
     });
     assert!(
@@ -211,6 +223,18 @@ fn export(protocol: &str) {
         receiver.spans_of(&service),
         TRACES * SPANS,
         logs.text()
+    );
+
+    // The client's memory grows until its spans are out: the check compares psutil with
+    // the metrics of two cycles later, when the client only lingers.
+    let pid = client_pid.to_string();
+    let seen = receiver.metrics_of("process.pid", &pid);
+    let settled = wait_for(Duration::from_secs(20), || {
+        (receiver.metrics_of("process.pid", &pid) >= seen + 2).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "no metrics of the client after its spans"
     );
 
     let check = Command::new(python())
@@ -250,6 +274,21 @@ fn export(protocol: &str) {
     assert!(
         retries >= 2,
         "the two refused requests were retried: {text}"
+    );
+    // Each traces request it took refused one span; the daemon counts the answer once it
+    // has read it.
+    let refused = wait_for(Duration::from_secs(10), || {
+        let status = daemon_status(grpc_port)?;
+        let counted = &collector(&status, "forward.otlp.traces")?["counts"]["rejected_spans"];
+        let dropped = &status["drops"]["forward.otlp.traces.rejected_spans"];
+        let taken = receiver.traces_requests();
+        (counted.as_u64() == Some(taken) && dropped.as_u64() == Some(taken)).then_some(taken)
+    });
+    assert!(
+        refused.is_some_and(|n| n > 0),
+        "partial successes not counted: {} requests taken; {}",
+        receiver.traces_requests(),
+        daemon_status(grpc_port).unwrap_or_default()
     );
     assert!(
         collector(&status, "forward.traces").is_none(),

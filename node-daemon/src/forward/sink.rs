@@ -2,7 +2,8 @@
 //! crash or an outage loses nothing and order is kept), or to a bounded memory queue when
 //! no disk queue is configured; the sender takes them oldest first. Retries network
 //! errors, 408, 429 and 5xx with jittered exponential backoff; other 4xx are logged with
-//! the receiver's message, counted and skipped.
+//! the receiver's message, counted and skipped. What an OTLP endpoint refused of a batch
+//! it took (partial success) is logged and counted among the drops.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -17,7 +18,7 @@ use url::Url;
 pub mod batch;
 
 use super::client::{authorize, endpoint, Credentials, ReceiverClient, SendError};
-use super::pipelines::Spec;
+use super::pipelines::{Answer, Spec};
 use super::queue::{DiskQueue, RecordId};
 use super::ForwardError;
 use crate::clock::unix_ms_now;
@@ -34,6 +35,8 @@ const MEMORY_CAP: usize = 32 << 20;
 /// How much of each queued record `relay_batches` reads: the batch header (ids, path,
 /// two headers, counts) is well under this.
 const RELAY_PREFIX: usize = 4096;
+/// How much of an endpoint's partial-success message is logged.
+const MAX_MESSAGE_CHARS: usize = 512;
 
 /// What a sink did since start, for status.
 #[derive(Debug, Default)]
@@ -43,6 +46,8 @@ pub(crate) struct SinkStats {
     pub(crate) sent_spans: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) rejected_batches: AtomicU64,
+    /// Spans or data points an OTLP endpoint refused of batches it took (partial success).
+    pub(crate) rejected_items: AtomicU64,
     /// Dropped because the memory queue was full or the disk refused the batch.
     pub(crate) dropped_batches: AtomicU64,
     pub(crate) dropped_spans: AtomicU64,
@@ -250,6 +255,10 @@ impl Sink {
             &format!("{name}.spans"),
             s.dropped_spans.load(Ordering::Relaxed),
         );
+        if let Answer::PartialSuccess { counted, .. } = self.spec.answer {
+            let refused = s.rejected_items.load(Ordering::Relaxed);
+            registry.set_drops(&format!("{name}.{counted}"), refused);
+        }
         if s.failing.load(Ordering::Relaxed) {
             let error = s.last_error.lock().ignore_poison().clone();
             registry.record_unavailable(
@@ -269,6 +278,9 @@ impl Sink {
             ),
             ("queued_batches", queued),
         ];
+        if let Answer::PartialSuccess { counted, .. } = self.spec.answer {
+            values.push((counted, s.rejected_items.load(Ordering::Relaxed)));
+        }
         values.extend_from_slice(extra);
         // The sink's last run is the last batch the receiver took.
         registry.record_at(
@@ -320,8 +332,9 @@ impl Sink {
                 _ = shutdown.wait() => return,
             };
             match outcome {
-                Ok(()) => {
+                Ok(answer) => {
                     self.done(&batch, record);
+                    self.read_answer(&batch, &answer);
                     let s = &self.stats;
                     s.sent_batches.fetch_add(1, Ordering::Relaxed);
                     s.sent_bytes
@@ -361,6 +374,32 @@ impl Sink {
                 }
             }
         }
+    }
+}
+
+impl Sink {
+    /// Counts and logs what an answer that took `batch` still refused of it.
+    fn read_answer(&self, batch: &Batch, answer: &[u8]) {
+        let Answer::PartialSuccess { read, .. } = self.spec.answer else {
+            return;
+        };
+        let Some(refused) = read(answer) else {
+            return;
+        };
+        let message: String = refused.message.chars().take(MAX_MESSAGE_CHARS).collect();
+        if refused.count == 0 {
+            info!(sink = self.spec.name, batch = %batch.id, "the endpoint took the batch with a warning: {message}");
+            return;
+        }
+        self.stats
+            .rejected_items
+            .fetch_add(refused.count, Ordering::Relaxed);
+        warn!(
+            sink = self.spec.name,
+            batch = %batch.id,
+            "the endpoint refused {} of the batch: {message}",
+            refused.count
+        );
     }
 }
 

@@ -8,22 +8,23 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hyper::{HeaderMap, Request};
 use url::Url;
 
-use super::{read_body, ReceiverClient, SendError, MAX_ERROR_BODY, REQUEST_TIMEOUT};
+use super::{read_body, ReceiverClient, SendError, MAX_ANSWER_BODY, REQUEST_TIMEOUT};
 use crate::config::otlp::percent_decode;
 use crate::config::secret::redact_url;
 
 const RETRYABLE: [u32; 7] = [1, 4, 8, 10, 11, 14, 15];
 
 impl ReceiverClient {
-    /// Calls `url`'s method with the message `body`. A batch's `Content-Encoding: gzip`
-    /// becomes the frame's compressed flag and `grpc-encoding: gzip`; its `Content-Type`
-    /// is gRPC's.
+    /// Calls `url`'s method with the message `body`; Ok with the answer's message (empty
+    /// when it was compressed or cut at [`MAX_ANSWER_BODY`]). A batch's
+    /// `Content-Encoding: gzip` becomes the frame's compressed flag and
+    /// `grpc-encoding: gzip`; its `Content-Type` is gRPC's.
     pub(super) async fn unary(
         &self,
         url: &Url,
         headers: &[(&str, String)],
         body: Bytes,
-    ) -> Result<(), SendError> {
+    ) -> Result<Bytes, SendError> {
         let shown = redact_url(url);
         let mut compressed = false;
         let mut sent: Vec<(&str, String)> = Vec::with_capacity(headers.len() + 3);
@@ -49,7 +50,7 @@ impl ReceiverClient {
             .await?;
         let status = response.status();
         let head = response.headers().clone();
-        let answer = read_body(response.into_body(), REQUEST_TIMEOUT, MAX_ERROR_BODY).await;
+        let answer = read_body(response.into_body(), REQUEST_TIMEOUT, MAX_ANSWER_BODY).await;
         if !status.is_success() {
             // Not a gRPC answer (a proxy's): sorted as HTTP.
             let message = format!("{shown}: HTTP {status}");
@@ -63,7 +64,7 @@ impl ReceiverClient {
             .or_else(|| grpc_status(&trailers))
             .unwrap_or((2, "the answer has no grpc-status".into()));
         match code {
-            0 => Ok(()),
+            0 => Ok(unframe(answer.body)),
             code => {
                 let message = format!("{shown}: gRPC status {code}: {text}");
                 match RETRYABLE.contains(&code) {
@@ -82,6 +83,20 @@ fn frame(message: &[u8], compressed: bool) -> Bytes {
     framed.put_u32(message.len() as u32);
     framed.put_slice(message);
     framed.freeze()
+}
+
+/// The message of a length-prefixed answer; empty unless it is whole and uncompressed
+/// (the call does not offer `grpc-accept-encoding`, so a server has no reason to
+/// compress).
+fn unframe(mut answer: Bytes) -> Bytes {
+    let whole = answer.len() >= 5
+        && answer[0] == 0
+        && u32::from_be_bytes([answer[1], answer[2], answer[3], answer[4]]) as usize
+            == answer.len() - 5;
+    match whole {
+        true => answer.split_off(5),
+        false => Bytes::new(),
+    }
 }
 
 /// `grpc-status` and its `grpc-message` (percent-decoded as gRPC encodes it).
@@ -109,6 +124,18 @@ mod tests {
     fn a_frame_is_the_flag_the_length_and_the_message() {
         assert_eq!(&frame(b"abc", true)[..], b"\x01\x00\x00\x00\x03abc");
         assert_eq!(&frame(b"", false)[..], b"\x00\x00\x00\x00\x00");
+    }
+
+    #[test]
+    fn an_answer_is_unframed_only_when_whole_and_plain() {
+        assert_eq!(&unframe(frame(b"abc", false))[..], b"abc");
+        assert_eq!(&unframe(frame(b"", false))[..], b"");
+        assert!(unframe(frame(b"abc", true)).is_empty(), "compressed");
+        assert!(unframe(frame(b"abc", false).slice(..6)).is_empty(), "cut");
+        assert!(
+            unframe(Bytes::from_static(b"\x00\x00")).is_empty(),
+            "no prefix"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod known;
 mod metrics;
+pub(crate) mod partial;
 mod resource;
 mod spans;
 
@@ -21,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::client::{Auth, Credentials, ReceiverClient, Route};
 use super::encode::gzip::gzip;
 use super::encode::gzip_headers;
-use super::pipelines::{Base, Outlet, QueuedAtStart, Spec};
+use super::pipelines::{Answer, Base, Outlet, QueuedAtStart, Spec};
 use super::queue_budget::QueueBudget;
 use super::sink::batch::Batcher;
 use super::{ForwardError, Sink};
@@ -58,6 +59,10 @@ pub(crate) const TRACES: Spec = Spec {
     queue_weight: 4,
     base: Base::Otlp,
     auth: Auth::EndpointHeaders,
+    answer: Answer::PartialSuccess {
+        counted: "rejected_spans",
+        read: partial::of_traces,
+    },
 };
 
 pub(crate) const METRICS: Spec = Spec {
@@ -66,6 +71,10 @@ pub(crate) const METRICS: Spec = Spec {
     queue_weight: 1,
     base: Base::Otlp,
     auth: Auth::EndpointHeaders,
+    answer: Answer::PartialSuccess {
+        counted: "rejected_data_points",
+        read: partial::of_metrics,
+    },
 };
 
 pub(super) const SPECS: [&Spec; 2] = [&TRACES, &METRICS];

@@ -16,6 +16,7 @@ use super::client::Auth;
 use super::encode::intake::INTAKE_PATH;
 use super::encode::traces::split;
 use super::encode::{gzip_headers, gzip_json};
+use super::otlp::partial::Refused;
 use super::sink::batch::{Batch, Batcher};
 use super::Sink;
 use crate::poison::IgnorePoison;
@@ -34,6 +35,7 @@ pub(crate) struct Spec {
     pub(crate) queue_weight: u64,
     pub(crate) base: Base,
     pub(crate) auth: Auth,
+    pub(crate) answer: Answer,
 }
 
 impl Spec {
@@ -46,6 +48,7 @@ impl Spec {
             queue_weight: 1,
             base: Base::Sts,
             auth: Auth::Query,
+            answer: Answer::Ignored,
         }
     }
 }
@@ -61,6 +64,19 @@ pub(crate) enum Base {
     Apm,
     /// `STS_OTLP_ENDPOINT` (the OTLP export's pipelines).
     Otlp,
+}
+
+/// What a pipeline reads in an answer that took its batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer {
+    /// Nothing: a 2xx (or gRPC's OK) is all.
+    Ignored,
+    /// OTLP's partial success: `read` finds what the endpoint refused of the batch, counted
+    /// among the drops as `<status>.<counted>`.
+    PartialSuccess {
+        counted: &'static str,
+        read: fn(&[u8]) -> Option<Refused>,
+    },
 }
 
 /// Where a pipeline's batches go: its sink, and the batcher all pipelines number theirs

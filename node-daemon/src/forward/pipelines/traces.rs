@@ -8,7 +8,7 @@ use std::sync::{Mutex, TryLockError};
 
 use bytes::Bytes;
 
-use super::{Base, Outlet, QueuedAtStart, Spec};
+use super::{Answer, Base, Outlet, QueuedAtStart, Spec};
 use crate::forward::client::Auth;
 use crate::forward::encode::traces::{Encoder, TRACES_PATH};
 use crate::span::CorrelatedSpan;
@@ -20,6 +20,7 @@ pub(crate) const SPEC: Spec = Spec {
     queue_weight: 4,
     base: Base::Apm,
     auth: Auth::Header,
+    answer: Answer::Ignored,
 };
 
 pub(crate) struct Pipeline {

@@ -12,7 +12,7 @@ use url::Url;
 use super::{headers, status_values, CompressError, Features, Outgoing, ProcessAgent};
 use crate::config::Config;
 use crate::forward::client::{Auth, Credentials, ReceiverClient};
-use crate::forward::pipelines::{Base, Outlet, Spec};
+use crate::forward::pipelines::{Answer, Base, Outlet, Spec};
 use crate::model::Snapshot;
 use crate::poison::IgnorePoison;
 use crate::shutdown::Shutdown;
@@ -24,6 +24,7 @@ pub(crate) const SPEC: Spec = Spec {
     queue_weight: 1,
     base: Base::ProcessAgent,
     auth: Auth::StsHeader,
+    answer: Answer::Ignored,
 };
 
 pub(crate) struct Pipeline {
