@@ -44,6 +44,15 @@ fn snapshot_from(addr: &str, env: &[(&str, &str)]) -> std::process::Output {
     node_daemon(env, &["snapshot", "--from-daemon", "--addr", addr])
 }
 
+/// Whether `snapshot --from-daemon` succeeds within 20 s: status answers before the first
+/// cycle, the snapshot only after it.
+fn first_snapshot(addr: &str, env: &[(&str, &str)]) -> bool {
+    wait_for(Duration::from_secs(20), || {
+        snapshot_from(addr, env).status.success().then_some(())
+    })
+    .is_some()
+}
+
 #[test]
 fn the_read_api_is_served_on_loopback_and_refused_from_the_host_address() {
     let Some(host) = host_address_or_skip("read_api_loopback") else {
@@ -62,7 +71,10 @@ fn the_read_api_is_served_on_loopback_and_refused_from_the_host_address() {
         status["trace_relay"],
         format!("listening on 0.0.0.0:{relay}")
     );
-    assert!(snapshot_from("127.0.0.1:7182", &[]).status.success());
+    assert!(
+        first_snapshot("127.0.0.1:7182", &[]),
+        "no snapshot on loopback"
+    );
 
     let out = snapshot_from(&format!("{host}:7182"), &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -112,7 +124,10 @@ fn a_read_api_off_loopback_needs_a_token_and_checks_it() {
     assert_eq!(status["config"]["STS_GRPC_TOKEN"], "<set, redacted>");
     // The CLI reads the token from a file as the daemon does.
     let from_file = [("STS_GRPC_TOKEN_FILE", token_path.as_str())];
-    assert!(snapshot_from(&remote, &from_file).status.success());
+    assert!(
+        first_snapshot(&remote, &from_file),
+        "no snapshot with the token file"
+    );
 
     for env in [vec![], vec![("STS_GRPC_TOKEN", "it-read-token-0816")]] {
         let out = snapshot_from(&remote, &env);
