@@ -387,3 +387,31 @@ fn what_a_trace_s_spans_share_is_written_once_in_its_common_span() {
         .collect();
     assert_eq!(names, ["checkout", "db"]);
 }
+
+#[test]
+fn a_trace_s_spans_given_apart_make_a_trace_each_with_its_common_span() {
+    let mut other = span(2, None);
+    other.trace_id[15] ^= 0xff;
+    let spans = vec![span(1, None), other, span(3, Some(1)), span(4, Some(1))];
+    let resource = vec![kv("service.name", text("checkout"))];
+    let out = transcode(&request(resource, spans)).unwrap();
+    assert_eq!((out.spans, out.payload.traces), (4, 3));
+    let traces = out.traces().unwrap();
+    let ids: Vec<Vec<u64>> = traces
+        .iter()
+        .map(|t| t.spans.iter().map(|s| s.span_id).collect())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![vec![1], vec![2], vec![3, 4]],
+        "request order kept"
+    );
+    for trace in &traces {
+        for span in &trace.spans {
+            assert_eq!(span.service, "checkout");
+            assert_eq!(span.meta["otel.library.name"], "checkout");
+        }
+    }
+    assert_eq!(traces[0].spans[0].trace_id, traces[2].spans[1].trace_id);
+    assert_ne!(traces[0].spans[0].trace_id, traces[1].spans[0].trace_id);
+}

@@ -157,6 +157,11 @@ impl<'b> ProtoSink<'b> {
         })
     }
 
+    /// The budget the sink charges, for what its writer allocates besides.
+    pub(crate) fn budget(&mut self) -> &mut Budget {
+        self.budget
+    }
+
     /// Makes room for `n` more bytes.
     #[inline(always)]
     fn room(&mut self, n: usize, at: usize) -> Result<(), Fail> {

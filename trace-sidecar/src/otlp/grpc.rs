@@ -30,6 +30,13 @@ const ACCEPT_ENCODING: &str = "grpc-accept-encoding";
 /// Requests one connection may have in flight at once.
 const STREAMS_PER_CONNECTION: u32 = 16;
 
+/// HTTP/2 flow-control windows, of a request and of a connection: with HTTP/2's default
+/// of 64 KiB a request of a few hundred KiB waits for a WINDOW_UPDATE every 32 KiB or so.
+/// What a connection may send unread stays far under what its requests may hold anyway
+/// ([`MAX_REQUEST_BYTES`] each).
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 2 << 20;
+
 struct Intake {
     shared: Shared,
 }
@@ -184,6 +191,8 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .timeout(body_timeout.max(Duration::from_secs(1)))
         .max_concurrent_streams(STREAMS_PER_CONNECTION)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .concurrency_limit_per_connection(STREAMS_PER_CONNECTION as usize)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move { stopped(&mut stop).await })

@@ -9,16 +9,17 @@
 //! a span attribute repeats) is written twice and the later one wins when read, as a map
 //! built in that order keeps it.
 //!
-//! The spans of one trace and `ScopeSpans` make one relay `Trace`, whose `common` span
-//! holds what they all carry (relay.proto): the service, the trace id, the resource's
-//! attributes, `_dd.p.tid`, `otel.trace_id` and `otel.library.*`, written once rather
-//! than into every span; the daemon forwards each span with them. Those are written again
-//! for every trace of a request, so its transcoded size is not bounded by its own: the
-//! output, and the spans' index kept while grouping them by trace, are charged to a
+//! The spans of one trace that follow each other in a `ScopeSpans` make one relay
+//! `Trace`, whose `common` span holds what they all carry (relay.proto): the service, the
+//! trace id, the resource's attributes, `_dd.p.tid`, `otel.trace_id` and
+//! `otel.library.*`, written once rather than into every span; the daemon forwards each
+//! span with them. Spans are read and written in one pass, in request order: a trace's
+//! spans given apart (another trace's in between) make a `Trace` each, as a Datadog
+//! tracer's chunks of one trace do. Those fields are written again for every `Trace`, so
+//! a request's transcoded size is not bounded by its own: the output is charged to a
 //! budget, and a request past it is refused whole.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::mem::size_of;
 
 use prost::Message;
@@ -96,37 +97,35 @@ pub fn transcode(body: &[u8]) -> Result<Transcoded, TranscodeError> {
     transcode_within(body, Limits::DEFAULT.budget(body.len()))
 }
 
-/// A valid span's place in the index of the request's spans, charged to the budget: the
-/// entry three times, as a `Vec` growing by doubling holds its old and new buffers for a
-/// moment; and for each trace its list, likewise, and its entry in the map of trace ids
-/// (a table at most 7/8 full that doubles: four entries and their control bytes).
-const INDEX_BYTES: usize = 3 * size_of::<Valid<'static>>();
-const TRACE_BYTES: usize =
-    3 * size_of::<Group<'static>>() + 4 * (size_of::<((u128, usize), usize)>() + 1);
-/// A resource's [`Common`], the same way (its own lists are charged as they grow).
-const RESOURCE_BYTES: usize = 3 * size_of::<Common<'static>>();
+/// The output's first allocation for a request of `body` bytes: about what a request of
+/// small spans transcodes to (a span's mapped fields make up for the attribute wrapping it
+/// loses); the buffer grows past it, and the relay trims what is left over.
+fn capacity(body: usize) -> usize {
+    body.saturating_add(body / 2).saturating_add(4096)
+}
 
-/// Transcodes `body`, the output and the index of its spans taking at most `limit` bytes.
+/// Transcodes `body`, its output and what the transcoder holds taking at most `limit`
+/// bytes.
 pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, TranscodeError> {
     let too_large = |_: Fail| TranscodeError::TooLarge(limit);
     let mut budget = Budget::new(limit, body.len());
     let mut out = Transcoded::default();
-    let mut resources: Vec<Common> = Vec::new();
-    // Valid spans grouped by their 128-bit trace id and `ScopeSpans` (numbered in request
-    // order), in arrival order: the spans of one group share the fields of a trace's
-    // `common` span.
-    let mut by_trace: HashMap<(u128, usize), usize> = HashMap::new();
-    let mut traces: Vec<Group> = Vec::new();
+    let mut sink = ProtoSink::new(&mut budget, capacity(body.len())).map_err(too_large)?;
+    let mut scratch = Scratch::default();
+    // The trace being written: its id and its `ScopeSpans` (numbered in request order).
+    let mut open: Option<(u128, usize)> = None;
     let mut scopes = 0usize;
+    let mut first_resource = true;
     for field in Fields::new(body, 0) {
         let field = field?;
         if field.number != 1 {
             continue;
         }
         let resource_spans = field.message()?;
-        let resource = resources.len();
-        budget.charge(RESOURCE_BYTES, field.at).map_err(too_large)?;
-        resources.push(Common::new(resource_spans, &mut budget).map_err(|e| e.error(limit))?);
+        let common = Common::new(resource_spans, sink.budget()).map_err(|e| e.error(limit))?;
+        if std::mem::take(&mut first_resource) {
+            out.sdk = common.sdk.clone();
+        }
         for scope_spans in resource_spans {
             let scope_spans = scope_spans?;
             if scope_spans.number != 2 {
@@ -140,57 +139,34 @@ pub fn transcode_within(body: &[u8], limit: usize) -> Result<Transcoded, Transco
                 if span.number != 2 {
                     continue;
                 }
-                let fields = span.message()?;
-                match ids(fields)? {
-                    Ok((trace_id, span_id, parent_id)) => {
-                        let next = traces.len();
-                        let at = *by_trace.entry((trace_id, scopes)).or_insert(next);
-                        if at == next {
-                            budget.charge(TRACE_BYTES, span.at).map_err(too_large)?;
-                            traces.push(Group {
-                                resource,
-                                scope,
-                                trace_id,
-                                spans: Vec::new(),
-                            });
-                        }
-                        budget.charge(INDEX_BYTES, span.at).map_err(too_large)?;
-                        traces[at].spans.push(Valid {
-                            fields,
-                            span_id,
-                            parent_id,
-                        });
-                        out.spans += 1;
-                    }
+                scratch.attributes.clear();
+                let span = match read_span(span.message()?, &mut scratch.attributes)? {
+                    Ok(span) => span,
                     Err(e) => {
                         out.rejected += 1;
                         out.first_error.get_or_insert(e);
+                        continue;
                     }
+                };
+                let group = Group {
+                    scope,
+                    trace_id: span.trace_id,
+                };
+                if open != Some((span.trace_id, scopes)) {
+                    if open.is_some() {
+                        sink.trace_end(0).map_err(too_large)?;
+                    }
+                    sink.trace(0, 0).map_err(too_large)?;
+                    write_common(&mut sink, &group, &common).map_err(too_large)?;
+                    open = Some((span.trace_id, scopes));
                 }
+                write_span(&mut sink, &span, &group, &common, &mut scratch)
+                    .map_err(|e| e.error(limit))?;
+                out.spans += 1;
             }
         }
     }
-    if let Some(first) = resources.first() {
-        out.sdk = first.sdk.clone();
-    }
-    let capacity = traces
-        .iter()
-        .map(|group| {
-            let spans = group.spans.iter().map(|v| v.fields.len() + SPAN_ESTIMATE);
-            let common = resources[group.resource].estimate();
-            spans.fold(common, usize::saturating_add)
-        })
-        .fold(0usize, usize::saturating_add);
-    let mut sink = ProtoSink::new(&mut budget, capacity).map_err(too_large)?;
-    let mut scratch = Scratch::default();
-    for group in &traces {
-        let common = &resources[group.resource];
-        sink.trace(group.spans.len(), 0).map_err(too_large)?;
-        write_common(&mut sink, group, common).map_err(too_large)?;
-        for valid in &group.spans {
-            write_span(&mut sink, valid, group, common, &mut scratch)
-                .map_err(|e| e.error(limit))?;
-        }
+    if open.is_some() {
         sink.trace_end(0).map_err(too_large)?;
     }
     out.payload = decode::Transcoded {
@@ -228,19 +204,11 @@ impl From<Fail> for Refused {
     }
 }
 
-/// A span with valid ids.
-struct Valid<'a> {
-    fields: Fields<'a>,
-    span_id: u64,
-    parent_id: u64,
-}
-
-/// The spans of one trace and `ScopeSpans`, where they came from: a relay `Trace`.
+/// What the spans of one relay `Trace` share besides their resource: their scope and
+/// trace id.
 struct Group<'a> {
-    resource: usize,
     scope: (&'a str, &'a str),
     trace_id: u128,
-    spans: Vec<Valid<'a>>,
 }
 
 /// The meta keys the mapping gives each span of a group, in its `common` span; a span
@@ -252,10 +220,6 @@ const GROUP_META: [&str; 4] = [
     "otel.library.name",
     "otel.library.version",
 ];
-
-/// What a span's attributes and the mapping's entries add beyond a span's own fields,
-/// about (the relay's fields, ids and times; the mapping's `span.kind` and status).
-const SPAN_ESTIMATE: usize = 128;
 
 impl Group<'_> {
     /// The mapping's meta entries for every span of the group (see [`GROUP_META`]); an
@@ -392,12 +356,6 @@ impl<'a> Common<'a> {
         Ok(common)
     }
 
-    /// About what a trace's `common` span of this resource takes: the resource's entries
-    /// and the mapping's.
-    fn estimate(&self) -> usize {
-        self.meta_entries.len() + self.metric_entries.len() + 192
-    }
-
     /// The mapping's metrics for every span of the resource: `process_id` from
     /// `process.pid`.
     fn mapped_metrics(&self, sink: &mut ProtoSink<'_>) -> Result<(), Fail> {
@@ -520,48 +478,13 @@ fn id64(bytes: &[u8], field: &str) -> Result<u64, String> {
     Ok(u64::from_be_bytes(array))
 }
 
-/// The span's trace, span and parent ids, or why they are invalid (the inner error); the
-/// outer one when the span cannot be read.
-#[allow(clippy::type_complexity)]
-fn ids(span: Fields<'_>) -> Result<Result<(u128, u64, u64), String>, WireError> {
-    let (mut trace_id, mut span_id, mut parent, mut name): (&[u8], &[u8], &[u8], &str) =
-        (&[], &[], &[], "");
-    for field in span {
-        let field = field?;
-        match field.number {
-            1 => trace_id = field.bytes()?,
-            2 => span_id = field.bytes()?,
-            4 => parent = field.bytes()?,
-            5 => name = field.text()?,
-            _ => {}
-        }
-    }
-    let named = |e: String| format!("span {name:?}: {e}");
-    let Ok(trace_id) = <[u8; 16]>::try_from(trace_id) else {
-        let why = format!("trace_id has {} bytes, not 16", trace_id.len());
-        return Ok(Err(named(why)));
-    };
-    let trace_id = u128::from_be_bytes(trace_id);
-    let span_id = match id64(span_id, "span_id") {
-        Ok(id) => id,
-        Err(e) => return Ok(Err(named(e))),
-    };
-    if trace_id == 0 || span_id == 0 {
-        return Ok(Err(named("an id is all zeroes".into())));
-    }
-    let parent_id = if parent.is_empty() {
-        0
-    } else {
-        match id64(parent, "parent_span_id") {
-            Ok(id) => id,
-            Err(e) => return Ok(Err(named(e))),
-        }
-    };
-    Ok(Ok((trace_id, span_id, parent_id)))
-}
-
-/// What a span says besides its ids, read again for writing it.
+/// A span as read in one pass: its ids (checked) and the fields the mapping uses.
 struct SpanFields<'a> {
+    /// The span's own fields, read again for its events.
+    fields: Fields<'a>,
+    trace_id: u128,
+    span_id: u64,
+    parent_id: u64,
     name: &'a str,
     kind: i32,
     start: u64,
@@ -571,30 +494,18 @@ struct SpanFields<'a> {
     events: usize,
 }
 
-/// Buffers reused from span to span.
-#[derive(Default)]
-struct Scratch<'a> {
-    name: String,
-    resource: String,
-    attributes: Vec<Attribute<'a>>,
-}
-
-fn kind_name(kind: i32) -> &'static str {
-    match kind {
-        KIND_SERVER => "server",
-        KIND_CLIENT => "client",
-        KIND_PRODUCER => "producer",
-        KIND_CONSUMER => "consumer",
-        _ => "internal",
-    }
-}
-
-/// Reads a span's fields other than its ids, its attributes into `attributes`.
-fn span_fields<'a>(
+/// Reads `span`, its attributes into `attributes`: the span, or why its ids are invalid
+/// (the inner error); the outer one when the span cannot be read.
+fn read_span<'a>(
     span: Fields<'a>,
     attributes: &mut Vec<Attribute<'a>>,
-) -> Result<SpanFields<'a>, WireError> {
+) -> Result<Result<SpanFields<'a>, String>, WireError> {
+    let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let mut out = SpanFields {
+        fields: span,
+        trace_id: 0,
+        span_id: 0,
+        parent_id: 0,
         name: "",
         kind: 0,
         start: 0,
@@ -606,6 +517,9 @@ fn span_fields<'a>(
     for field in span {
         let field = field?;
         match field.number {
+            1 => trace_id = field.bytes()?,
+            2 => span_id = field.bytes()?,
+            4 => parent = field.bytes()?,
             5 => out.name = field.text()?,
             6 => out.kind = field.int32()?,
             7 => out.start = field.fixed64()?,
@@ -636,7 +550,45 @@ fn span_fields<'a>(
             _ => {}
         }
     }
-    Ok(out)
+    let name = out.name;
+    let named = |e: String| format!("span {name:?}: {e}");
+    let Ok(trace_id) = <[u8; 16]>::try_from(trace_id) else {
+        let why = format!("trace_id has {} bytes, not 16", trace_id.len());
+        return Ok(Err(named(why)));
+    };
+    out.trace_id = u128::from_be_bytes(trace_id);
+    out.span_id = match id64(span_id, "span_id") {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(named(e))),
+    };
+    if out.trace_id == 0 || out.span_id == 0 {
+        return Ok(Err(named("an id is all zeroes".into())));
+    }
+    if !parent.is_empty() {
+        match id64(parent, "parent_span_id") {
+            Ok(id) => out.parent_id = id,
+            Err(e) => return Ok(Err(named(e))),
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Buffers reused from span to span.
+#[derive(Default)]
+struct Scratch<'a> {
+    name: String,
+    resource: String,
+    attributes: Vec<Attribute<'a>>,
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        KIND_SERVER => "server",
+        KIND_CLIENT => "client",
+        KIND_PRODUCER => "producer",
+        KIND_CONSUMER => "consumer",
+        _ => "internal",
+    }
 }
 
 /// The events of `span` (field 11), each as its fields.
@@ -670,7 +622,7 @@ fn write_common(
 /// what the mapping adds.
 fn write_span<'a>(
     sink: &mut ProtoSink<'_>,
-    valid: &Valid<'a>,
+    span: &SpanFields<'a>,
     group: &Group<'a>,
     common: &Common<'a>,
     scratch: &mut Scratch<'a>,
@@ -680,8 +632,6 @@ fn write_span<'a>(
         resource,
         attributes,
     } = scratch;
-    attributes.clear();
-    let span = span_fields(valid.fields, attributes)?;
     let kind_name = kind_name(span.kind);
     let library = if group.scope.0.is_empty() {
         "opentelemetry"
@@ -692,7 +642,7 @@ fn write_span<'a>(
     name.push_str(library);
     name.push('.');
     name.push_str(kind_name);
-    let resource = resource_name(&span, attributes, common, resource);
+    let resource = resource_name(span, attributes, common, resource);
     let r#type = match span.kind {
         KIND_SERVER => "web",
         KIND_CLIENT if common.meta_of(attributes, "db.system").is_some() => "db",
@@ -707,8 +657,8 @@ fn write_span<'a>(
     sink.span(0)?;
     sink.text(Text::Name, name.as_bytes(), 0)?;
     sink.text(Text::Resource, resource.as_bytes(), 0)?;
-    sink.id(Id::Span, valid.span_id, 0)?;
-    sink.id(Id::Parent, valid.parent_id, 0)?;
+    sink.id(Id::Span, span.span_id, 0)?;
+    sink.id(Id::Parent, span.parent_id, 0)?;
     sink.time(Time::Start, start, 0)?;
     sink.time(
         Time::Duration,
@@ -738,7 +688,7 @@ fn write_span<'a>(
     if error {
         put_meta(sink, "otel.status_description", span.status_message)?;
         put_meta(sink, "error.msg", span.status_message)?;
-        for event in events(valid.fields) {
+        for event in events(span.fields) {
             let event = event?;
             if event_name(event)? == "exception" {
                 for (key, value) in exception_meta(event)? {
@@ -749,7 +699,7 @@ fn write_span<'a>(
         }
     }
     if span.events > 0 {
-        put_meta(sink, "events", &events_json(valid.fields)?)?;
+        put_meta(sink, "events", &events_json(span.fields)?)?;
     }
 
     let mut overrides_pid = false;
