@@ -89,18 +89,24 @@ fn same_batch(batch: &SpanBatch, view: &BatchView, data: &[u8]) {
         next_span = read.spans.end;
     }
     assert_eq!(view.span_count(), next_span, "spans");
+    // Each span as the daemon reads it: its trace's `common` fields, then its own.
     let spans = batch
         .payloads
         .iter()
         .flat_map(|p| &p.traces)
-        .flat_map(|t| &t.spans);
-    for (span, read) in spans.zip(&view.spans) {
-        same_span(span, read, data);
+        .flat_map(|t| t.spans.iter().map(move |s| (s, t.common.as_ref())));
+    for ((span, common), read) in spans.zip(&view.spans) {
+        let mut merged = common.cloned().unwrap_or_default();
+        merged
+            .merge(span.encode_to_vec().as_slice())
+            .expect("a span merges into its trace's common span");
+        same_span(span, &merged, read, data);
     }
 }
 
-/// What the reader read of a span is what prost's `Span` says.
-fn same_span(span: &Span, read: &SpanView, data: &[u8]) {
+/// What the reader read of a span is what prost's `Span` says: its bytes are the span
+/// `own`, the rest is of `span`, `own` merged into its trace's common span.
+fn same_span(own: &Span, span: &Span, read: &SpanView, data: &[u8]) {
     let bytes = &data[read.bytes.clone()];
     let alone = Span::decode(bytes).expect("a span's bytes decode as a Span");
     let one = |s: &Span| {
@@ -109,7 +115,7 @@ fn same_span(span: &Span, read: &SpanView, data: &[u8]) {
             spans: vec![s.clone()],
         }])
     };
-    assert_eq!(one(&alone), one(span), "the span's bytes are the span");
+    assert_eq!(one(&alone), one(own), "the span's bytes are the span");
     assert_eq!(&data[read.service.clone()], span.service.as_bytes());
     assert_eq!(read.trace_id, span.trace_id);
     assert_eq!(read.start, span.start);

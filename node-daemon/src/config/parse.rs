@@ -133,6 +133,11 @@ pub fn log_level(raw: &str) -> Result<String, String> {
         "critical" => "error".to_string(),
         _ => level,
     };
+    // tracing-subscriber's parser can panic inside a multi-byte character; no level,
+    // target or field name needs one.
+    if !level.is_ascii() {
+        return Err("not a log level or filter: only ASCII is taken".into());
+    }
     tracing_subscriber::EnvFilter::try_new(&level)
         .map(|_| level)
         .map_err(|e| format!("not a log level or filter: {e}"))
@@ -141,6 +146,13 @@ pub fn log_level(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_with_a_multibyte_character_is_refused_not_a_panic() {
+        let e = log_level("\tq\t\u{fffd}\t=").unwrap_err();
+        assert!(e.contains("ASCII"), "{e}");
+        assert_eq!(log_level("Warning").as_deref(), Ok("warn"));
+    }
 
     #[test]
     fn booleans_in_any_case() {
