@@ -448,7 +448,7 @@ impl Delivery {
             let url = endpoint(&self.base, &batch.path);
             let headers = batch.request_headers();
             self.runtime
-                .block_on(self.client.post(&url, &headers, batch.body.clone()))
+                .block_on(self.client.post(&url, &headers, batch.body.clone(), 0))
                 .expect("the capture receiver takes every batch");
             self.queue.ack(record.id).unwrap();
         }

@@ -255,10 +255,14 @@ impl Sink {
             &format!("{name}.spans"),
             s.dropped_spans.load(Ordering::Relaxed),
         );
-        if let Answer::PartialSuccess { counted, .. } = self.spec.answer {
-            let refused = s.rejected_items.load(Ordering::Relaxed);
-            registry.set_drops(&format!("{name}.{counted}"), refused);
-        }
+        let refused = match self.spec.answer {
+            Answer::PartialSuccess { counted, .. } => {
+                let refused = s.rejected_items.load(Ordering::Relaxed);
+                registry.set_drops(&format!("{name}.{counted}"), refused);
+                Some((counted, refused))
+            }
+            Answer::Ignored => None,
+        };
         if s.failing.load(Ordering::Relaxed) {
             let error = s.last_error.lock().ignore_poison().clone();
             registry.record_unavailable(
@@ -278,9 +282,7 @@ impl Sink {
             ),
             ("queued_batches", queued),
         ];
-        if let Answer::PartialSuccess { counted, .. } = self.spec.answer {
-            values.push((counted, s.rejected_items.load(Ordering::Relaxed)));
-        }
+        values.extend(refused);
         values.extend_from_slice(extra);
         // The sink's last run is the last batch the receiver took.
         registry.record_at(
@@ -328,7 +330,7 @@ impl Sink {
             authorize(&mut url, &mut headers, &credentials, auth);
             let started = Instant::now();
             let outcome = tokio::select! {
-                outcome = client.post(&url, &headers, batch.body.clone()) => outcome,
+                outcome = client.post(&url, &headers, batch.body.clone(), self.spec.answer.kept()) => outcome,
                 _ = shutdown.wait() => return,
             };
             match outcome {

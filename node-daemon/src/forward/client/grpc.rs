@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hyper::{HeaderMap, Request};
 use url::Url;
 
-use super::{read_body, ReceiverClient, SendError, MAX_ANSWER_BODY, REQUEST_TIMEOUT};
+use super::{read_body, ReceiverClient, SendError, MAX_ERROR_BODY, REQUEST_TIMEOUT};
 use crate::config::otlp::percent_decode;
 use crate::config::secret::redact_url;
 
@@ -16,7 +16,7 @@ const RETRYABLE: [u32; 7] = [1, 4, 8, 10, 11, 14, 15];
 
 impl ReceiverClient {
     /// Calls `url`'s method with the message `body`; Ok with the answer's message (empty
-    /// when it was compressed or cut at [`MAX_ANSWER_BODY`]). A batch's
+    /// when it was compressed or longer than `keep` bytes framed). A batch's
     /// `Content-Encoding: gzip` becomes the frame's compressed flag and
     /// `grpc-encoding: gzip`; its `Content-Type` is gRPC's.
     pub(super) async fn unary(
@@ -24,6 +24,7 @@ impl ReceiverClient {
         url: &Url,
         headers: &[(&str, String)],
         body: Bytes,
+        keep: usize,
     ) -> Result<Bytes, SendError> {
         let shown = redact_url(url);
         let mut compressed = false;
@@ -50,7 +51,8 @@ impl ReceiverClient {
             .await?;
         let status = response.status();
         let head = response.headers().clone();
-        let answer = read_body(response.into_body(), REQUEST_TIMEOUT, MAX_ANSWER_BODY).await;
+        let kept = keep.max(MAX_ERROR_BODY);
+        let answer = read_body(response.into_body(), REQUEST_TIMEOUT, kept).await;
         if !status.is_success() {
             // Not a gRPC answer (a proxy's): sorted as HTTP.
             let message = format!("{shown}: HTTP {status}");

@@ -27,8 +27,9 @@ use crate::config::ApiKey;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an error answer is kept for the log.
 const MAX_ERROR_BODY: usize = 512;
-/// How much of an accepted answer is kept (for OTLP's partial success).
-const MAX_ANSWER_BODY: usize = 16 << 10;
+/// How much of an accepted answer a pipeline that reads it keeps (OTLP's partial
+/// success).
+pub(crate) const MAX_ANSWER_BODY: usize = 16 << 10;
 
 /// How a pipeline's requests carry the API key (added when sending, never stored).
 #[derive(Debug, Clone, Copy)]
@@ -157,22 +158,22 @@ impl ReceiverClient {
             .map_or(path, |(_, to)| to)
     }
 
-    /// POSTs `body` to `url` with `headers`; Ok with the answer's body (its first
-    /// [`MAX_ANSWER_BODY`] bytes) when the receiver answered 2xx. A gRPC client makes a
-    /// unary call of the message `body` instead (`grpc.rs`): Ok with the answer's message
-    /// when its `grpc-status` is 0.
+    /// POSTs `body` to `url` with `headers`; Ok with the answer's body (its first `keep`
+    /// bytes) when the receiver answered 2xx. A gRPC client makes a unary call of the
+    /// message `body` instead (`grpc.rs`): Ok with the answer's message when its
+    /// `grpc-status` is 0.
     pub async fn post(
         &self,
         url: &Url,
         headers: &[(&str, String)],
         body: Bytes,
+        keep: usize,
     ) -> Result<Bytes, SendError> {
         if self.grpc {
-            return self.unary(url, headers, body).await;
+            return self.unary(url, headers, body, keep).await;
         }
         let request = Request::post(url.as_str());
-        self.exchange(request, url, headers, body, MAX_ANSWER_BODY)
-            .await
+        self.exchange(request, url, headers, body, keep).await
     }
 
     /// A GET whose answer's body is kept up to `max_body` bytes.

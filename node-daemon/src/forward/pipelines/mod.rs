@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::client::Auth;
+use super::client::{Auth, MAX_ANSWER_BODY};
 use super::encode::intake::INTAKE_PATH;
 use super::encode::traces::split;
 use super::encode::{gzip_headers, gzip_json};
@@ -77,6 +77,16 @@ pub(crate) enum Answer {
         counted: &'static str,
         read: fn(&[u8]) -> Option<Refused>,
     },
+}
+
+impl Answer {
+    /// How much of an accepted answer the sender keeps for this.
+    pub(crate) fn kept(self) -> usize {
+        match self {
+            Answer::Ignored => 0,
+            Answer::PartialSuccess { .. } => MAX_ANSWER_BODY,
+        }
+    }
 }
 
 /// Where a pipeline's batches go: its sink, and the batcher all pipelines number theirs
