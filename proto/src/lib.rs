@@ -42,6 +42,9 @@ pub mod logging;
 /// Secrets kept in files, read the same way by both binaries.
 pub mod secret_file;
 
+/// Protobuf varints, for the hand-written readers of both binaries.
+pub mod varint;
+
 /// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sts_descriptor.bin"));

@@ -78,54 +78,8 @@ impl<'a> Reader<'a> {
 
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        match self.msg.get(self.pos) {
-            Some(&b) if b < 0x80 => {
-                self.pos += 1;
-                Ok(u64::from(b))
-            }
-            _ => self.multi_byte_varint(),
-        }
-    }
-
-    /// A varint of more than one byte (ids, times): unrolled while 10 bytes are left.
-    #[inline(always)]
-    fn multi_byte_varint(&mut self) -> Result<u64, WireError> {
-        let Some(bytes) = self.msg.get(self.pos..self.pos + 10) else {
-            return self.long_varint();
-        };
-        let mut value = 0u64;
-        for (i, &b) in bytes.iter().enumerate() {
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                if i == 9 && b > 1 {
-                    break;
-                }
-                self.pos += i + 1;
-                return Ok(value);
-            }
-        }
-        Err(error("a varint longer than 64 bits", self.at()))
-    }
-
-    #[inline(never)]
-    fn long_varint(&mut self) -> Result<u64, WireError> {
-        let start = self.at();
-        let mut value = 0u64;
-        for i in 0..10 {
-            let Some(&b) = self.msg.get(self.pos) else {
-                return Err(error("the message ends inside a varint", start));
-            };
-            self.pos += 1;
-            // The tenth byte holds the 64th bit only.
-            if i == 9 && b > 1 {
-                return Err(error("a varint longer than 64 bits", start));
-            }
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(error("a varint longer than 64 bits", start))
+        // On an error the position stays at the varint's start.
+        sts_proto::varint::read(self.msg, &mut self.pos).map_err(|e| error(e.what(), self.at()))
     }
 
     /// A field's number and wire type.

@@ -140,28 +140,7 @@ impl<'a> Fields<'a> {
 
     #[inline(always)]
     fn varint(&mut self) -> Option<u64> {
-        // Keys, lengths and enums: nearly always one byte.
-        match self.buf.get(self.at) {
-            Some(&b) if b < 0x80 => {
-                self.at += 1;
-                Some(u64::from(b))
-            }
-            _ => self.long_varint(),
-        }
-    }
-
-    #[inline(never)]
-    fn long_varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.buf.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
+        sts_proto::varint::read(self.buf, &mut self.at).ok()
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
